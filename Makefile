@@ -79,3 +79,7 @@ bench: $(PY_GEN_STAMP)
 
 clean:
 	rm -rf $(VENV) $(PY_GEN) tools/node_modules .pytest_cache .mypy_cache .ruff_cache .coverage
+
+# Client code generation, builds and tests for Go, Java, Node and Python live in
+# clients/clients.mk (targets proto-clients, clients-build, clients-test).
+-include clients/clients.mk
