@@ -1,0 +1,109 @@
+"""Parsers shared by messages, statuses and other fields: errors[] and the value's contacts[].
+
+Contacts are matched to an item by identity (``wa_id`` or ``user_id``), never by
+array position: Meta does not promise that contacts[i] belongs to messages[i], and
+in a batch of several senders the order differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wahook.core.jsonutil import (
+    JsonObject,
+    Malformed,
+    describe,
+    get_int,
+    get_obj,
+    get_str,
+    key_path,
+)
+from wahook.v1 import common_pb2
+
+
+def parse_error(obj: Any, where: str) -> common_pb2.WhatsAppError:
+    if obj.__class__ is not dict:
+        raise Malformed(f"{where}: expected an object, got {describe(obj)}")
+    err = common_pb2.WhatsAppError(
+        code=get_int(obj, "code", where),
+        title=get_str(obj, "title", where),
+        message=get_str(obj, "message", where),
+        href=get_str(obj, "href", where),
+    )
+    data = get_obj(obj, "error_data", where)
+    if data is not None:
+        err.details = get_str(data, "details", where + ".error_data")
+    return err
+
+
+def parse_errors(items: list[Any], where: str) -> list[common_pb2.WhatsAppError]:
+    return [parse_error(item, f"{where}[{i}]") for i, item in enumerate(items)]
+
+
+class ContactIndex:
+    """The value's ``contacts[]`` looked up by wa_id and by user id.
+
+    Built lazily on the first lookup, so a value whose items never ask pays nothing.
+    When two entries share a key the first wins, matching Meta's own order.
+    """
+
+    __slots__ = ("_by_user", "_by_wa", "_contacts", "_where")
+
+    def __init__(self, contacts: list[Any], where: str) -> None:
+        self._contacts = contacts
+        self._where = where
+        self._by_wa: dict[str, tuple[int, JsonObject]] | None = None
+        self._by_user: dict[str, tuple[int, JsonObject]] = {}
+
+    def _build(self) -> dict[str, tuple[int, JsonObject]]:
+        by_wa: dict[str, tuple[int, JsonObject]] = {}
+        for i, contact in enumerate(self._contacts):
+            # A contact that is not an object cannot identify anyone; items whose
+            # sender it might have been simply get no contact.
+            if contact.__class__ is not dict:
+                continue
+            wa_id = contact.get("wa_id")
+            if wa_id.__class__ is str and wa_id:
+                by_wa.setdefault(wa_id, (i, contact))
+            user_id = contact.get("user_id")
+            if user_id.__class__ is str and user_id:
+                self._by_user.setdefault(user_id, (i, contact))
+        self._by_wa = by_wa
+        return by_wa
+
+    def match(self, wa_id: str, user_id: str) -> common_pb2.Contact | None:
+        """The contact whose wa_id equals ``wa_id``, else whose user_id equals ``user_id``."""
+        if not self._contacts or not (wa_id or user_id):
+            return None
+        by_wa = self._by_wa if self._by_wa is not None else self._build()
+        found = by_wa.get(wa_id) if wa_id else None
+        if found is None and user_id:
+            found = self._by_user.get(user_id)
+        if found is None:
+            return None
+        index, contact = found
+        return parse_contact(contact, f"{self._where}[{index}]")
+
+
+def parse_contact(obj: JsonObject, where: str) -> common_pb2.Contact:
+    contact = common_pb2.Contact(
+        wa_id=get_str(obj, "wa_id", where),
+        user_id=get_str(obj, "user_id", where),
+        parent_user_id=get_str(obj, "parent_user_id", where),
+    )
+    profile = get_obj(obj, "profile", where)
+    if profile is not None:
+        contact.name = get_str(profile, "name", where + ".profile")
+        contact.username = get_str(profile, "username", where + ".profile")
+    return contact
+
+
+def get_errors(obj: JsonObject, key: str, where: str = "") -> list[common_pb2.WhatsAppError]:
+    """The ``errors`` array of an object, parsed; absent → []."""
+    value = obj.get(key)
+    if value is None:
+        return []
+    path = key_path(where, key)
+    if value.__class__ is not list:
+        raise Malformed(f"{path}: expected an array, got {describe(value)}")
+    return parse_errors(value, path)

@@ -1,0 +1,231 @@
+"""JSON helpers for the normaliser: strict body parsing, compact/canonical dumps, typed getters.
+
+The getters read one key of a JSON object and either return a Python value of the
+expected type (with JSON ``null`` and a missing key both meaning "absent") or raise
+``Malformed`` naming the key and what was wrong. ``Malformed`` never leaves
+``wahook.core``: the normaliser turns it into an EVENT_TYPE_MALFORMED event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from typing import Any, NoReturn
+
+from wahook.errors import PayloadError
+
+JsonObject = dict[str, Any]
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# google.protobuf.Timestamp cannot represent seconds after 9999-12-31T23:59:59Z;
+# Meta's times are Unix seconds, so negative values are junk too.
+MAX_TIMESTAMP = 253402300799
+
+# A pre-filter for escapes that may be lone UTF-16 surrogates ("\ud800" with no
+# partner). json.loads accepts them but the resulting str is not valid Unicode and
+# cannot be put in a protobuf string. Meta escapes emoji as surrogate *pairs*, which
+# json.loads joins correctly, so a hit here is only confirmed by the precise check.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class Malformed(Exception):
+    """An item cannot be normalised; ``reason`` says which key and why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _reject_constant(name: str) -> NoReturn:
+    # Python's json accepts NaN and Infinity; JSON (RFC 8259) and Meta do not.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_body(body: bytes) -> Any:
+    """Decode a webhook body as strict UTF-8 JSON, or raise PayloadError."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"body is not UTF-8: invalid byte at offset {exc.start}") from None
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise PayloadError("body is not usable JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, too many digits
+        raise PayloadError(f"body is not valid JSON: {exc}") from None
+    if _SURROGATE_ESCAPE.search(body) is not None:
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise PayloadError(
+                "body is not valid JSON text: a \\u escape is a lone UTF-16 surrogate"
+            ) from None
+    return doc
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON with non-ASCII text kept as-is (Event.raw_json)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def digest(value: Any) -> str:
+    """First 32 hex characters of the SHA-256 of the canonical JSON of ``value``.
+
+    Canonical: sorted keys, compact, ASCII-escaped, so the same content hashes the
+    same whatever key order or escaping Meta used on the wire.
+    """
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:32]
+
+
+def describe(value: Any) -> str:
+    """A short description of a JSON value for an error reason."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"string {json.dumps(shown, ensure_ascii=True)}"
+    if isinstance(value, int | float):
+        text = repr(value)
+        return f"number {text if len(text) <= 40 else text[:37] + '...'}"
+    if isinstance(value, dict):
+        return "an object"
+    return "an array"
+
+
+def _is_decimal(text: str) -> bool:
+    # ASCII digits only (str.isdigit also accepts e.g. Arabic-Indic digits), and short
+    # enough that int() cannot hit Python's 4300-digit conversion limit.
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
+
+
+def key_path(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def fail(where: str, key: str, expected: str, got: Any) -> NoReturn:
+    raise Malformed(f"{key_path(where, key)}: expected {expected}, got {describe(got)}")
+
+
+def get_str(obj: JsonObject, key: str, where: str = "") -> str:
+    """A string value; absent or null → ""."""
+    value = obj.get(key)
+    if value.__class__ is str:
+        return value
+    if value is None:
+        return ""
+    fail(where, key, "a string", value)
+
+
+def get_id(obj: JsonObject, key: str, where: str = "") -> str:
+    """An identifier Meta sends as a string or sometimes as a number → its decimal string."""
+    value = obj.get(key)
+    if value.__class__ is str:
+        return value
+    if value is None:
+        return ""
+    if value.__class__ is int:
+        return str(value)
+    fail(where, key, "a string or integer id", value)
+
+
+def require_id(obj: JsonObject, key: str, where: str = "") -> str:
+    """Like get_id, but absent or empty is malformed."""
+    value = get_id(obj, key, where)
+    if not value:
+        raise Malformed(f"{key_path(where, key)}: missing")
+    return value
+
+
+def require_str(obj: JsonObject, key: str, where: str = "") -> str:
+    """Like get_str, but absent or empty is malformed."""
+    value = get_str(obj, key, where)
+    if not value:
+        raise Malformed(f"{key_path(where, key)}: missing")
+    return value
+
+
+def get_bool(obj: JsonObject, key: str, where: str = "") -> bool | None:
+    """A boolean; absent or null → None."""
+    value = obj.get(key)
+    if value is None or value.__class__ is bool:
+        return value
+    fail(where, key, "true or false", value)
+
+
+def get_int(obj: JsonObject, key: str, where: str = "") -> int:
+    """An int64 sent as a number or a decimal string; absent or null → 0."""
+    value = obj.get(key)
+    if value is None:
+        return 0
+    if value.__class__ is int:
+        result: int = value
+    elif (value.__class__ is str and _is_decimal(value[1:] if value[:1] == "-" else value)) or (
+        value.__class__ is float and value.is_integer()
+    ):
+        result = int(value)
+    else:
+        fail(where, key, "an integer", value)
+    if not INT64_MIN <= result <= INT64_MAX:
+        fail(where, key, "an integer within 64 bits", value)
+    return result
+
+
+def get_float(obj: JsonObject, key: str, where: str = "") -> float:
+    """A number, or a numeric string; absent or null → 0.0."""
+    value = obj.get(key)
+    if value is None:
+        return 0.0
+    if value.__class__ is float:
+        return value
+    if value.__class__ is int or value.__class__ is str:
+        try:
+            result = float(value)
+        except (OverflowError, ValueError):
+            result = math.nan
+        if math.isfinite(result):
+            return result
+    fail(where, key, "a number", value)
+
+
+def get_obj(obj: JsonObject, key: str, where: str = "") -> JsonObject | None:
+    """A nested object; absent or null → None."""
+    value = obj.get(key)
+    if value is None or value.__class__ is dict:
+        return value
+    fail(where, key, "an object", value)
+
+
+def get_list(obj: JsonObject, key: str, where: str = "") -> list[Any]:
+    """An array; absent or null → []."""
+    value = obj.get(key)
+    if value.__class__ is list:
+        return value
+    if value is None:
+        return []
+    fail(where, key, "an array", value)
+
+
+def get_timestamp(obj: JsonObject, key: str, where: str = "") -> int | None:
+    """Unix seconds. Meta sends "1764000000" (a string) in most places and a plain
+    number in some; both become an int. Absent or null → None; anything else that is
+    not a whole number of seconds in Timestamp's range is malformed."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if value.__class__ is str and _is_decimal(value):
+        seconds = int(value)
+    elif value.__class__ is int:
+        seconds = value
+    elif value.__class__ is float and value.is_integer():
+        seconds = int(value)
+    else:
+        fail(where, key, "integer Unix seconds", value)
+    if not 0 <= seconds <= MAX_TIMESTAMP:
+        fail(where, key, "Unix seconds between 0 and 253402300799", value)
+    return seconds

@@ -1,0 +1,279 @@
+"""Webhook body bytes → the list of ``wahook.v1.Event`` it contains, in payload order.
+
+``normalize(body, received_at)`` walks every entry, every change and every item:
+Meta batches up to 1000 updates in one POST. Only a body that is not UTF-8 JSON, or
+whose top level is not an object, raises ``PayloadError``; a body for another
+product (``object`` other than "whatsapp_business_account") yields no events.
+Anything else that is wrong becomes an EVENT_TYPE_MALFORMED event at the level
+where it went wrong (entry, change, value or item), with a precise reason, the
+path, and the raw JSON; its neighbours are unaffected.
+
+Ids and dedupe keys come from ``wahook.core.ids`` (see there for why they are
+position-independent).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from wahook.core import ids
+from wahook.core.common import ContactIndex, get_errors
+from wahook.core.fields import WHOLE_VALUE_FIELDS, history_sync, user_preference
+from wahook.core.jsonutil import (
+    JsonObject,
+    Malformed,
+    describe,
+    digest,
+    dumps,
+    get_id,
+    get_list,
+    get_obj,
+    get_timestamp,
+    parse_body,
+    require_str,
+)
+from wahook.core.messages import parse_message
+from wahook.core.statuses import parse_status
+from wahook.errors import PayloadError
+from wahook.v1 import event_pb2
+
+E = event_pb2
+WHATSAPP_OBJECT = "whatsapp_business_account"
+
+# Per-item fields: the value key holding the items.
+_ITEM_KEYS = {
+    "messages": ("messages", "statuses"),
+    "smb_message_echoes": ("message_echoes",),
+    "user_preferences": ("user_preferences",),
+    "history": ("history",),
+}
+
+
+def normalize(body: bytes, received_at: float) -> list[event_pb2.Event]:
+    """Parse and normalise one webhook body received at ``received_at`` (Unix seconds)."""
+    doc = parse_body(body)
+    if doc.__class__ is not dict:
+        raise PayloadError(f"body is not a JSON object: its top level is {describe(doc)}")
+    if doc.get("object") != WHATSAPP_OBJECT:
+        return []
+    received = Timestamp()
+    received.FromNanoseconds(round(received_at * 1e9))
+    walker = _Walker(received)
+    entries = doc.get("entry")
+    if entries.__class__ is not list:
+        walker.malformed(doc, "", f"entry: expected an array, got {describe(entries)}")
+    else:
+        for i, entry in enumerate(entries):
+            walker.entry(entry, f"entry[{i}]")
+    return walker.events
+
+
+class _Walker:
+    """Collects the events of one body; holds the envelope of the change being walked."""
+
+    __slots__ = (
+        "contacts",
+        "display",
+        "entry_time",
+        "events",
+        "field",
+        "phone_number_id",
+        "received",
+        "waba_id",
+    )
+
+    def __init__(self, received: Timestamp) -> None:
+        self.received = received
+        self.events: list[event_pb2.Event] = []
+        self.waba_id = ""
+        self.entry_time: int | None = None
+        self.field = ""
+        self.phone_number_id = ""
+        self.display = ""
+        self.contacts: ContactIndex | None = None
+
+    # -- envelope ---------------------------------------------------------------
+
+    def emit(self, event: event_pb2.Event, key: str, raw: str, occurred: int | None) -> None:
+        event.id = ids.event_id(key)
+        event.dedupe_key = key
+        event.waba_id = self.waba_id
+        event.phone_number_id = self.phone_number_id
+        event.display_phone_number = self.display
+        event.field = self.field
+        event.raw_json = raw
+        event.received_time.CopyFrom(self.received)
+        if occurred is None:
+            occurred = self.entry_time
+        if occurred is not None:
+            event.occurred_time.seconds = occurred
+        self.events.append(event)
+
+    def malformed(self, item: Any, path: str, reason: str) -> None:
+        key = ids.malformed_key(self.field, self.waba_id, self.phone_number_id, digest(item))
+        event = event_pb2.Event(type=E.EVENT_TYPE_MALFORMED)
+        event.malformed.reason = reason
+        event.malformed.path = path
+        self.emit(event, key, dumps(item), None)
+
+    # -- levels -----------------------------------------------------------------
+
+    def entry(self, entry: Any, path: str) -> None:
+        self.waba_id = self.phone_number_id = self.display = self.field = ""
+        self.entry_time = None
+        if entry.__class__ is not dict:
+            self.malformed(entry, path, f"expected an object, got {describe(entry)}")
+            return
+        try:
+            waba_id = get_id(entry, "id")
+            entry_time = get_timestamp(entry, "time")
+            changes = get_list(entry, "changes")
+        except Malformed as exc:
+            self.malformed(entry, path, exc.reason)
+            return
+        for j, change in enumerate(changes):
+            self.waba_id, self.entry_time = waba_id, entry_time
+            self.phone_number_id = self.display = self.field = ""
+            self.change(change, f"{path}.changes[{j}]")
+
+    def change(self, change: Any, path: str) -> None:
+        if change.__class__ is not dict:
+            self.malformed(change, path, f"expected an object, got {describe(change)}")
+            return
+        try:
+            field = require_str(change, "field")
+        except Malformed as exc:
+            self.malformed(change, path, exc.reason)
+            return
+        self.field = field
+        value = change.get("value")
+        if value.__class__ is not dict:
+            self.malformed(change, path, f"value: expected an object, got {describe(value)}")
+            return
+        path += ".value"
+        try:
+            meta = get_obj(value, "metadata")
+            if meta is not None:
+                self.phone_number_id = get_id(meta, "phone_number_id", "metadata")
+                self.display = get_id(meta, "display_phone_number", "metadata")
+        except Malformed as exc:
+            self.malformed(value, path, exc.reason)
+            return
+        item_keys = _ITEM_KEYS.get(field)
+        if item_keys is not None:
+            self.items(value, item_keys, path)
+        else:
+            self.whole_value(value, path)
+
+    def whole_value(self, value: JsonObject, path: str) -> None:
+        known = WHOLE_VALUE_FIELDS.get(self.field)
+        event = event_pb2.Event()
+        if known is None:
+            # A field this version does not type: keep it whole, lose nothing.
+            event.type = E.EVENT_TYPE_CHANGE
+            event.change.field = self.field
+        else:
+            parser, attribute, event_type = known
+            try:
+                payload = parser(value)
+            except Malformed as exc:
+                self.malformed(value, path, exc.reason)
+                return
+            event.type = event_type
+            getattr(event, attribute).CopyFrom(payload)
+        key = ids.content_key(
+            self.field, self.waba_id, self.phone_number_id, self.entry_time, digest(value)
+        )
+        self.emit(event, key, dumps(value), None)
+
+    def items(self, value: JsonObject, item_keys: tuple[str, ...], path: str) -> None:
+        contacts = value.get("contacts")
+        if contacts is None:
+            self.contacts = None
+        elif contacts.__class__ is list:
+            self.contacts = ContactIndex(contacts, path + ".contacts")
+        else:
+            # Items can still be normalised, only without their contact.
+            self.contacts = None
+            self.malformed(
+                contacts, path + ".contacts", f"expected an array, got {describe(contacts)}"
+            )
+        # Walk the value's keys in payload order so events keep Meta's order.
+        for key in value:
+            if key in item_keys:
+                items = value[key]
+                if items.__class__ is not list:
+                    if items is not None:
+                        self.malformed(
+                            items, f"{path}.{key}", f"expected an array, got {describe(items)}"
+                        )
+                    continue
+                for k, item in enumerate(items):
+                    self.item(key, item, path, k)
+            elif key == "errors":
+                self.value_errors(value, path)
+
+    def value_errors(self, value: JsonObject, path: str) -> None:
+        # Errors Meta reports for the whole change (e.g. an outage for this number)
+        # come with no message or status to hang them on: they get their own event.
+        errors = value["errors"]
+        event = event_pb2.Event(type=E.EVENT_TYPE_VALUE_ERRORS)
+        try:
+            event.value_errors.errors.extend(get_errors(value, "errors"))
+        except Malformed as exc:
+            self.malformed(errors, path + ".errors", exc.reason)
+            return
+        event.value_errors.SetInParent()
+        key = ids.content_key(
+            "value_errors:" + self.field,
+            self.waba_id,
+            self.phone_number_id,
+            self.entry_time,
+            digest(errors),
+        )
+        self.emit(event, key, dumps(errors), None)
+
+    def item(self, kind: str, item: Any, path: str, k: int) -> None:
+        if item.__class__ is not dict:
+            self.malformed(item, f"{path}.{kind}[{k}]", f"expected an object, got {describe(item)}")
+            return
+        event = event_pb2.Event()
+        pnid = self.phone_number_id
+        try:
+            occurred = get_timestamp(item, "timestamp")
+            if kind == "messages":
+                event.type = E.EVENT_TYPE_MESSAGE
+                parse_message(event.message, item, self.contacts)
+                key = ids.message_key(pnid, event.message.id)
+            elif kind == "statuses":
+                event.type = E.EVENT_TYPE_STATUS
+                status = event.status
+                parse_status(status, item, self.contacts)
+                key = ids.status_key(
+                    pnid,
+                    status.id,
+                    status=status.status_name,
+                    timestamp=occurred,
+                    recipient_id=status.recipient_id,
+                    recipient_user_id=status.recipient_user_id,
+                    participant_id=status.recipient_participant_id,
+                )
+            elif kind == "message_echoes":
+                event.type = E.EVENT_TYPE_MESSAGE_ECHO
+                message = event.message_echo.message
+                parse_message(message, item, self.contacts, echo=True)
+                key = ids.echo_key(pnid, message.id)
+            else:
+                if kind == "user_preferences":
+                    event.type = E.EVENT_TYPE_USER_PREFERENCE
+                    event.user_preference.CopyFrom(user_preference(item, self.contacts))
+                else:  # history
+                    event.type = E.EVENT_TYPE_HISTORY_SYNC
+                    event.history_sync.CopyFrom(history_sync(item))
+                key = ids.content_key(self.field, self.waba_id, pnid, self.entry_time, digest(item))
+        except Malformed as exc:
+            self.malformed(item, f"{path}.{kind}[{k}]", exc.reason)
+            return
+        self.emit(event, key, dumps(item), occurred)

@@ -1,0 +1,74 @@
+"""X-Hub-Signature-256 verification: HMAC-SHA256 of the raw body against a keyring of app secrets.
+
+Meta signs the exact bytes it sends, which escape non-ASCII text as ``\\u00e9`` and
+slashes as ``\\/``; re-serialising the parsed JSON gives different bytes and a
+different digest, so callers must pass the body exactly as received. Several
+secrets are accepted at once (one per app sharing the endpoint, or old and new
+during a rotation); every comparison is constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from wahook.errors import ConfigError, SignatureError
+
+_PREFIX = "sha256="
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _key(secret: str | bytes) -> bytes:
+    return secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+
+
+def sign(body: bytes, secret: str | bytes) -> str:
+    """The header value Meta would send for ``body``: ``sha256=<64 lowercase hex>``."""
+    return _PREFIX + hmac.new(_key(secret), body, hashlib.sha256).hexdigest()
+
+
+class Keyring:
+    """The app secrets a signature may be made with. Never logs or shows them."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, secrets: Sequence[str | bytes]) -> None:
+        if isinstance(secrets, str | bytes):
+            # A lone string is a sequence of characters: surely a mistake.
+            raise ConfigError("Keyring takes a list of app secrets, not a single string")
+        keys = tuple(_key(secret) for secret in secrets)
+        if not keys:
+            raise ConfigError("no app secret configured: set at least one to verify signatures")
+        if any(not key for key in keys):
+            raise ConfigError("an app secret is empty")
+        self._keys = keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return f"Keyring(<{len(self._keys)} secret(s)>)"
+
+    def verify(self, body: bytes, header: str | None) -> None:
+        """Return if ``header`` is a valid signature of ``body`` by any secret; else raise
+        SignatureError saying whether it was missing, malformed or wrong."""
+        if header is None or not header.strip():
+            raise SignatureError("X-Hub-Signature-256 header is missing")
+        value = header.strip()
+        if not value[: len(_PREFIX)].lower() == _PREFIX:
+            raise SignatureError("X-Hub-Signature-256 is malformed: expected 'sha256=<hex>'")
+        hexpart = value[len(_PREFIX) :].lower()
+        if len(hexpart) != 64 or not _HEX_DIGITS.issuperset(hexpart):
+            raise SignatureError(
+                "X-Hub-Signature-256 is malformed: expected 64 hexadecimal digits after 'sha256='"
+            )
+        given = bytes.fromhex(hexpart)
+        matched = False
+        # Check every secret even after a match, so the time taken does not tell
+        # which secret (or how many) a forger got right.
+        for key in self._keys:
+            expected = hmac.new(key, body, hashlib.sha256).digest()
+            matched |= hmac.compare_digest(expected, given)
+        if not matched:
+            raise SignatureError("X-Hub-Signature-256 does not match the body for any app secret")

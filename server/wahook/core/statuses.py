@@ -1,0 +1,70 @@
+"""One ``statuses[]`` item → a ``wahook.v1.Status`` (delivery state of an outbound message)."""
+
+from __future__ import annotations
+
+from wahook.core.common import ContactIndex, get_errors
+from wahook.core.jsonutil import (
+    JsonObject,
+    Malformed,
+    get_bool,
+    get_id,
+    get_obj,
+    get_str,
+    get_timestamp,
+    require_id,
+)
+from wahook.v1 import status_pb2
+
+S = status_pb2
+
+_STATES = {
+    "sent": S.DELIVERY_STATE_SENT,
+    "delivered": S.DELIVERY_STATE_DELIVERED,
+    "read": S.DELIVERY_STATE_READ,
+    "played": S.DELIVERY_STATE_PLAYED,
+    "failed": S.DELIVERY_STATE_FAILED,
+}
+
+
+def parse_status(status: S.Status, s: JsonObject, contacts: ContactIndex | None) -> None:
+    """Fill ``status`` in place from one item; ``id`` and ``status`` are required."""
+    status.id = require_id(s, "id")
+    name = get_str(s, "status")
+    if not name:
+        raise Malformed("status: missing")
+    status.status_name = name
+    # Meta may add states (e.g. "deleted" in older versions); keep the name.
+    status.state = _STATES.get(name, S.DELIVERY_STATE_OTHER)
+    status.recipient_id = recipient_id = get_id(s, "recipient_id")
+    status.recipient_user_id = recipient_user_id = get_str(s, "recipient_user_id")
+    status.recipient_parent_user_id = get_str(s, "recipient_parent_user_id")
+    status.recipient_type = get_str(s, "recipient_type")
+    status.recipient_participant_id = get_id(s, "recipient_participant_id")
+    status.biz_opaque_callback_data = get_str(s, "biz_opaque_callback_data")
+    conversation = get_obj(s, "conversation")
+    if conversation is not None:
+        conv = status.conversation
+        conv.SetInParent()
+        conv.id = get_id(conversation, "id", "conversation")
+        expires = get_timestamp(conversation, "expiration_timestamp", "conversation")
+        if expires is not None:
+            conv.expiration_time.seconds = expires
+        origin = get_obj(conversation, "origin", "conversation")
+        if origin is not None:
+            conv.origin_type = get_str(origin, "type", "conversation.origin")
+    pricing = get_obj(s, "pricing")
+    if pricing is not None:
+        price = status.pricing
+        price.SetInParent()
+        billable = get_bool(pricing, "billable", "pricing")
+        if billable is not None:
+            price.billable = billable
+        price.pricing_model = get_str(pricing, "pricing_model", "pricing")
+        price.type = get_str(pricing, "type", "pricing")
+        price.category = get_str(pricing, "category", "pricing")
+    if "errors" in s:
+        status.errors.extend(get_errors(s, "errors"))
+    if contacts is not None:
+        contact = contacts.match(recipient_id, recipient_user_id)
+        if contact is not None:
+            status.contact.CopyFrom(contact)
