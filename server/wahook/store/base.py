@@ -40,7 +40,9 @@ class EventFilter:
     waba_ids: frozenset[str] = frozenset()
 
     def is_empty(self) -> bool:
-        return not (self.event_types or self.message_types or self.phone_number_ids or self.waba_ids)
+        return not (
+            self.event_types or self.message_types or self.phone_number_ids or self.waba_ids
+        )
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ class EventLog(Protocol):
         (every group's position is past them and none has them pending)."""
         ...
 
-    async def wait_for_append(self, after_sequence: int, timeout: float) -> bool:
+    async def wait_for_append(self, after_sequence: int, timeout: float) -> bool:  # noqa: ASYNC109
         """Wait until the head is past ``after_sequence`` or ``timeout`` seconds pass;
         True when it is past."""
         ...

@@ -1,0 +1,271 @@
+"""SqliteEventLog: the embedded EventLog, one SQLite file under the data directory.
+
+Writes go through one writer thread with group commit (store.sqlite_writer); reads run on
+a small pool of reader threads, each with its own connection. WAL lets those readers see
+the last committed state without waiting for the writer, so a long ListEvents never delays
+a webhook's commit, and the asyncio loop never waits on the disk. Durability settings
+and the schema are in store.sqlite_schema; the SQL in store.sqlite_ops.
+
+The log belongs to the event loop that opened it. Several processes (or several
+instances) may open the same file: SQLite's lock serialises their writers and the unique
+dedupe key keeps one copy of each event. wait_for_append() is woken only by appends made
+through this instance; callers poll with a timeout for anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from wahook.errors import InvalidArgumentError, LogUnavailableError
+from wahook.store import sqlite_ops as ops
+from wahook.store.base import (
+    AppendResult,
+    Delivery,
+    EventFilter,
+    GroupInfo,
+    StartPosition,
+    StatusRecord,
+)
+from wahook.store.sqlite_schema import connect, initialise
+from wahook.store.sqlite_writer import GroupCommitWriter, as_wahook_error
+from wahook.v1 import event_pb2
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SqliteMetrics:
+    """Counters since open, for /metrics and tests."""
+
+    commits: int  # transactions committed by the writer (one per group-commit batch)
+    write_jobs: int  # write operations committed (appends, fetches, acks, ...)
+    largest_batch: int  # most write operations committed in one transaction
+    appended_events: int  # events stored (duplicates excluded)
+    duplicate_events: int  # events not stored because their dedupe key was present
+
+
+class SqliteEventLog:
+    """The SQLite implementation of ``wahook.store.base.EventLog``. Use ``open``."""
+
+    def __init__(
+        self,
+        path: Path,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        writer_conn: sqlite3.Connection,
+        reader_conns: list[sqlite3.Connection],
+        head: int,
+        max_batch: int,
+    ) -> None:
+        self.path = path
+        self._loop = loop
+        self._head = head
+        self._head_changed = asyncio.Event()
+        self._closed = False
+        self._appended = 0
+        self._duplicates = 0
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._reader_conns = reader_conns
+        for conn in reader_conns:
+            self._readers.put(conn)
+        self._pool = ThreadPoolExecutor(
+            max_workers=len(reader_conns), thread_name_prefix="wahook-sqlite-read"
+        )
+        self._writer = GroupCommitWriter(
+            writer_conn, loop, max_batch=max_batch, read_head=ops.head, on_head=self._on_head
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout: float = 5.0,
+        max_batch: int = 1024,
+        readers: int = 2,
+    ) -> SqliteEventLog:
+        """Open (creating it and its directory if needed) the log file at ``path``.
+
+        ``busy_timeout``: seconds a write waits for another process's lock before it fails
+        with LogUnavailableError. ``max_batch``: most write operations committed in one
+        transaction. ``readers``: reader threads (and connections) for queries.
+        """
+        loop = asyncio.get_running_loop()
+
+        def open_sync() -> tuple[sqlite3.Connection, list[sqlite3.Connection], int]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = connect(path, busy_timeout=busy_timeout)
+            try:
+                initialise(writer)
+                head = ops.head(writer)
+                reader_conns = [
+                    connect(path, busy_timeout=busy_timeout, readonly=True)
+                    for _ in range(max(1, readers))
+                ]
+            except BaseException:
+                writer.close()
+                raise
+            return writer, reader_conns, head
+
+        try:
+            writer, reader_conns, head = await asyncio.to_thread(open_sync)
+        except (sqlite3.Error, OSError) as exc:
+            raise LogUnavailableError(f"cannot open the event log at {path}: {exc}") from exc
+        return cls(
+            path,
+            loop,
+            writer_conn=writer,
+            reader_conns=reader_conns,
+            head=head,
+            max_batch=max_batch,
+        )
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogUnavailableError("event log is closed")
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, appends: bool = False) -> T:
+        self._check_open()
+        return await self._writer.submit(fn, appends=appends)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+
+        def run() -> T:
+            conn = self._readers.get()
+            try:
+                # One read transaction: every statement of fn sees the same snapshot.
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    conn.execute("COMMIT")
+            finally:
+                self._readers.put(conn)
+
+        try:
+            return await self._loop.run_in_executor(self._pool, run)
+        except sqlite3.Error as exc:
+            raise as_wahook_error(exc) from exc
+        except RuntimeError as exc:  # the pool shut down under us: the log closed
+            raise LogUnavailableError("event log is closed") from exc
+
+    def _on_head(self, head: int) -> None:
+        if head > self._head:
+            self._head = head
+            changed, self._head_changed = self._head_changed, asyncio.Event()
+            changed.set()
+
+    def metrics(self) -> SqliteMetrics:
+        return SqliteMetrics(
+            commits=self._writer.commits,
+            write_jobs=self._writer.jobs,
+            largest_batch=self._writer.largest_batch,
+            appended_events=self._appended,
+            duplicate_events=self._duplicates,
+        )
+
+    # -- EventLog ------------------------------------------------------------------------
+
+    async def append(self, events: Sequence[event_pb2.Event]) -> AppendResult:
+        for i, event in enumerate(events):
+            if not event.dedupe_key:
+                raise InvalidArgumentError(f"events[{i}].dedupe_key is empty")
+        rows = [ops.prepare(event) for event in events]
+        result = await self._write(lambda conn: ops.append(conn, rows), appends=True)
+        self._appended += result.new_count
+        self._duplicates += len(rows) - result.new_count
+        return result
+
+    async def get(self, event_id: str) -> event_pb2.Event | None:
+        return await self._read(lambda conn: ops.get(conn, event_id))
+
+    async def list_events(
+        self, flt: EventFilter, after_sequence: int, until_sequence: int, limit: int
+    ) -> list[event_pb2.Event]:
+        return await self._read(
+            lambda conn: ops.list_events(conn, flt, after_sequence, until_sequence, limit)
+        )
+
+    async def head_sequence(self) -> int:
+        return await self._read(ops.head)
+
+    async def message_status(self, message_id: str) -> StatusRecord | None:
+        return await self._read(lambda conn: ops.message_status(conn, message_id))
+
+    async def create_group(
+        self, name: str, flt: EventFilter, start: StartPosition, now: float
+    ) -> GroupInfo:
+        return await self._write(lambda conn: ops.create_group(conn, name, flt, start, now))
+
+    async def fetch(
+        self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
+    ) -> list[Delivery]:
+        rows = await self._write(
+            lambda conn: ops.fetch(
+                conn, group, consumer, max_count=max_count, ack_deadline=ack_deadline, now=now
+            )
+        )
+        return [
+            Delivery(event=ops.to_event(r.sequence, r.data), attempt=r.attempt, deadline=r.deadline)
+            for r in rows
+        ]
+
+    async def ack(self, group: str, sequences: Sequence[int]) -> int:
+        seqs = list(sequences)
+        if not seqs:
+            return 0
+        return await self._write(lambda conn: ops.ack(conn, group, seqs))
+
+    async def nack(self, group: str, sequences: Sequence[int], redeliver_at: float) -> int:
+        seqs = list(sequences)
+        if not seqs:
+            return 0
+        return await self._write(lambda conn: ops.nack(conn, group, seqs, redeliver_at))
+
+    async def release(self, group: str, consumer: str, now: float) -> int:
+        return await self._write(lambda conn: ops.release(conn, group, consumer, now))
+
+    async def group_info(self, group: str) -> GroupInfo | None:
+        return await self._read(lambda conn: ops.group_info(conn, group))
+
+    async def prune(self, older_than: float) -> int:
+        return await self._write(lambda conn: ops.prune(conn, older_than))
+
+    async def wait_for_append(self, after_sequence: int, timeout: float) -> bool:  # noqa: ASYNC109 - the EventLog protocol's signature
+        self._check_open()
+        deadline = self._loop.time() + timeout
+        while self._head <= after_sequence:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0 or self._closed:
+                return False
+            changed = self._head_changed
+            try:
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+            except TimeoutError:
+                return self._head > after_sequence
+        return True
+
+    async def check_writable(self) -> None:
+        # An empty job still takes the write lock with BEGIN IMMEDIATE and commits.
+        await self._write(lambda conn: None)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._head_changed.set()  # wake waiters; they see the log closed
+        await self._writer.close()
+        self._pool.shutdown(wait=True)
+        for conn in self._reader_conns:
+            conn.close()

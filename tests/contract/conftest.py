@@ -1,0 +1,131 @@
+"""Backends the EventLog contract suite runs against, and event builders for it.
+
+A backend knows how to open a log instance on its store (again, for restarts and for a
+second instance racing the first) and how many commits it has made, if it batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from wahook.store.base import EventLog
+from wahook.store.sqlite import SqliteEventLog
+from wahook.v1 import event_pb2, message_pb2, status_pb2
+
+PHONE_ID = "15550100001"
+WABA_ID = "15550100900"
+
+
+class Backend(Protocol):
+    async def open(self) -> EventLog: ...
+
+    def commits(self, log: EventLog) -> int: ...
+
+
+class SqliteBackend:
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "data" / "events.sqlite3"
+
+    async def open(self) -> EventLog:
+        return await SqliteEventLog.open(self.path)
+
+    def commits(self, log: EventLog) -> int:
+        assert isinstance(log, SqliteEventLog)
+        return log.metrics().commits
+
+
+class Opened:
+    """Opens log instances for one test and closes every one of them at teardown."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.logs: list[EventLog] = []
+
+    async def open(self) -> EventLog:
+        log = await self.backend.open()
+        self.logs.append(log)
+        return log
+
+
+@pytest.fixture(params=["sqlite"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return SqliteBackend(tmp_path)
+    raise AssertionError(request.param)  # pragma: no cover
+
+
+@pytest.fixture
+async def opened(backend: Backend) -> AsyncIterator[Opened]:
+    o = Opened(backend)
+    yield o
+    for log in o.logs:
+        await log.close()
+
+
+@pytest.fixture
+async def event_log(opened: Opened) -> EventLog:
+    return await opened.open()
+
+
+def ts(seconds: float) -> dict[str, int]:
+    return {"seconds": int(seconds), "nanos": round((seconds - int(seconds)) * 1e9)}
+
+
+def message(
+    n: int,
+    *,
+    received: float | None = None,
+    phone_number_id: str = PHONE_ID,
+    waba_id: str = WABA_ID,
+    type_name: str = "text",
+) -> event_pb2.Event:
+    """An inbound message event with made-up ids; ``n`` makes it distinct."""
+    wamid = f"wamid.TEST{n:06d}"
+    key = f"message:{phone_number_id}:{wamid}"
+    mtype = message_pb2.MESSAGE_TYPE_TEXT if type_name == "text" else message_pb2.MESSAGE_TYPE_IMAGE
+    return event_pb2.Event(
+        id=f"evt_{n:032x}",
+        dedupe_key=key,
+        type=event_pb2.EVENT_TYPE_MESSAGE,
+        received_time=ts(1_700_000_000.0 + n if received is None else received),
+        occurred_time=ts(1_700_000_000 + n),
+        waba_id=waba_id,
+        phone_number_id=phone_number_id,
+        field="messages",
+        raw_json='{"id":"' + wamid + '"}',
+        message=message_pb2.Message(
+            id=wamid, type=mtype, type_name=type_name, **{"from": "15550101234"}
+        ),
+    )
+
+
+def status(
+    n: int,
+    message_id: str,
+    state: int,
+    occurred: int,
+    *,
+    errors: list[tuple[int, str]] | None = None,
+) -> event_pb2.Event:
+    """A status event for outbound message ``message_id``."""
+    name = status_pb2.DeliveryState.Name(state).removeprefix("DELIVERY_STATE_").lower()
+    return event_pb2.Event(
+        id=f"evt_{0x5000000 + n:032x}",
+        dedupe_key=f"status:{PHONE_ID}:{message_id}:{name}",
+        type=event_pb2.EVENT_TYPE_STATUS,
+        received_time=ts(1_700_000_000.0 + n),
+        occurred_time=ts(occurred),
+        waba_id=WABA_ID,
+        phone_number_id=PHONE_ID,
+        field="messages",
+        status=status_pb2.Status(
+            id=message_id,
+            state=state,  # type: ignore[arg-type]
+            status_name=name,
+            recipient_id="15550105678",
+            errors=[{"code": c, "title": t} for c, t in (errors or [])],
+        ),
+    )
