@@ -1,0 +1,250 @@
+"""The Python subscriber client: a consumer-group stream with acks and automatic reconnect.
+
+Copy it or import it::
+
+    async with Subscriber("127.0.0.1:50051", "billing", start="earliest") as sub:
+        async for delivery in sub:
+            handle(delivery.event)          # a typed wahook.v1.Event
+            await sub.ack(delivery)         # or: await sub.nack(delivery, delay=5.0)
+
+Delivery is at-least-once: an event is delivered again (``delivery.attempt`` > 1) when
+it was not acked before its deadline or its stream ended, so handle events
+idempotently by ``event.id``. On UNAVAILABLE or a dropped stream the subscriber
+reopens the stream for the same group after an exponential backoff with jitter
+(``backoff_initial`` doubling up to ``backoff_max``); the group resumes where it was.
+Errors that retrying cannot fix (INVALID_ARGUMENT, FAILED_PRECONDITION, ...) are
+raised from the iteration as ``grpc.aio.AioRpcError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from types import TracebackType
+from typing import Self
+
+import grpc
+from google.protobuf import duration_pb2
+
+from wahook.v1 import event_pb2, service_pb2, service_pb2_grpc
+
+log = logging.getLogger("wahook.client")
+
+# Worth reopening the stream for: the server went away, restarted, or shed load.
+RETRYABLE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+_Outgoing = tuple[int, float | None]  # (sequence, None: ack | nack delay in seconds)
+_Call = grpc.aio.StreamStreamCall[service_pb2.SubscribeRequest, service_pb2.SubscribeResponse]
+
+
+def start_position(start: str | service_pb2.StartPosition | None) -> service_pb2.StartPosition:
+    """ "earliest", "latest", "after:SEQ" or a StartPosition → StartPosition."""
+    if start is None or isinstance(start, service_pb2.StartPosition):
+        return start or service_pb2.StartPosition(earliest=True)
+    if start == "earliest":
+        return service_pb2.StartPosition(earliest=True)
+    if start == "latest":
+        return service_pb2.StartPosition(latest=True)
+    if start.startswith("after:"):
+        return service_pb2.StartPosition(after_sequence=int(start.removeprefix("after:")))
+    raise ValueError(f"start must be earliest, latest or after:SEQ, not {start!r}")
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
+
+
+class Subscriber:
+    """One member of a consumer group, reading a Subscribe stream.
+
+    Iterate it (once) for ``wahook.v1.Delivery`` messages; ack or nack each. ``stop()``
+    (or leaving ``async with``) sends the outstanding acks, closes the stream and ends
+    the iteration. A background task reads the stream into a small buffer (bounded by
+    ``max_in_flight``, which the server enforces) so that ``stop()`` can finish the
+    stream cleanly even while the caller is not iterating.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        group: str,
+        *,
+        filter: event_pb2.EventFilter | None = None,
+        start: str | service_pb2.StartPosition | None = None,
+        max_in_flight: int = 1000,
+        ack_deadline: float = 30.0,
+        max_batch_size: int = 0,
+        consumer_name: str = "",
+        credentials: grpc.ChannelCredentials | None = None,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 10.0,
+    ) -> None:
+        self.target = target
+        self.options = service_pb2.SubscribeOptions(
+            consumer_group=group,
+            consumer_name=consumer_name,
+            start=start_position(start),
+            filter=filter,
+            max_in_flight=max_in_flight,
+            ack_deadline=_duration(ack_deadline),
+            max_batch_size=max_batch_size,
+        )
+        self.credentials = credentials
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.reconnects = 0  # streams reopened after a drop (observability and tests)
+        self._unsent: list[_Outgoing] = []  # acks/nacks not yet written to a stream
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._inbox: asyncio.Queue[service_pb2.Delivery | BaseException | None] = asyncio.Queue()
+        self._channel: grpc.aio.Channel | None = None
+        self._call: _Call | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def start(self) -> None:
+        """Open the stream in the background (iterating does it too)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def __aiter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __anext__(self) -> service_pb2.Delivery:
+        if self._stopping.is_set() and self._inbox.empty():
+            raise StopAsyncIteration
+        item = await self._inbox.get()
+        if item is None:
+            self._inbox.put_nowait(None)  # keep answering "done" to later calls
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._inbox.put_nowait(item)
+            raise item
+        return item
+
+    async def ack(self, delivery: service_pb2.Delivery) -> None:
+        """Mark the delivery handled; it will not be delivered to this group again."""
+        self._unsent.append((delivery.event.sequence, None))
+        self._wakeup.set()
+
+    async def nack(self, delivery: service_pb2.Delivery, delay: float = 0.0) -> None:
+        """Ask for the delivery again, at once or after ``delay`` seconds."""
+        self._unsent.append((delivery.event.sequence, max(delay, 0.0)))
+        self._wakeup.set()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Send outstanding acks, half-close the stream and wait (up to ``grace`` seconds) for
+        the server to end it, then end the iteration. Deliveries received but not yet
+        handed to the caller are not acked, so the group gets them again."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            self._wakeup.set()
+            if self._task is not None:
+                done, _ = await asyncio.wait([self._task], timeout=grace)
+                if not done:
+                    self._task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await self._task
+            if self._channel is not None:
+                await self._channel.close()
+                self._channel = None
+        self._inbox.put_nowait(None)
+
+    def _open(self) -> _Call:
+        if self._channel is None:
+            if self.credentials is None:
+                self._channel = grpc.aio.insecure_channel(self.target)
+            else:
+                self._channel = grpc.aio.secure_channel(self.target, self.credentials)
+        stub = service_pb2_grpc.EventServiceStub(self._channel)
+        call: _Call = stub.Subscribe()
+        return call
+
+    async def _write_loop(self, call: _Call) -> None:
+        """Send the options, then acks and nacks as they come; half-close on stop."""
+        await call.write(service_pb2.SubscribeRequest(options=self.options))
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            items, self._unsent = self._unsent, []
+            req = service_pb2.SubscribeRequest()
+            for seq, delay in items:
+                if delay is None:
+                    req.ack_sequences.append(seq)
+                else:
+                    req.nacks.append(service_pb2.Nack(sequence=seq, delay=_duration(delay)))
+            if items:
+                try:
+                    await call.write(req)
+                except BaseException:
+                    # Not sent (stream gone or cancelled): keep them for the next stream.
+                    # A write that did go out is harmless to repeat (acks are idempotent).
+                    self._unsent[:0] = items
+                    raise
+            if self._stopping.is_set():
+                await call.done_writing()
+                return
+
+    def _backoff(self, failures: int) -> float:
+        # Equal jitter: half the exponential delay fixed, half random, so a fleet of
+        # subscribers dropped together does not reconnect in lockstep.
+        delay: float = min(self.backoff_max, self.backoff_initial * (2 ** min(failures, 30)))
+        return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 (jitter, not crypto)
+
+    async def _run(self) -> None:
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                call = self._call = self._open()
+                writer = asyncio.create_task(self._write_loop(call))
+                code = grpc.StatusCode.OK
+                try:
+                    async for response in call:
+                        failures = 0
+                        for delivery in response.deliveries:
+                            self._inbox.put_nowait(delivery)
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code()
+                    if code not in RETRYABLE and not self._stopping.is_set():
+                        self._inbox.put_nowait(exc)
+                        return
+                finally:
+                    if not call.done():
+                        call.cancel()
+                    writer.cancel()
+                    await asyncio.gather(writer, return_exceptions=True)
+                if self._stopping.is_set():
+                    return
+                log.info("subscribe stream ended (%s); reconnecting", code.name)
+                failures += 1
+                self.reconnects += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._backoff(failures - 1))
+        finally:
+            self._inbox.put_nowait(None)

@@ -1,0 +1,122 @@
+"""`wahook serve`: run the sidecar; flags mirror config.OPTIONS, `--dev` makes local credentials."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from wahook import config as cfg
+from wahook import tls
+from wahook.errors import WahookError
+
+
+def add_parser(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="run the webhook receiver and the gRPC event service",
+        description=(
+            "Receive WhatsApp Cloud API webhooks over HTTPS, store them durably and serve them "
+            "over gRPC. Every flag has a WAHOOK_* environment variable; flags win."
+        ),
+    )
+    for opt in cfg.OPTIONS:
+        default = f" (default {opt.default})" if opt.default not in (None, "0") else ""
+        text = f"{opt.help}{default} [${opt.env}]"
+        if opt.is_flag:
+            p.add_argument(opt.flag, dest=opt.name, action="store_true", default=None, help=text)
+        else:
+            p.add_argument(opt.flag, dest=opt.name, default=None, metavar="VALUE", help=text)
+        if opt.secret_file:
+            p.add_argument(
+                opt.flag + "-file",
+                dest=opt.name + "_file",
+                default=None,
+                metavar="PATH",
+                help=f"read {opt.flag[2:]} from a file [${opt.env}_FILE]",
+            )
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        help=(
+            "local development: generate (once, under DATA_DIR/dev/) an app secret, a verify "
+            "token and a self-signed certificate for localhost, print them, and serve HTTPS on "
+            "127.0.0.1"
+        ),
+    )
+    p.set_defaults(run=run)
+
+
+def ensure_dev_materials(data_dir: Path) -> dict[str, str]:
+    """Create (first time) and return the dev secret, token, certificate and key paths."""
+    dev = data_dir / cfg.DEV_DIR
+    dev.mkdir(parents=True, exist_ok=True)
+    secret_path, token_path = dev / cfg.DEV_SECRET_FILE, dev / cfg.DEV_TOKEN_FILE
+    cert_path, key_path = dev / cfg.DEV_CERT_FILE, dev / cfg.DEV_KEY_FILE
+    for path in (secret_path, token_path):
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(16) + "\n")
+    if not (cert_path.exists() and key_path.exists()):
+        tls.generate_self_signed(cert_path, key_path)
+    return {
+        "app_secret": secret_path.read_text().strip(),
+        "verify_token": token_path.read_text().strip(),
+        "tls_cert": str(cert_path),
+        "tls_key": str(key_path),
+        "http_host": "127.0.0.1",
+    }
+
+
+def _print_dev_banner(dev: dict[str, str], data_dir: Path) -> None:
+    # The one place wahook prints a secret: these are throwaway local credentials the
+    # developer needs to paste into Meta's dashboard or a test; production secrets
+    # come from WAHOOK_APP_SECRET / *_FILE and are never printed or logged.
+    d = data_dir / cfg.DEV_DIR
+    print(
+        "wahook serve --dev: local credentials (DEV ONLY, kept in "
+        f"{d}/; flags and WAHOOK_* variables override them)\n"
+        f"  app secret:    {dev['app_secret']}\n"
+        f"  verify token:  {dev['verify_token']}\n"
+        f"  certificate:   {dev['tls_cert']} (self-signed for localhost and 127.0.0.1)\n"
+        "  try:           wahook send text   and   wahook tail --group demo",
+        flush=True,
+    )
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    env = os.environ
+    flags = vars(args)
+    try:
+        dev_defaults = None
+        if args.dev:
+            data_dir = Path(flags.get("data_dir") or env.get("WAHOOK_DATA_DIR") or "./var")
+            dev_defaults = ensure_dev_materials(data_dir)
+            _print_dev_banner(dev_defaults, data_dir)
+        config = cfg.load(flags, env, dev=args.dev, dev_defaults=dev_defaults)
+    except WahookError as exc:
+        print(f"wahook serve: {exc.message}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    # Imported after the config is known good: tornado and grpc are slow to import.
+    from wahook.runtime import serve  # noqa: PLC0415
+
+    try:
+        return asyncio.run(serve(config))
+    except WahookError as exc:
+        print(f"wahook serve: {exc.message}", file=sys.stderr)
+        return 1

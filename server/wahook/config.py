@@ -1,0 +1,298 @@
+"""The sidecar's configuration: one frozen Config built from flags, WAHOOK_* variables and files.
+
+Precedence, highest first: command-line flags, ``WAHOOK_*`` environment variables,
+``--dev`` defaults (generated under the data directory), built-in defaults. A secret
+(``app_secret``, ``verify_token``) may also come from a file (``*_FILE``); a value and
+a file for the same secret at the same level is an error rather than a silent pick.
+
+The environment is passed in as a Mapping (never read from ``os.environ`` here) so
+tests and embedders decide what the sidecar sees. Secrets are wrapped in ``Secret``,
+whose repr and str never show the value, so a logged Config leaks nothing.
+
+``OPTIONS`` is the single table of settings: ``wahook serve`` builds its flags from it
+and the README's configuration table is copied from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wahook.errors import ConfigError
+
+MIB = 1024 * 1024
+
+# Files `wahook serve --dev` keeps under the data directory; `wahook send` reads them.
+DEV_DIR = "dev"
+DEV_SECRET_FILE = "app_secret"  # noqa: S105 (a file name, not a secret)
+DEV_TOKEN_FILE = "verify_token"  # noqa: S105 (a file name, not a secret)
+DEV_CERT_FILE = "cert.pem"
+DEV_KEY_FILE = "key.pem"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class Secret:
+    """A secret string that does not show itself in repr, str or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself; call only where it is used (HMAC key, comparison)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        # Equality lets frozen Configs compare in tests; it is not used on request paths.
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def parse_duration(text: str) -> float:
+    """ "7d", "12h", "30m", "45s" or plain seconds → seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 7d, 12h, 30m, 45s)")
+    scale = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def parse_bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use 1 or 0)")
+
+
+def parse_port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range: {port}")
+    return port
+
+
+def parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmM]i?[bB]?)?\s*", text)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use bytes, or e.g. 512KiB, 4MiB)")
+    unit = (m.group(2) or "").lower()[:1]
+    value = int(m.group(1)) * {"": 1, "k": 1024, "m": MIB}[unit]
+    if value < 1:
+        raise ValueError("size must be at least 1 byte")
+    return value
+
+
+def parse_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"unknown log level {text!r} (one of {', '.join(LOG_LEVELS)})")
+    return level
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its Config attribute, flag, environment variable, default and meaning."""
+
+    name: str
+    env: str
+    default: str | None
+    help: str
+    parse: Callable[[str], Any] = str
+    is_flag: bool = False  # a boolean switch: `--x` on the command line, `=1` in the environment
+    secret_file: bool = False  # also readable from a file: --NAME-file / ENV_FILE
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("app_secret", "WAHOOK_APP_SECRET", None,
+           "Meta App Secret(s) that sign webhooks; comma-separated for rotation or several apps",
+           secret_file=True),
+    Option("verify_token", "WAHOOK_VERIFY_TOKEN", None,
+           "token Meta echoes in the GET /webhook verification; unset: verification answers 403",
+           secret_file=True),
+    Option("http_host", "WAHOOK_HTTP_HOST", "0.0.0.0",  # noqa: S104 (Meta must reach the webhook)
+           "address of the webhook listener (Meta must reach it); --dev: 127.0.0.1"),
+    Option("http_port", "WAHOOK_HTTP_PORT", "8443", "webhook listener port (0: any free port)",
+           parse_port),
+    Option("grpc_host", "WAHOOK_GRPC_HOST", "127.0.0.1",
+           "address of the gRPC EventService (loopback: only the pod's containers)"),
+    Option("grpc_port", "WAHOOK_GRPC_PORT", "50051", "gRPC port (0: any free port)", parse_port),
+    Option("data_dir", "WAHOOK_DATA_DIR", "./var", "directory of the event log (and --dev files)"),
+    Option("tls_cert", "WAHOOK_TLS_CERT", None, "PEM certificate chain for HTTPS"),
+    Option("tls_key", "WAHOOK_TLS_KEY", None, "PEM private key for HTTPS"),
+    Option("insecure_http", "WAHOOK_INSECURE_HTTP", "0",
+           "serve plain HTTP (only behind a TLS-terminating proxy); logged at WARNING",
+           parse_bool, is_flag=True),
+    Option("max_body_bytes", "WAHOOK_MAX_BODY_BYTES", "4MiB",
+           "largest webhook body accepted; larger gets 413 (Meta sends up to 3 MB)", parse_size),
+    Option("retention", "WAHOOK_RETENTION", "7d",
+           "prune events older than this once every group acked them (e.g. 7d, 12h)",
+           parse_duration),
+    Option("log_level", "WAHOOK_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR", parse_level),
+    Option("dev_no_signature", "WAHOOK_DEV_NO_SIGNATURE", "0",
+           "DEV ONLY: skip the X-Hub-Signature-256 check (warns on every request)",
+           parse_bool, is_flag=True),
+)  # fmt: skip
+
+OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `wahook serve` needs, validated. Secrets are ``Secret`` values."""
+
+    app_secrets: tuple[Secret, ...]
+    verify_token: Secret | None
+    http_host: str
+    http_port: int
+    grpc_host: str
+    grpc_port: int
+    data_dir: Path
+    tls_cert: Path | None
+    tls_key: Path | None
+    insecure_http: bool
+    max_body_bytes: int
+    retention: float
+    log_level: str
+    dev_no_signature: bool
+    dev: bool = False
+
+    @property
+    def http_scheme(self) -> str:
+        return "http" if self.insecure_http else "https"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "events.sqlite3"
+
+
+def _read_secret_file(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} file {path!r}: {exc.strerror}") from None
+
+
+def _secret_at_level(
+    opt: Option, value: object | None, file_value: object | None, level: str
+) -> str | None:
+    """The secret given at one level (flags or environment), from its value or its file."""
+    if value not in (None, "") and file_value not in (None, ""):
+        src = (
+            f"{opt.flag} and {opt.flag}-file"
+            if level == "flags"
+            else f"{opt.env} and {opt.env}_FILE"
+        )
+        raise ConfigError(f"both {src} are set; set only one")
+    if value not in (None, ""):
+        return str(value)
+    if file_value not in (None, ""):
+        return _read_secret_file(str(file_value), opt.env + "_FILE")
+    return None
+
+
+def _raw_value(
+    opt: Option, flags: Mapping[str, Any], env: Mapping[str, str], dev_defaults: Mapping[str, str]
+) -> tuple[str | None, str]:
+    """The winning raw text of a setting and where it came from (for error messages)."""
+    if opt.secret_file:
+        got = _secret_at_level(opt, flags.get(opt.name), flags.get(opt.name + "_file"), "flags")
+        if got is not None:
+            return got, opt.flag
+        got = _secret_at_level(opt, env.get(opt.env), env.get(opt.env + "_FILE"), "env")
+        if got is not None:
+            return got, opt.env
+    else:
+        flag_value = flags.get(opt.name)
+        if opt.is_flag and flag_value:
+            return "1", opt.flag
+        if not opt.is_flag and flag_value is not None:
+            return str(flag_value), opt.flag
+        if env.get(opt.env) not in (None, ""):
+            return env[opt.env], opt.env
+    if opt.name in dev_defaults:
+        return dev_defaults[opt.name], "--dev"
+    return opt.default, "default"
+
+
+def load(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    dev: bool = False,
+    dev_defaults: Mapping[str, str] | None = None,
+) -> Config:
+    """Build and validate the Config. ``flags`` maps option names (and ``<secret>_file``)
+    to values, None when not given; ``env`` is the process environment."""
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw, source = _raw_value(opt, flags, env, dev_defaults or {})
+        if raw is None:
+            values[opt.name] = None
+            continue
+        try:
+            values[opt.name] = opt.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    secrets = tuple(Secret(s.strip()) for s in (values["app_secret"] or "").split(",") if s.strip())
+    if not secrets and not values["dev_no_signature"]:
+        raise ConfigError(
+            "no app secret: set WAHOOK_APP_SECRET (or WAHOOK_APP_SECRET_FILE, or --app-secret) to "
+            "your Meta app's App Secret (App settings > Basic), or run `wahook serve --dev` to try "
+            "it locally with a generated one"
+        )
+    cert, key = values["tls_cert"], values["tls_key"]
+    if bool(cert) != bool(key):
+        raise ConfigError("set both WAHOOK_TLS_CERT and WAHOOK_TLS_KEY (or neither)")
+    if not values["insecure_http"] and not cert:
+        raise ConfigError(
+            "HTTPS needs a certificate: set WAHOOK_TLS_CERT and WAHOOK_TLS_KEY (PEM files), or "
+            "WAHOOK_INSECURE_HTTP=1 when a TLS-terminating proxy sits in front, or use --dev"
+        )
+    token = values["verify_token"]
+    return Config(
+        app_secrets=secrets,
+        verify_token=Secret(token) if token else None,
+        http_host=values["http_host"],
+        http_port=values["http_port"],
+        grpc_host=values["grpc_host"],
+        grpc_port=values["grpc_port"],
+        data_dir=Path(values["data_dir"]),
+        tls_cert=Path(cert) if cert else None,
+        tls_key=Path(key) if key else None,
+        insecure_http=values["insecure_http"],
+        max_body_bytes=values["max_body_bytes"],
+        retention=values["retention"],
+        log_level=values["log_level"],
+        dev_no_signature=values["dev_no_signature"],
+        dev=dev,
+    )
+
+
+def config_table_markdown() -> str:
+    """The README's configuration table, generated from OPTIONS."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for o in OPTIONS:
+        flag = f"`{o.flag}`" + (f", `{o.flag}-file`" if o.secret_file else "")
+        env = f"`{o.env}`" + (f", `{o.env}_FILE`" if o.secret_file else "")
+        default = f"`{o.default}`" if o.default is not None else "—"
+        rows.append(f"| {flag} | {env} | {default} | {o.help} |")
+    return "\n".join(rows)

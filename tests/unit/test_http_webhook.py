@@ -1,0 +1,236 @@
+"""The /webhook handler on a real Tornado server with a real SqliteEventLog.
+
+GET answers Meta's verification; POST verifies, normalises, appends, and answers 200
+only after the append; every refusal has its status and stores nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+
+from conftest import APP_SECRET, VERIFY_TOKEN, HttpFront, sign
+from wahook import samples
+from wahook.errors import LogUnavailableError
+from wahook.store.base import AppendResult, EventFilter
+from wahook.v1 import event_pb2
+
+
+async def stored(front: HttpFront) -> list[event_pb2.Event]:
+    return await front.event_log.list_events(EventFilter(), 0, 0, 10_000)
+
+
+def query(**params: str) -> str:
+    return "/webhook?" + urllib.parse.urlencode({f"hub.{k}": v for k, v in params.items()})
+
+
+# -- GET: verification ----------------------------------------------------------------
+
+
+async def test_challenge_with_right_token_is_echoed_verbatim(http_front: HttpFront) -> None:
+    # Leading zeros and spaces survive: the challenge is echoed as received, not parsed.
+    challenge = "00123 456"
+    r = await http_front.fetch(
+        query(mode="subscribe", verify_token=VERIFY_TOKEN, challenge=challenge)
+    )
+    assert r.code == 200
+    assert r.body == challenge.encode()
+    assert r.headers["Content-Type"].startswith("text/plain")
+
+
+async def test_challenge_with_wrong_token_is_403_and_not_echoed(http_front: HttpFront) -> None:
+    r = await http_front.fetch(query(mode="subscribe", verify_token="nope", challenge="1158201444"))
+    assert r.code == 403
+    assert b"1158201444" not in r.body
+    assert json.loads(r.body)["error"] == "VerificationError"
+
+
+async def test_challenge_with_wrong_mode_is_403(http_front: HttpFront) -> None:
+    r = await http_front.fetch(
+        query(mode="unsubscribe", verify_token=VERIFY_TOKEN, challenge="1158201444")
+    )
+    assert r.code == 403
+    assert b"1158201444" not in r.body
+
+
+async def test_challenge_without_parameters_is_403(http_front: HttpFront) -> None:
+    r = await http_front.fetch("/webhook")
+    assert r.code == 403
+
+
+# -- POST: accepted ---------------------------------------------------------------------
+
+
+async def test_signed_post_is_stored_before_200(http_front: HttpFront) -> None:
+    body = samples.body("text")
+    r = await http_front.post_webhook(body)
+    assert r.code == 200, r.body
+    assert json.loads(r.body) == {"received": 1, "new": 1}
+    events = await stored(http_front)
+    assert len(events) == 1
+    assert events[0].WhichOneof("payload") == "message"
+    assert events[0].message.text.body == "Hello from wahook send"
+    assert events[0].sequence == 1
+
+
+async def test_same_post_again_is_200_and_stores_nothing_new(http_front: HttpFront) -> None:
+    body = samples.body("image")
+    first = await http_front.post_webhook(body)
+    again = await http_front.post_webhook(body)
+    assert json.loads(first.body) == {"received": 1, "new": 1}
+    assert again.code == 200
+    assert json.loads(again.body) == {"received": 1, "new": 0}
+    assert len(await stored(http_front)) == 1
+
+
+async def test_concurrent_copies_store_one_event(http_front: HttpFront) -> None:
+    body = samples.body("location")
+    answers = await asyncio.gather(*(http_front.post_webhook(body) for _ in range(10)))
+    assert [a.code for a in answers] == [200] * 10
+    assert sum(json.loads(a.body)["new"] for a in answers) == 1
+    assert len(await stored(http_front)) == 1
+
+
+async def test_non_whatsapp_object_is_200_with_no_events(http_front: HttpFront) -> None:
+    body = b'{"object":"page","entry":[]}'
+    r = await http_front.post_webhook(body)
+    assert r.code == 200
+    assert json.loads(r.body) == {"received": 0, "new": 0}
+    assert await stored(http_front) == []
+
+
+# -- POST: refused ----------------------------------------------------------------------
+
+
+async def test_missing_signature_is_401_and_stores_nothing(http_front: HttpFront) -> None:
+    r = await http_front.post_webhook(samples.body("text"), signature=None)
+    assert r.code == 401
+    assert json.loads(r.body)["error"] == "SignatureError"
+    assert await stored(http_front) == []
+
+
+async def test_wrong_signature_is_401_and_stores_nothing(http_front: HttpFront) -> None:
+    body = samples.body("text")
+    r = await http_front.post_webhook(body, signature=sign(body, "another-secret"))
+    assert r.code == 401
+    assert await stored(http_front) == []
+
+
+async def test_signature_of_other_bytes_is_401(http_front: HttpFront) -> None:
+    # Same JSON, different bytes: the signature covers the raw body, not its meaning.
+    body = samples.body("text")
+    reencoded = json.dumps(json.loads(body)).encode()
+    r = await http_front.post_webhook(reencoded, signature=sign(body))
+    assert r.code == 401
+    assert await stored(http_front) == []
+
+
+async def test_malformed_signature_is_401(http_front: HttpFront) -> None:
+    for bad in ("sha1=abc", "sha256=zz", "sha256=" + "0" * 63, "garbage"):
+        r = await http_front.post_webhook(samples.body("text"), signature=bad)
+        assert r.code == 401, bad
+    assert await stored(http_front) == []
+
+
+async def test_invalid_json_is_400_and_stores_nothing(http_front: HttpFront) -> None:
+    body = b'{"object": "whatsapp_business_account", "entry": ['
+    r = await http_front.post_webhook(body)
+    assert r.code == 400
+    assert json.loads(r.body)["error"] == "PayloadError"
+    assert await stored(http_front) == []
+
+
+async def test_signature_checked_before_json(http_front: HttpFront) -> None:
+    # An unsigned garbage body is a 401, not a 400: nothing about it is parsed.
+    r = await http_front.post_webhook(b"not json", signature=None)
+    assert r.code == 401
+
+
+async def test_oversized_body_is_413_and_stores_nothing(http_front: HttpFront) -> None:
+    body = json.dumps({"object": "whatsapp_business_account", "pad": "x" * 70_000}).encode()
+    r = await http_front.post_webhook(body)
+    assert r.code == 413
+    assert json.loads(r.body)["error"] == "PayloadTooLargeError"
+    assert await stored(http_front) == []
+
+
+async def test_oversized_length_refused_before_body_is_sent(http_front: HttpFront) -> None:
+    # Only the headers go out: the 413 must come without waiting for 10 MB of body.
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_front.port)
+    writer.write(
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Hub-Signature-256: sha256=" + b"0" * 64 + b"\r\nContent-Length: 10485760\r\n\r\n"
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 413"), head
+    assert await stored(http_front) == []
+
+
+async def test_chunked_oversized_body_is_413(http_front: HttpFront) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_front.port)
+    chunk = b"x" * 30_000
+    req = b"POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for _ in range(3):
+        req += b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+    writer.write(req + b"0\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 413"), head
+
+
+async def test_other_methods_are_405(http_front: HttpFront) -> None:
+    for method in ("PUT", "DELETE", "PATCH"):
+        r = await http_front.fetch("/webhook", method, body=b"{}")
+        assert r.code == 405, method
+        assert json.loads(r.body)["error"] == "HTTPError"
+    assert await stored(http_front) == []
+
+
+async def test_closed_log_is_503(http_front: HttpFront) -> None:
+    await http_front.event_log.close()
+    r = await http_front.post_webhook(samples.body("text"))
+    assert r.code == 503
+    assert json.loads(r.body)["error"] == "LogUnavailableError"
+
+
+class FailingLog:
+    """Fake for the failure path only: the store raises something unexpected."""
+
+    async def append(self, events: object) -> AppendResult:
+        raise OSError("disk on fire")
+
+    async def check_writable(self) -> None:
+        raise LogUnavailableError("disk on fire")
+
+
+async def test_unexpected_store_failure_is_503_without_detail(http_front: HttpFront) -> None:
+    http_front.deps.event_log = FailingLog()  # type: ignore[assignment]
+    r = await http_front.post_webhook(samples.body("text"))
+    assert r.code == 503
+    assert b"disk on fire" not in r.body
+
+
+async def test_draining_refuses_new_posts_with_503(http_front: HttpFront) -> None:
+    http_front.deps.draining = True
+    r = await http_front.post_webhook(samples.body("text"))
+    assert r.code == 503
+    assert await stored(http_front) == []
+
+
+async def test_every_sample_kind_is_accepted(http_front: HttpFront) -> None:
+    for kind in samples.KINDS:
+        r = await http_front.post_webhook(samples.body(kind))
+        assert r.code == 200, (kind, r.body)
+        assert json.loads(r.body)["new"] >= 1, kind
+    events = await stored(http_front)
+    assert len(events) == len(samples.KINDS)
+    assert not [e for e in events if e.WhichOneof("payload") == "malformed"]
+
+
+async def test_secret_never_in_responses(http_front: HttpFront) -> None:
+    r = await http_front.post_webhook(samples.body("text"), signature="sha256=" + "1" * 64)
+    assert APP_SECRET.encode() not in r.body
