@@ -1,0 +1,1 @@
+"""The wahook benchmark suites (run by bench/run.py)."""

@@ -1,0 +1,157 @@
+"""Turns a results dict into the Markdown table `make bench` prints, each issue-5 target judged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _get(d: dict[str, Any], *path: str) -> Any:
+    cur: Any = d
+    for key in path:
+        if not isinstance(cur, dict) or key not in cur:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def _verdict(ok: bool | None, note: str = "") -> str:
+    base = "n/a" if ok is None else ("met" if ok else "NOT met")
+    return f"{base} {note}".strip()
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(target, figure, threshold, verdict) for each issue-5 target that was measured."""
+    rows: list[tuple[str, str, str, str]] = []
+    ratio = _get(r, "throughput", "ratio", "wahook/bare")
+    if ratio is not None:
+        rps = _get(r, "throughput", "median_rps")
+        fig = f"{ratio:.2f}x ({rps.get('wahook')} vs {rps.get('bare')} POSTs/s)"
+        rows.append(("ingest vs bare Tornado", fig, ">= 0.90x", _verdict(ratio >= 0.9)))
+    lat = _get(r, "open_loop", "servers", "wahook", "latency_ms")
+    if lat is not None:
+        rate = _get(r, "open_loop", "rate")
+        rows.append(
+            (f"ack p99 @ {rate:g}/s", f"{lat['p99']} ms", "< 5 ms", _verdict(lat["p99"] < 5))
+        )
+        rows.append(
+            (
+                f"ack p99.9 @ {rate:g}/s",
+                f"{lat['p99.9']} ms",
+                "< 20 ms",
+                _verdict(lat["p99.9"] < 20),
+            )
+        )
+    e2e = _get(r, "e2e", "subscriber_latency_ms")
+    if e2e is not None:
+        rate = _get(r, "e2e", "rate")
+        fig = f"p50 {e2e['p50']} ms, p99 {e2e['p99']} ms"
+        rows.append(
+            (f"POST -> subscriber @ {rate:g}/s", fig, "p99 < 10 ms", _verdict(e2e["p99"] < 10))
+        )
+    catchup = _get(r, "backlog", "catchup")
+    if catchup:
+        default = catchup.get("default_batch", {}).get("events_per_s", 0.0)
+        big = catchup.get("batch_4096", {}).get("events_per_s", 0.0)
+        fig = f"{default:,.0f}/s (batch 4096: {big:,.0f}/s)"
+        note = "" if default >= 100_000 or big < 100_000 else "(only with batch 4096)"
+        rows.append(
+            ("catch-up, one subscriber", fig, ">= 100,000/s", _verdict(default >= 100_000, note))
+        )
+    groups = _get(r, "groups", "ratio")
+    if groups is not None:
+        g = r["groups"]
+        fig = f"{groups:.2f}x ({g['with_groups_rps']} vs {g['no_subscriber_rps']} POSTs/s)"
+        rows.append(("ingest with 4 groups reading", fig, ">= 0.90x", _verdict(groups >= 0.9)))
+    soak = r.get("soak")
+    if soak and "growth_after_warmup_pct" in soak:
+        g = soak["growth_after_warmup_pct"]
+        fig = f"{soak['rss_mib_warm']} -> {soak['rss_mib_end']} MiB ({g:+.1f}%)"
+        short = "" if soak["seconds"] >= 600 else f"(soak {soak['seconds']:g} s, target is 600 s)"
+        rows.append(
+            (f"RSS flat @ {soak['rate']:g}/s", fig, "within 10%", _verdict(abs(g) <= 10, short))
+        )
+    bl = r.get("backlog")
+    if bl and "rss_mib_peak" in bl:
+        n = bl["events"]
+        small = "" if n >= 1_000_000 else f"(backlog {n:,}, target is 1,000,000)"
+        fig = f"peak {bl['rss_mib_peak']} MiB"
+        rows.append(
+            (
+                "RSS, stalled subscriber + backlog",
+                fig,
+                "< 200 MB",
+                _verdict(bl["rss_mib_peak"] < 190.7, small),
+            )
+        )
+    norm = _get(r, "normalize", "events_per_s")
+    if norm is not None:
+        rows.append(("normaliser alone, one core", f"{norm:,.0f} events/s", "(figure)", "reported"))
+    return rows
+
+
+def render(r: dict[str, Any]) -> str:
+    lines = [f"# wahook bench {r['machine']['date']}", ""]
+    m = r["machine"]
+    lines.append(f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}, {m['kernel']}.")
+    lines.append(f"Mode: {'smoke' if r.get('smoke') else 'full'}; options: {r.get('options', {})}")
+    lines += [
+        "",
+        "## Targets (issue 5)",
+        "",
+        "| target | figure | threshold | verdict |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets(r)]
+    tp = r.get("throughput")
+    if tp and "median_rps" in tp:
+        lines += [
+            "",
+            f"## Closed-loop max (wrk, {tp['connections']} connections, {tp['seconds']:g} s a run)",
+            "",
+        ]
+        lines += ["| server | median POSTs/s | rounds | x bare |", "|---|---|---|---|"]
+        for k, v in tp["median_rps"].items():
+            rounds = ", ".join(str(row[k]) for row in tp["rounds"])
+            rel = tp["ratio"].get(f"{k}/bare", 1.0 if k == "bare" else "")
+            lines.append(f"| {k} | {v} | {rounds} | {rel} |")
+    ol = r.get("open_loop")
+    if ol and "servers" in ol:
+        lines += [
+            "",
+            f"## Open-loop {ol['rate']:g} POSTs/s for {ol['seconds']:g} s (ms from intended send)",
+            "",
+        ]
+        lines += [
+            "| server | p50 | p90 | p99 | p99.9 | max | non-200 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for k, v in ol["servers"].items():
+            lt = v["latency_ms"]
+            lines.append(
+                f"| {k} | {lt['p50']} | {lt['p90']} | {lt['p99']} | {lt['p99.9']} | {lt['max']} "
+                f"| {v['errors']} |"
+            )
+    bl = r.get("backlog")
+    if bl and "preload" in bl:
+        pre = bl["preload"]
+        lines += ["", "## Backlog", ""]
+        lines.append(
+            f"Preloaded {pre['events']:,} statuses in {pre['posts']} POSTs at "
+            f"{pre['events_per_s']:,.0f} events/s "
+            f"({pre['failures']} failed); RSS idle {bl['rss_mib_idle']} MiB, after backlog "
+            f"{bl['rss_mib_after_backlog']} MiB, peak {bl['rss_mib_peak']} MiB."
+        )
+        for label, c in bl.get("catchup", {}).items():
+            lines.append(
+                f"- catch-up {label}: {c['events']:,} events, {c['events_per_s']:,.0f}/s, "
+                f"mean batch {c['mean_batch']}, first batch after {c['first_batch_s']} s"
+            )
+    prof = r.get("profile")
+    if prof and prof.get("self_pct"):
+        lines += ["", f"## Profile (py-spy, {prof['samples']} samples, self time)", ""]
+        lines += [f"- {pct}% {name}" for name, pct in prof["self_pct"][:12]]
+        lines += ["", "Inclusive:", ""]
+        lines += [f"- {pct}% {name}" for name, pct in prof["inclusive_pct"][:15]]
+    for name, err in r.get("errors", {}).items():
+        lines.append(f"\nSuite {name} failed: {err}")
+    return "\n".join(lines) + "\n"

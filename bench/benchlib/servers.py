@@ -1,0 +1,193 @@
+"""Servers under test as real processes pinned to the server core: two baselines, `wahook serve`.
+
+wahook runs with plain HTTP (``WAHOOK_INSECURE_HTTP=1``) like the baselines, so that TLS cost,
+which is the same for every receiver, does not dominate the comparison.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchlib.tools import BENCH, REPO, SERVER_CORE, pinned
+
+BASELINES = {
+    "bare": BENCH / "baselines" / "bare_tornado.py",
+    "hmac_json": BENCH / "baselines" / "hmac_json_tornado.py",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wahook_bin() -> Path:
+    return Path(sys.executable).parent / "wahook"
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+@dataclass
+class Server:
+    """A running server process; ``url`` is its POST /webhook address."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    http_port: int
+    grpc_port: int = 0
+    data_dir: Path | None = None
+    log_path: Path | None = None
+    _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/webhook"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def rss_mib(self) -> float:
+        """Resident size of the server and any children it started, in MiB."""
+        pids = [self.proc.pid]
+        for pid in pids:
+            pids += _children(pid)
+        return sum(_rss_kib(p) for p in pids) / 1024
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM (wahook drains), then SIGKILL if it does not exit within 10 s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def _wait_ready(server: Server, path: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(
+                f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}"
+            )
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=2)
+            conn.request("GET", path)
+            status = conn.getresponse().status
+            conn.close()
+            # Baselines answer 405 to GET /webhook: that still proves they serve.
+            if status < 500:
+                return
+            last = f"HTTP {status}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"{server.name} not ready after {timeout}s ({last}):\n{server.log_tail()}")
+
+
+def _spawn(
+    name: str, argv: list[str], env: dict[str, str], log_dir: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = log_dir / f"{name}-{int(time.time() * 1000)}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            pinned(SERVER_CORE, argv), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+        )
+    return proc, log_path
+
+
+def start_baseline(kind: str, secret: str, log_dir: Path) -> Server:
+    """One of the Tornado baselines ("bare", "hmac_json") on a free port."""
+    port = free_port()
+    argv = [sys.executable, str(BASELINES[kind]), "--port", str(port), "--secret", secret]
+    proc, log_path = _spawn(kind, argv, dict(os.environ), log_dir)
+    server = Server(name=kind, proc=proc, http_port=port, log_path=log_path)
+    _wait_ready(server, "/webhook")
+    return server
+
+
+def start_wahook(secret: str, log_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
+    """`wahook serve` on free ports, plain HTTP, SQLite in a fresh data directory."""
+    tmp = tempfile.TemporaryDirectory(prefix="wahook-bench-")
+    http_port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "WAHOOK_APP_SECRET": secret,
+        "WAHOOK_VERIFY_TOKEN": "bench-verify-token",
+        "WAHOOK_HTTP_HOST": "127.0.0.1",
+        "WAHOOK_HTTP_PORT": str(http_port),
+        "WAHOOK_GRPC_PORT": str(grpc_port),
+        "WAHOOK_GRPC_HOST": "127.0.0.1",
+        "WAHOOK_DATA_DIR": tmp.name,
+        "WAHOOK_INSECURE_HTTP": "1",
+        **(extra_env or {}),
+    }
+    proc, log_path = _spawn("wahook", [str(wahook_bin()), "serve"], env, log_dir)
+    server = Server(
+        name="wahook",
+        proc=proc,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        data_dir=Path(tmp.name),
+        log_path=log_path,
+        _tmp=tmp,
+    )
+    _wait_ready(server, "/readyz")
+    return server
+
+
+def start(kind: str, secret: str, log_dir: Path) -> Server:
+    return (
+        start_wahook(secret, log_dir) if kind == "wahook" else start_baseline(kind, secret, log_dir)
+    )
+
+
+def wahook_available() -> bool:
+    """True when `wahook serve` exists (the sidecar has landed)."""
+    try:
+        proc = subprocess.run(
+            [str(wahook_bin()), "serve", "--help"], capture_output=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0

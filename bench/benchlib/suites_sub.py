@@ -1,0 +1,116 @@
+"""The subscriber- and memory-side suites: end-to-end latency, backlog with a stalled subscriber and
+catch-up, RSS over a soak, and the core engineer's normaliser micro-benchmark."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from typing import Any
+
+from benchlib import tools
+from benchlib.common import Ctx, RssSampler, Subscriber, preload
+from benchlib.servers import start
+
+
+def e2e_latency(ctx: Ctx, rate: float, seconds: float, warmup: float) -> dict[str, Any]:
+    """Open-loop POSTs at ``rate``; a subscriber measures arrival - event.received_time."""
+    server = start("wahook", ctx.secret, ctx.log_dir)
+    try:
+        sub = Subscriber(server, "latency", "e2e-probe", seconds + 3, warmup=warmup)
+        sub.wait_ready()
+        load = tools.run_loadgen(
+            server.url, ctx.bodies, rate, seconds, warmup, 0, ctx.run_id, ctx.secret
+        )
+        probe = sub.result()
+    finally:
+        server.stop()
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "subscriber_latency_ms": probe["latency_ms"],
+        "events_measured": probe["measured"],
+        "events_delivered": probe["events"],
+        "mean_batch": probe["mean_batch"],
+        "ack_latency_ms": {k: round(v / 1000, 3) for k, v in load["latency_us"].items()},
+        "post_errors": load["sent"] - load["ok"],
+    }
+
+
+def backlog(ctx: Ctx, events: int, per_post: int = 200) -> dict[str, Any]:
+    """A stalled subscriber holds a stream open while ``events`` are stored; RSS sampled throughout.
+    Then fresh groups catch up on the whole backlog: server default batch and the maximum (4096)."""
+    server = start("wahook", ctx.secret, ctx.log_dir)
+    result: dict[str, Any] = {"events": events}
+    try:
+        rss_idle = server.rss_mib()
+        with RssSampler(server) as sampler:
+            stalled = Subscriber(server, "stall", "stalled", 3600)
+            stalled.wait_ready()
+            result["preload"] = preload(server, ctx, events, per_post)
+            time.sleep(2)
+            result["rss_mib_after_backlog"] = round(server.rss_mib(), 1)
+            catchups = {}
+            for label, batch in (("default_batch", 0), ("batch_4096", 4096)):
+                sub = Subscriber(
+                    server, "catchup", f"catchup-{label}", 600, count=events, batch=batch
+                )
+                sub.wait_ready()
+                catchups[label] = sub.result(timeout=900)
+        stalled.proc.kill()
+        stalled.proc.wait()
+        result["rss_mib_idle"] = round(rss_idle, 1)
+        result["rss_mib_peak"] = round(sampler.peak(), 1)
+        result["catchup"] = catchups
+    finally:
+        server.stop()
+    return result
+
+
+def soak(ctx: Ctx, rate: float, seconds: float) -> dict[str, Any]:
+    """Open-loop POSTs at ``rate`` for ``seconds`` (distinct bodies throughout); RSS every second.
+    Flatness compares the end with the size once warmed up (after the first sixth, at most 60 s)."""
+    server = start("wahook", ctx.secret, ctx.log_dir)
+    try:
+        with RssSampler(server, interval=1.0) as sampler:
+            load = tools.run_loadgen(
+                server.url, ctx.bodies, rate, seconds, 0, 0, ctx.run_id, ctx.secret
+            )
+    finally:
+        server.stop()
+    samples = sampler.samples
+    warm_t = min(seconds / 6, 60.0)
+    warm = next((r for t, r in samples if t >= warm_t), samples[0][1])
+    end = samples[-1][1]
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "rss_mib_start": round(samples[0][1], 1),
+        "rss_mib_warm": round(warm, 1),
+        "rss_mib_end": round(end, 1),
+        "rss_mib_peak": round(sampler.peak(), 1),
+        "growth_after_warmup_pct": round(100 * (end - warm) / warm, 1) if warm else 0.0,
+        "post_errors": load["sent"] - load["ok"],
+        "ack_latency_ms": {k: round(v / 1000, 3) for k, v in load["latency_us"].items()},
+        "series_mib": [round(r, 1) for _, r in samples[:: max(1, len(samples) // 60)]],
+    }
+
+
+def normalize(ctx: Ctx) -> dict[str, Any]:
+    """Runs bench/bench_normalize.py (the core engineer's) on the server core; keeps its figure."""
+    script = tools.BENCH / "bench_normalize.py"
+    if not script.exists():
+        return {"error": "bench/bench_normalize.py not present"}
+    proc = subprocess.run(
+        tools.pinned(tools.SERVER_CORE, [sys.executable, str(script)]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tools.REPO,
+    )
+    output = (proc.stdout + proc.stderr).strip()
+    found = re.findall(r"([\d,_.]+)\s*(?:normali[sz]ed\s+)?events?/s", output)
+    figure = float(found[-1].replace(",", "").replace("_", "")) if found else None
+    return {"returncode": proc.returncode, "events_per_s": figure, "output": output[-1500:]}

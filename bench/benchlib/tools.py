@@ -1,0 +1,137 @@
+"""External load tools: installs wrk and py-spy when missing, builds the Go open-loop tool.
+
+Every tool is installed by this module on first use (apt for wrk, pip into the venv for py-spy,
+`go build` for bench/loadgen), so `make bench` works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent.parent
+REPO = BENCH.parent
+LOADGEN_SRC = BENCH / "loadgen"
+WRK_SCRIPT = BENCH / "lua" / "signed_bodies.lua"
+TOOLS_DIR = BENCH / "results" / ".bin"
+
+# The load runs on core 0 and the server on core 1 so they never steal each other's cycles.
+LOAD_CORE = "0"
+SERVER_CORE = "1"
+
+
+def pinned(core: str, argv: list[str]) -> list[str]:
+    """``argv`` run on one core when taskset exists and the machine has that core."""
+    if shutil.which("taskset") and (os.cpu_count() or 1) > int(core):
+        return ["taskset", "-c", core, *argv]
+    return argv
+
+
+def ensure_wrk() -> str:
+    """Path of wrk, installing Debian's package first when it is missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("bench: wrk missing, installing it with apt-get", file=sys.stderr, flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
+    found = shutil.which("wrk")
+    if not found:
+        raise RuntimeError("wrk is still missing after apt-get install")
+    return found
+
+
+def ensure_loadgen() -> Path:
+    """The open-loop generator binary, rebuilt when its source is newer."""
+    binary = TOOLS_DIR / "loadgen"
+    sources = [*LOADGEN_SRC.glob("*.go"), LOADGEN_SRC / "go.mod"]
+    newest = max(p.stat().st_mtime for p in sources)
+    if binary.exists() and binary.stat().st_mtime >= newest:
+        return binary
+    TOOLS_DIR.mkdir(parents=True, exist_ok=True)
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    subprocess.run([go, "build", "-o", str(binary), "."], cwd=LOADGEN_SRC, check=True)
+    return binary
+
+
+def ensure_py_spy() -> str:
+    """Path of py-spy, pip-installing it into the running venv when missing."""
+    candidate = Path(sys.executable).parent / "py-spy"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("py-spy")
+    if found:
+        return found
+    print("bench: py-spy missing, installing it with pip", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True)
+    return str(candidate)
+
+
+def run_wrk(
+    url: str, bodies: Path, seconds: float, connections: int = 50, threads: int = 1
+) -> dict[str, Any]:
+    """Closed-loop at max: wrk cycling pre-signed bodies; returns the script's JSON plus ``rps``."""
+    wrk = ensure_wrk()
+    argv = pinned(
+        LOAD_CORE,
+        [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(WRK_SCRIPT),
+            url,
+            "--",
+            str(bodies),
+            str(threads),
+        ],
+    )
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            result: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+            errors = sum(v for k, v in result.items() if k.startswith("errors_"))
+            good = result["requests"] - errors
+            result["rps"] = good / (result["duration_us"] / 1e6)
+            result["errors"] = errors
+            return result
+    raise RuntimeError(f"wrk printed no result:\n{proc.stdout}\n{proc.stderr}")
+
+
+def run_loadgen(
+    url: str,
+    bodies: Path,
+    rate: float,
+    seconds: float,
+    warmup: float = 0.0,
+    offset: int = 0,
+    run_id: str = "",
+    secret: str = "",
+) -> dict[str, Any]:
+    """Open-loop at a fixed rate, latency from the intended send time (microseconds)."""
+    argv = pinned(
+        LOAD_CORE,
+        [
+            str(ensure_loadgen()),
+            f"-url={url}",
+            f"-bodies={bodies}",
+            f"-rate={rate}",
+            f"-duration={seconds}s",
+            f"-warmup={warmup}s",
+            f"-offset={offset}",
+            f"-run={run_id}",
+        ],
+    )
+    env = {**os.environ, "WAHOOK_BENCH_SECRET": secret}
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True, env=env)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result

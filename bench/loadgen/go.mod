@@ -1,0 +1,3 @@
+module wahook.dev/bench/loadgen
+
+go 1.22

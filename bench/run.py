@@ -1,0 +1,168 @@
+"""`make bench`: runs the wahook benchmark suites, writes bench/results/ and prints the table.
+
+Servers run pinned to core 1, load tools and subscribers to core 0 (this process too). Each suite
+catches its own failure so one broken part does not hide the others' figures; the exit code is 1 if
+any failed.
+See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import payloads, report, servers, suites_http, suites_sub, tools
+from benchlib.common import Ctx
+
+SUITES = ["throughput", "open_loop", "e2e", "groups", "backlog", "soak", "profile", "normalize"]
+NEEDS_WAHOOK = {"e2e", "groups", "backlog", "soak", "profile"}
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "git": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--suites", default=",".join(SUITES), help=f"comma list of {SUITES}")
+    p.add_argument("--servers", default="bare,hmac_json,wahook", help="for throughput / open_loop")
+    p.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per server")
+    p.add_argument("--seconds", type=float, default=10, help="length of one closed-loop run")
+    p.add_argument("--rate", type=float, default=1000, help="open-loop POSTs/s")
+    p.add_argument("--latency-seconds", type=float, default=12)
+    p.add_argument("--latency-rounds", type=int, default=1)
+    p.add_argument("--warmup", type=float, default=2, help="unmeasured start of open-loop runs")
+    p.add_argument("--group-rounds", type=int, default=2)
+    p.add_argument("--backlog", type=int, default=200_000, help="events; the target is 1000000")
+    p.add_argument("--soak-seconds", type=float, default=60, help="the target is 600")
+    p.add_argument("--soak-rate", type=float, default=500)
+    p.add_argument("--profile-seconds", type=float, default=10)
+    p.add_argument("--out", type=Path, default=tools.BENCH / "results")
+    p.add_argument("--smoke", action="store_true", help="about a second of each load (tests)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.seconds, args.rate, args.latency_seconds = 1, 1, 200, 1
+        args.warmup, args.group_rounds, args.backlog = 0, 1, 2000
+        args.soak_seconds, args.soak_rate, args.profile_seconds = 2, 100, 1
+    return args
+
+
+def run_suite(name: str, ctx: Ctx, args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+    if name == "throughput":
+        return suites_http.throughput(ctx, names, args.rounds, args.seconds)
+    if name == "open_loop":
+        return suites_http.open_loop(
+            ctx, names, args.rate, args.latency_seconds, args.warmup, args.latency_rounds
+        )
+    if name == "e2e":
+        return suites_sub.e2e_latency(ctx, args.rate, args.latency_seconds, args.warmup)
+    if name == "groups":
+        return suites_http.ingest_with_groups(ctx, args.group_rounds, args.seconds)
+    if name == "backlog":
+        return suites_sub.backlog(ctx, args.backlog)
+    if name == "soak":
+        return suites_sub.soak(ctx, args.soak_rate, args.soak_seconds)
+    if name == "profile":
+        return suites_http.profile(ctx, args.profile_seconds)
+    if name == "normalize":
+        return suites_sub.normalize(ctx)
+    raise ValueError(f"unknown suite {name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # The orchestrator (preloading, sampling) belongs with the load, off the server's core.
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {int(tools.LOAD_CORE)})
+    wanted = [s.strip() for s in args.suites.split(",") if s.strip()]
+    names = [s.strip() for s in args.servers.split(",") if s.strip()]
+    out: Path = args.out
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    log_dir = out / "logs" / stamp
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    has_wahook = servers.wahook_available()
+    if not has_wahook:
+        print("bench: `wahook serve` is not available; running the baselines only", flush=True)
+        names = [n for n in names if n != "wahook"]
+        wanted = [s for s in wanted if s not in NEEDS_WAHOOK]
+
+    tools.ensure_wrk()
+    tools.ensure_loadgen()
+    secret = secrets.token_hex(16)
+    run_id = secrets.token_hex(4)
+    bodies = out / "bodies.txt"
+    # Enough distinct bodies that a closed-loop run at ~9,000 POSTs/s never repeats one.
+    count = 2000 if args.smoke else int(min(150_000, max(20_000, 9_000 * args.seconds)))
+    t0 = time.monotonic()
+    mix = payloads.write_signed_file(bodies, count, secret, run_id)
+    warm = out / "bodies-warmup.txt"
+    payloads.write_signed_file(warm, 1000 if args.smoke else 10_000, secret, secrets.token_hex(4))
+    print(f"bench: {count} signed bodies in {time.monotonic() - t0:.1f}s, mix {mix}", flush=True)
+
+    ctx = Ctx(
+        secret=secret,
+        run_id=run_id,
+        bodies=bodies,
+        body_count=count,
+        warm_bodies=warm,
+        events_per_body=payloads.events_per_body(mix),
+        out_dir=out,
+        log_dir=log_dir,
+        smoke=args.smoke,
+    )
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "smoke": args.smoke,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "mix": mix,
+        "errors": {},
+    }
+    for name in wanted:
+        t = time.monotonic()
+        print(f"bench: {name} ...", flush=True)
+        try:
+            results[name] = run_suite(name, ctx, args, names)
+        except Exception as exc:
+            results["errors"][name] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        print(f"bench: {name} done in {time.monotonic() - t:.0f}s", flush=True)
+
+    table = report.render(results)
+    (out / f"results-{stamp}.json").write_text(json.dumps(results, indent=2))
+    (out / f"results-{stamp}.md").write_text(table)
+    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    (out / "latest.md").write_text(table)
+    print(table)
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
