@@ -1,0 +1,134 @@
+"""/healthz, /readyz, /metrics, access logs and HTTPS of the webhook front."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import tornado.httpclient
+import tornado.netutil
+from conftest import APP_SECRET, VERIFY_TOKEN, Certs, HttpFront, sign
+from wahook import samples, tls
+from wahook.core.signature import Keyring
+from wahook.errors import ConfigError, LogUnavailableError
+from wahook.http.app import build_deps, make_app_from_deps, make_http_server
+from wahook.store.sqlite import SqliteEventLog
+
+
+async def test_healthz(http_front: HttpFront) -> None:
+    r = await http_front.fetch("/healthz")
+    assert r.code == 200
+    assert r.body == b"ok\n"
+
+
+async def test_readyz_ready_then_not_when_log_closed(http_front: HttpFront) -> None:
+    r = await http_front.fetch("/readyz")
+    assert r.code == 200
+    await http_front.event_log.close()
+    r = await http_front.fetch("/readyz")
+    assert r.code == 503
+    assert b"closed" in r.body
+
+
+async def test_readyz_follows_the_ready_check(http_front: HttpFront) -> None:
+    async def not_ready() -> None:
+        raise LogUnavailableError("gRPC is not serving")
+
+    http_front.deps.ready = not_ready
+    r = await http_front.fetch("/readyz")
+    assert r.code == 503
+    assert b"gRPC is not serving" in r.body
+
+
+async def test_metrics_count_requests_events_and_latency(http_front: HttpFront) -> None:
+    body = samples.body("text")
+    await http_front.post_webhook(body)
+    await http_front.post_webhook(body)
+    await http_front.post_webhook(body, signature=None)
+    r = await http_front.fetch("/metrics")
+    assert r.code == 200
+    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = r.body.decode()
+    assert 'wahook_http_requests_total{handler="webhook",method="POST",code="200"} 2' in text
+    assert 'wahook_http_requests_total{handler="webhook",method="POST",code="401"} 1' in text
+    assert "wahook_events_appended_total 1\n" in text
+    assert "wahook_events_duplicate_total 1\n" in text
+    assert "wahook_signature_failures_total 1\n" in text
+    assert 'wahook_webhook_request_duration_seconds_bucket{le="+Inf"} 3' in text
+    assert "wahook_webhook_request_duration_seconds_count 3" in text
+
+
+async def test_access_log_has_no_query_secrets_or_content(
+    http_front: HttpFront, caplog: pytest.LogCaptureFixture
+) -> None:
+    q = urllib.parse.urlencode(
+        {"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "42"}
+    )
+    with caplog.at_level(logging.INFO, logger="wahook.access"):
+        await http_front.fetch("/webhook?" + q)
+        await http_front.post_webhook(samples.body("text"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "wahook.access"]
+    assert len(lines) == 2
+    assert 'path="/webhook" status=200' in lines[0]
+    assert "events=1 new=1" in lines[1]
+    for line in lines:
+        assert VERIFY_TOKEN not in line
+        assert "Hello from wahook send" not in line
+        assert APP_SECRET not in line
+
+
+async def test_no_signature_mode_accepts_and_warns_every_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    event_log = await SqliteEventLog.open(tmp_path / "e.sqlite3")
+    deps = build_deps(keyring=None, event_log=event_log, verify_token=None)
+    server = make_http_server(make_app_from_deps(deps), None, deps.max_body_bytes)
+    socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server.add_sockets(socks)
+    client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+    url = f"http://127.0.0.1:{socks[0].getsockname()[1]}/webhook"
+    try:
+        with caplog.at_level(logging.WARNING, logger="wahook.http"):
+            for _ in range(2):
+                r = await client.fetch(url, method="POST", body=samples.body("text"))
+                assert r.code == 200
+        warnings = [r for r in caplog.records if "DISABLED" in r.getMessage()]
+        assert len(warnings) == 2
+    finally:
+        client.close()
+        server.stop()
+        await event_log.close()
+
+
+async def test_https_front_with_tls12_minimum(tmp_path: Path, certs: Certs) -> None:
+    event_log = await SqliteEventLog.open(tmp_path / "e.sqlite3")
+    deps = build_deps(keyring=Keyring([APP_SECRET]), event_log=event_log, verify_token=None)
+    ctx = tls.server_context(certs.cert, certs.key)
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+    server = make_http_server(make_app_from_deps(deps), ctx, deps.max_body_bytes)
+    socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server.add_sockets(socks)
+    port = socks[0].getsockname()[1]
+    client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+    try:
+        body = samples.body("text")
+        r = await client.fetch(
+            f"https://localhost:{port}/webhook",
+            method="POST",
+            body=body,
+            headers={"X-Hub-Signature-256": sign(body)},
+            ssl_options=certs.client_context(),
+        )
+        assert r.code == 200
+    finally:
+        client.close()
+        server.stop()
+        await event_log.close()
+
+
+def test_server_context_refuses_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        tls.server_context(tmp_path / "no.pem", tmp_path / "no.key")
