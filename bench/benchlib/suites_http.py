@@ -16,6 +16,8 @@ from benchlib.servers import Server, start
 
 def _warm(server: Server, ctx: Ctx) -> None:
     """A second of load from bodies never used in a measured run, so imports and caches are hot."""
+    if ctx.smoke:
+        return
     tools.run_wrk(server.url, ctx.warm_bodies, 1)
 
 
