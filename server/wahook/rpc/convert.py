@@ -1,0 +1,185 @@
+"""Conversions between the gRPC messages (wahook.v1) and the store's types, and the
+validation of request fields. Every InvalidArgumentError here names the field."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from wahook.errors import InvalidArgumentError
+from wahook.store import filters
+from wahook.store.base import Delivery, EventFilter, GroupInfo, StartPosition, StatusRecord
+from wahook.v1 import event_pb2, service_pb2
+
+MAX_GROUP_NAME = 128
+MAX_CONSUMER_NAME = 128
+MAX_IN_FLIGHT = 100_000
+DEFAULT_IN_FLIGHT = 1000
+MAX_BATCH = 4096
+DEFAULT_BATCH = 256
+DEFAULT_ACK_DEADLINE = 30.0
+MIN_ACK_DEADLINE = 1.0
+MAX_ACK_DEADLINE = 3600.0
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+_GROUP_RE = re.compile(r"[A-Za-z0-9._-]+")
+_EVENT_TYPES = frozenset(event_pb2.EventType.values())
+_TOKEN_PREFIX = "seq:"  # noqa: S105 - a page token, not a secret
+
+
+@dataclass(frozen=True)
+class SubscribeSettings:
+    """A validated SubscribeOptions, defaults applied."""
+
+    group: str
+    consumer_name: str
+    start: StartPosition
+    filter: EventFilter
+    max_in_flight: int
+    ack_deadline: float
+    max_batch_size: int
+
+
+def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    whole = int(seconds // 1)
+    ts.seconds = whole
+    ts.nanos = min(round((seconds - whole) * 1e9), 999_999_999)
+    return ts
+
+
+def seconds_of(duration: duration_pb2.Duration, name: str) -> float:
+    if not (-999_999_999 <= duration.nanos <= 999_999_999):
+        raise InvalidArgumentError(f"{name}.nanos is out of range")
+    return duration.seconds + duration.nanos / 1e9
+
+
+def parse_filter(pb: event_pb2.EventFilter, name: str) -> EventFilter:
+    """The store filter for ``pb``; an unknown EventType value is an error, not a no-op."""
+    for i, value in enumerate(pb.event_types):
+        if value not in _EVENT_TYPES:
+            raise InvalidArgumentError(f"{name}.event_types[{i}]: unknown EventType value {value}")
+    return filters.from_proto(pb)
+
+
+def parse_start(pb: service_pb2.StartPosition, name: str) -> StartPosition:
+    which = pb.WhichOneof("position")
+    if which == "latest":
+        return StartPosition(kind="latest")
+    if which == "after_sequence":
+        return StartPosition(kind="after_sequence", after_sequence=pb.after_sequence)
+    if which == "from_time":
+        if not (0 <= pb.from_time.nanos <= 999_999_999):
+            raise InvalidArgumentError(f"{name}.from_time.nanos is out of range")
+        return StartPosition(
+            kind="from_time", from_time=pb.from_time.seconds + pb.from_time.nanos / 1e9
+        )
+    return StartPosition(kind="earliest")
+
+
+def parse_subscribe_options(request: service_pb2.SubscribeRequest) -> SubscribeSettings:
+    """Validate the first request of a Subscribe stream."""
+    if not request.HasField("options"):
+        raise InvalidArgumentError("options: the first request of a stream must carry options")
+    o = request.options
+    group = o.consumer_group
+    if not group:
+        raise InvalidArgumentError("options.consumer_group is required")
+    if len(group) > MAX_GROUP_NAME:
+        raise InvalidArgumentError(
+            f"options.consumer_group is longer than {MAX_GROUP_NAME} characters"
+        )
+    if not _GROUP_RE.fullmatch(group):
+        raise InvalidArgumentError("options.consumer_group may only contain A-Z a-z 0-9 . _ -")
+    if len(o.consumer_name) > MAX_CONSUMER_NAME or not o.consumer_name.isprintable():
+        raise InvalidArgumentError(
+            f"options.consumer_name must be at most {MAX_CONSUMER_NAME} printable characters"
+        )
+    if o.max_in_flight > MAX_IN_FLIGHT:
+        raise InvalidArgumentError(
+            f"options.max_in_flight must be at most {MAX_IN_FLIGHT} (got {o.max_in_flight})"
+        )
+    if o.max_batch_size > MAX_BATCH:
+        raise InvalidArgumentError(
+            f"options.max_batch_size must be at most {MAX_BATCH} (got {o.max_batch_size})"
+        )
+    ack_deadline = DEFAULT_ACK_DEADLINE
+    if o.HasField("ack_deadline"):
+        ack_deadline = seconds_of(o.ack_deadline, "options.ack_deadline")
+        if not (MIN_ACK_DEADLINE <= ack_deadline <= MAX_ACK_DEADLINE):
+            raise InvalidArgumentError(
+                f"options.ack_deadline must be between 1s and 1h (got {ack_deadline:g}s)"
+            )
+    return SubscribeSettings(
+        group=group,
+        consumer_name=o.consumer_name,
+        start=parse_start(o.start, "options.start"),
+        filter=parse_filter(o.filter, "options.filter"),
+        max_in_flight=o.max_in_flight or DEFAULT_IN_FLIGHT,
+        ack_deadline=ack_deadline,
+        max_batch_size=o.max_batch_size or DEFAULT_BATCH,
+    )
+
+
+def delivery(d: Delivery) -> service_pb2.Delivery:
+    return service_pb2.Delivery(
+        event=d.event, attempt=d.attempt, ack_deadline=timestamp(d.deadline)
+    )
+
+
+def consumer_group(info: GroupInfo, connected: int) -> service_pb2.ConsumerGroup:
+    return service_pb2.ConsumerGroup(
+        name=info.name,
+        filter=filters.to_proto(info.filter),
+        delivered_sequence=info.delivered_sequence,
+        pending_count=info.pending_count,
+        lag=info.lag,
+        head_sequence=info.head_sequence,
+        create_time=timestamp(info.created_at),
+        connected_subscribers=connected,
+    )
+
+
+def message_status(record: StatusRecord) -> service_pb2.GetMessageStatusResponse:
+    response = service_pb2.GetMessageStatusResponse(
+        message_id=record.message_id,
+        state=record.state,  # type: ignore[arg-type]
+        recipient_id=record.recipient_id,
+        errors=record.errors,
+        history=[
+            service_pb2.StatusTransition(
+                state=h.state,  # type: ignore[arg-type]
+                occurred_time=timestamp(h.occurred_at),
+                event_id=h.event_id,
+                applied=h.applied,
+            )
+            for h in record.history
+        ],
+    )
+    if record.state_time:
+        response.state_time.CopyFrom(timestamp(record.state_time))
+    return response
+
+
+def page_token(last_sequence: int) -> str:
+    """An opaque token for the page after ``last_sequence``."""
+    return base64.urlsafe_b64encode(f"{_TOKEN_PREFIX}{last_sequence}".encode()).decode()
+
+
+def parse_page_token(token: str) -> int:
+    """The last sequence of the previous page; 0 for an empty token."""
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+    except (binascii.Error, UnicodeError, ValueError):
+        text = ""
+    number = text.removeprefix(_TOKEN_PREFIX)
+    if not text.startswith(_TOKEN_PREFIX) or not number.isdigit() or len(number) > 19:
+        raise InvalidArgumentError("page_token is not a token this server issued")
+    return int(number)

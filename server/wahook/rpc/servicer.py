@@ -1,0 +1,183 @@
+"""The wahook.v1.EventService servicer on grpc.aio: the one seam where wahook's errors
+become gRPC status codes.
+
+Each WahookError carries its status code name (``grpc_code``) and a message written for
+the caller; any other exception is a bug: it is logged here and the caller gets INTERNAL
+with a generic message, so no library detail leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from wahook.errors import InvalidArgumentError, NotFoundError, WahookError
+from wahook.rpc import convert
+from wahook.rpc.subscribe import Hub, Session
+from wahook.store.base import EventLog
+from wahook.v1 import service_pb2, service_pb2_grpc
+
+_log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
+
+
+def status_for(exc: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status code and message the caller sees for ``exc``."""
+    if isinstance(exc, WahookError):
+        return getattr(grpc.StatusCode, exc.grpc_code, grpc.StatusCode.INTERNAL), exc.message
+    _log.error("unexpected error in an EventService call", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, "internal error"
+
+
+async def _abort(context: Context, exc: Exception) -> NoReturn:
+    code, message = status_for(exc)
+    await context.abort(code, message)
+
+
+async def _call(context: Context, work: Awaitable[T]) -> T:
+    """Run a unary rpc's work; a failure becomes the call's status."""
+    try:
+        result = await work
+    except Exception as exc:
+        await _abort(context, exc)
+    return result
+
+
+async def _first_options(
+    requests: AsyncIterator[service_pb2.SubscribeRequest],
+) -> convert.SubscribeSettings:
+    first = await anext(aiter(requests), None)
+    if first is None:
+        raise InvalidArgumentError("options: the stream ended before its first request")
+    return convert.parse_subscribe_options(first)
+
+
+class EventService(service_pb2_grpc.EventServiceServicer):
+    """Serves one EventLog. ``hub`` tracks the open Subscribe streams."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        hub: Hub,
+        *,
+        clock: Callable[[], float],
+        heartbeat_interval: float,
+        max_response_bytes: int,
+    ) -> None:
+        self._log = log
+        self._hub = hub
+        self._clock = clock
+        self._heartbeat_interval = heartbeat_interval
+        self._max_response_bytes = max_response_bytes
+
+    async def Subscribe(
+        self,
+        request_iterator: AsyncIterator[service_pb2.SubscribeRequest],
+        context: Context,
+    ) -> AsyncIterator[service_pb2.SubscribeResponse]:
+        if self._hub.closing:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
+        session: Session | None = None
+        failure: Exception | None = None
+        reader: asyncio.Task[None] | None = None
+        try:
+            settings = await _first_options(request_iterator)
+            await self._log.create_group(
+                settings.group, settings.filter, settings.start, self._clock()
+            )
+            session = Session(
+                self._log,
+                self._hub,
+                settings,
+                clock=self._clock,
+                heartbeat_interval=self._heartbeat_interval,
+                max_response_bytes=self._max_response_bytes,
+            )
+            self._hub.add(session)
+            reader = asyncio.create_task(session.read_acks(request_iterator))
+            async for response in session.deliveries(reader):
+                yield response
+        except Exception as exc:
+            failure = exc
+        finally:
+            if reader is not None:
+                reader.cancel()
+            if session is not None:
+                self._hub.remove(session)
+                await asyncio.shield(session.close())
+        if failure is not None:
+            await _abort(context, failure)
+        if self._hub.closing:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
+
+    async def GetEvent(
+        self, request: service_pb2.GetEventRequest, context: Context
+    ) -> service_pb2.GetEventResponse:
+        return await _call(context, self._get_event(request))
+
+    async def ListEvents(
+        self, request: service_pb2.ListEventsRequest, context: Context
+    ) -> service_pb2.ListEventsResponse:
+        return await _call(context, self._list_events(request))
+
+    async def GetMessageStatus(
+        self, request: service_pb2.GetMessageStatusRequest, context: Context
+    ) -> service_pb2.GetMessageStatusResponse:
+        return await _call(context, self._message_status(request))
+
+    async def GetConsumerGroup(
+        self, request: service_pb2.GetConsumerGroupRequest, context: Context
+    ) -> service_pb2.GetConsumerGroupResponse:
+        return await _call(context, self._consumer_group(request))
+
+    async def _get_event(
+        self, request: service_pb2.GetEventRequest
+    ) -> service_pb2.GetEventResponse:
+        if not request.id:
+            raise InvalidArgumentError("id is required")
+        event = await self._log.get(request.id)
+        if event is None:
+            raise NotFoundError(f"no event with id {request.id!r}")
+        return service_pb2.GetEventResponse(event=event)
+
+    async def _list_events(
+        self, request: service_pb2.ListEventsRequest
+    ) -> service_pb2.ListEventsResponse:
+        flt = convert.parse_filter(request.filter, "filter")
+        if request.until_sequence and request.until_sequence < request.after_sequence:
+            raise InvalidArgumentError("until_sequence must be 0 or at least after_sequence")
+        after = max(request.after_sequence, convert.parse_page_token(request.page_token))
+        size = min(request.page_size or convert.DEFAULT_PAGE_SIZE, convert.MAX_PAGE_SIZE)
+        # One more than the page tells whether a next page exists.
+        events = await self._log.list_events(flt, after, request.until_sequence, size + 1)
+        response = service_pb2.ListEventsResponse(events=events[:size])
+        if len(events) > size:
+            response.next_page_token = convert.page_token(events[size - 1].sequence)
+        return response
+
+    async def _message_status(
+        self, request: service_pb2.GetMessageStatusRequest
+    ) -> service_pb2.GetMessageStatusResponse:
+        if not request.message_id:
+            raise InvalidArgumentError("message_id is required")
+        record = await self._log.message_status(request.message_id)
+        if record is None:
+            raise NotFoundError(f"no status received for message {request.message_id!r}")
+        return convert.message_status(record)
+
+    async def _consumer_group(
+        self, request: service_pb2.GetConsumerGroupRequest
+    ) -> service_pb2.GetConsumerGroupResponse:
+        if not request.consumer_group:
+            raise InvalidArgumentError("consumer_group is required")
+        info = await self._log.group_info(request.consumer_group)
+        if info is None:
+            raise NotFoundError(f"no consumer group {request.consumer_group!r}")
+        connected = self._hub.connected(request.consumer_group)
+        return service_pb2.GetConsumerGroupResponse(group=convert.consumer_group(info, connected))

@@ -1,0 +1,249 @@
+"""One Subscribe stream (a Session) and the Hub that knows every open stream.
+
+A session runs two things at once: a task reading acks and nacks from the subscriber,
+and the delivery loop, which fetches up to ``max_batch_size`` events while the stream's
+in-flight count is under ``max_in_flight``, and otherwise sleeps until one of: an
+append (EventLog.wait_for_append), an ack or nack freeing room, a redelivery time in
+its group (an ack deadline or a nack delay, scheduled on the Hub), a heartbeat being
+due, or shutdown. When the stream ends, however it ends, the consumer's pending events
+are released so that another subscriber gets them at once (with attempt + 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from wahook.errors import InvalidArgumentError
+from wahook.rpc import convert
+from wahook.rpc.convert import SubscribeSettings
+from wahook.store.base import Delivery, EventLog
+from wahook.v1 import service_pb2
+
+_log = logging.getLogger(__name__)
+
+# Redelivery wake-ups are rounded up to this granularity so that a burst of batches
+# with nearly equal deadlines shares one timer per group.
+_TIMER_GRANULARITY = 0.05
+
+
+class Hub:
+    """Every open Session by group: wakes a group's sessions, counts them, ends them all."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._sessions: dict[str, set[Session]] = {}
+        self._timers: dict[tuple[str, float], asyncio.TimerHandle] = {}
+        self.closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def add(self, session: Session) -> None:
+        self._sessions.setdefault(session.settings.group, set()).add(session)
+        self._idle.clear()
+
+    def remove(self, session: Session) -> None:
+        group = self._sessions.get(session.settings.group)
+        if group is not None:
+            group.discard(session)
+            if not group:
+                del self._sessions[session.settings.group]
+        if not self._sessions:
+            self._idle.set()
+
+    def connected(self, group: str) -> int:
+        return len(self._sessions.get(group, ()))
+
+    def total(self) -> int:
+        return sum(len(s) for s in self._sessions.values())
+
+    def poke(self, group: str) -> None:
+        for session in self._sessions.get(group, ()):
+            session.wake()
+
+    def schedule(self, group: str, at: float) -> None:
+        """Wake the group's sessions at wall-clock time ``at`` (something becomes due)."""
+        bucket = math.ceil(at / _TIMER_GRANULARITY) * _TIMER_GRANULARITY
+        key = (group, bucket)
+        if key in self._timers:
+            return
+        delay = max(0.0, bucket - self._clock())
+        loop = asyncio.get_running_loop()
+        self._timers[key] = loop.call_later(delay, self._fire, key)
+
+    def _fire(self, key: tuple[str, float]) -> None:
+        self._timers.pop(key, None)
+        self.poke(key[0])
+
+    async def close(self, grace: float) -> None:
+        """End every stream (they release their pending events) and wait for them."""
+        self.closing = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for group in list(self._sessions):
+            self.poke(group)
+        try:
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
+        except TimeoutError:
+            _log.warning("%d subscribe streams still open after %.1fs", self.total(), grace)
+
+
+class Session:
+    """The state of one Subscribe stream."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        hub: Hub,
+        settings: SubscribeSettings,
+        *,
+        clock: Callable[[], float],
+        heartbeat_interval: float,
+        max_response_bytes: int,
+    ) -> None:
+        self.log = log
+        self.hub = hub
+        self.settings = settings
+        # Unique per stream: release() on close must not touch another stream's events.
+        self.consumer = f"{settings.consumer_name or 'subscriber'}#{secrets.token_hex(4)}"
+        self._clock = clock
+        self._heartbeat_interval = heartbeat_interval
+        self._max_response_bytes = max_response_bytes
+        self._wake = asyncio.Event()
+        # sequence -> ack deadline of events handed to this stream and not acked/nacked;
+        # the heap finds the ones whose deadline passed (they no longer count).
+        self._in_flight: dict[int, float] = {}
+        self._deadlines: list[tuple[float, int]] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def in_flight(self, now: float) -> int:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, seq = heapq.heappop(self._deadlines)
+            if self._in_flight.get(seq) == deadline:
+                del self._in_flight[seq]
+        return len(self._in_flight)
+
+    async def read_acks(self, requests: AsyncIterator[service_pb2.SubscribeRequest]) -> None:
+        """Apply every ack and nack the subscriber sends, until it stops sending."""
+        group = self.settings.group
+        async for request in requests:
+            if request.HasField("options"):
+                raise InvalidArgumentError("options: only the first request may carry options")
+            if request.ack_sequences:
+                seqs = list(request.ack_sequences)
+                await self.log.ack(group, seqs)
+                for seq in seqs:
+                    self._in_flight.pop(seq, None)
+            if request.nacks:
+                now = self._clock()
+                by_time: dict[float, list[int]] = {}
+                for i, nack in enumerate(request.nacks):
+                    delay = convert.seconds_of(nack.delay, f"nacks[{i}].delay")
+                    if delay < 0:
+                        raise InvalidArgumentError(f"nacks[{i}].delay must not be negative")
+                    by_time.setdefault(now + delay, []).append(nack.sequence)
+                for at, seqs in by_time.items():
+                    await self.log.nack(group, seqs, at)
+                    for seq in seqs:
+                        self._in_flight.pop(seq, None)
+                    self.hub.schedule(group, at)
+                self.hub.poke(group)
+            self.wake()
+
+    async def deliveries(
+        self, reader: asyncio.Task[None]
+    ) -> AsyncIterator[service_pb2.SubscribeResponse]:
+        """The responses of this stream, until shutdown or until the subscriber hangs up."""
+        s = self.settings
+        last_sent = self._clock()
+        while not self.hub.closing:
+            if reader.done():
+                reader.result()  # the subscriber's error (e.g. a bad request) ends the stream
+                return  # the subscriber half-closed: it cannot ack, so stop delivering
+            now = self._clock()
+            room = s.max_in_flight - self.in_flight(now)
+            head = await self.log.head_sequence()
+            if room > 0:
+                self._wake.clear()
+                batch = await self.log.fetch(
+                    s.group, self.consumer, min(room, s.max_batch_size), s.ack_deadline, now
+                )
+                if batch:
+                    for response in self._responses(batch, head):
+                        yield response
+                    last_sent = self._clock()
+                    continue
+            wait = max(0.0, last_sent + self._heartbeat_interval - self._clock())
+            if wait > 0 and await self._sleep(head, wait, reader):
+                continue
+            if self._clock() - last_sent >= self._heartbeat_interval:
+                yield service_pb2.SubscribeResponse(
+                    server_time=convert.timestamp(self._clock()),
+                    head_sequence=await self.log.head_sequence(),
+                )
+                last_sent = self._clock()
+
+    async def _sleep(self, head: int, limit: float, reader: asyncio.Task[None]) -> bool:
+        """Wait for a reason to fetch again; False when the heartbeat timeout passed."""
+        waiters: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(self.log.wait_for_append(head, limit)),
+            asyncio.ensure_future(self._wake.wait()),
+        ]
+        try:
+            done, _ = await asyncio.wait(
+                [*waiters, reader], timeout=limit, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        appended = waiters[0] in done and not waiters[0].cancelled() and waiters[0].result()
+        return bool(appended) or waiters[1] in done or reader in done
+
+    def _responses(self, batch: list[Delivery], head: int) -> list[service_pb2.SubscribeResponse]:
+        """One response per batch, split where it would pass the size cap."""
+        group = self.settings.group
+        server_time = convert.timestamp(self._clock())
+        responses: list[service_pb2.SubscribeResponse] = []
+        current: list[service_pb2.Delivery] = []
+        size = 0
+        for d in batch:
+            self._in_flight[d.event.sequence] = d.deadline
+            heapq.heappush(self._deadlines, (d.deadline, d.event.sequence))
+            pb = convert.delivery(d)
+            item_size = pb.ByteSize() + 8
+            if current and size + item_size > self._max_response_bytes:
+                responses.append(self._response(current, server_time, head))
+                current, size = [], 0
+            current.append(pb)
+            size += item_size
+        responses.append(self._response(current, server_time, head))
+        self.hub.schedule(group, batch[-1].deadline)
+        return responses
+
+    @staticmethod
+    def _response(
+        deliveries: list[service_pb2.Delivery], server_time: Any, head: int
+    ) -> service_pb2.SubscribeResponse:
+        last = deliveries[-1].event.sequence
+        return service_pb2.SubscribeResponse(
+            deliveries=deliveries, server_time=server_time, head_sequence=max(head, last)
+        )
+
+    async def close(self) -> None:
+        """The stream ended: hand this consumer's pending events back to its group."""
+        try:
+            released = await self.log.release(self.settings.group, self.consumer, self._clock())
+        except Exception:
+            _log.exception("releasing %s's pending events failed", self.consumer)
+            return
+        if released:
+            self.hub.poke(self.settings.group)

@@ -1,0 +1,251 @@
+"""Subscribe over a real grpc.aio server and channel, with a real SQLite log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from test_rpc_support import Rpc, message, running
+from wahook.v1 import event_pb2, service_pb2
+
+
+@pytest.fixture
+async def rpc(tmp_path: Path):  # type: ignore[no-untyped-def]
+    async with running(tmp_path) as r:
+        yield r
+
+
+def seqs(deliveries: list[service_pb2.Delivery]) -> list[int]:
+    return [d.event.sequence for d in deliveries]
+
+
+async def test_subscribe_receives_events_and_acks(rpc: Rpc) -> None:
+    stored = (await rpc.log.append([message(i) for i in range(3)])).sequences
+    sub = rpc.subscribe(consumer_group="billing", consumer_name="worker-1")
+    got = await sub.take(3)
+    assert seqs(got) == stored
+    assert [d.attempt for d in got] == [1, 1, 1]
+    assert [d.event.id for d in got] == [message(i).id for i in range(3)]
+    assert got[0].event.message.type_name == "text"
+    assert got[0].ack_deadline.seconds > time.time() + 25
+    assert sub.responses[0].head_sequence == stored[-1]
+    assert await rpc.pending("billing") == 3
+    sub.ack(stored)
+    await rpc.wait_pending("billing", 0)
+    group = await rpc.stub.GetConsumerGroup(
+        service_pb2.GetConsumerGroupRequest(consumer_group="billing")
+    )
+    assert group.group.connected_subscribers == 1
+    assert group.group.delivered_sequence == stored[-1]
+    await sub.cancel()
+
+
+async def test_live_events_arrive_promptly_and_heartbeats_flow_while_idle(rpc: Rpc) -> None:
+    sub = rpc.subscribe(consumer_group="live", start=service_pb2.StartPosition(latest=True))
+    assert await sub.nothing_for(0.5)
+    assert sub.heartbeats, "no heartbeat while idle"
+    assert sub.heartbeats[-1].server_time.seconds > 0
+    started = time.monotonic()
+    stored = (await rpc.log.append([message(1)])).sequences
+    got = await sub.take(1)
+    assert seqs(got) == stored
+    assert time.monotonic() - started < 0.15  # woken by the append, not the heartbeat
+    await sub.cancel()
+
+
+async def test_catch_up_comes_in_batches(rpc: Rpc) -> None:
+    stored = (await rpc.log.append([message(i) for i in range(100)])).sequences
+    sub = rpc.subscribe(consumer_group="batched", max_batch_size=16)
+    got = await sub.take(100)
+    assert seqs(got) == stored
+    sizes = [len(r.deliveries) for r in sub.responses]
+    assert max(sizes) == 16
+    assert len(sizes) <= 8
+    await sub.cancel()
+
+
+async def test_max_in_flight_holds_back_until_acked(rpc: Rpc) -> None:
+    stored = (await rpc.log.append([message(i) for i in range(12)])).sequences
+    sub = rpc.subscribe(consumer_group="slow", max_in_flight=5)
+    first = await sub.take(5)
+    assert seqs(first) == stored[:5]
+    assert await sub.nothing_for(0.4)
+    sub.ack(seqs(first)[:3])
+    more = await sub.take(3)
+    assert seqs(more) == stored[5:8]
+    await sub.cancel()
+
+
+async def test_unacked_event_is_redelivered_after_its_deadline(rpc: Rpc) -> None:
+    stored = (await rpc.log.append([message(1), message(2)])).sequences
+    sub = rpc.subscribe(consumer_group="deadline", ack_deadline={"seconds": 1})
+    first = await sub.take(2)
+    sub.ack([stored[1]])
+    started = time.monotonic()
+    again = await sub.take(1, within=5.0)
+    assert time.monotonic() - started >= 0.8
+    assert [(d.event.sequence, d.attempt) for d in again] == [(stored[0], 2)]
+    assert first[0].attempt == 1
+    await sub.cancel()
+
+
+async def test_cancelled_stream_hands_its_events_to_the_next_subscriber(rpc: Rpc) -> None:
+    stored = (await rpc.log.append([message(i) for i in range(4)])).sequences
+    first = rpc.subscribe(consumer_group="crashy")
+    assert seqs(await first.take(4)) == stored
+    first.ack([stored[0]])
+    await rpc.wait_pending("crashy", 3)
+    await first.cancel()  # dies without acking the rest; the deadline is 30 s away
+    second = rpc.subscribe(consumer_group="crashy")
+    again = await second.take(3, within=3.0)
+    assert [(d.event.sequence, d.attempt) for d in again] == [(q, 2) for q in stored[1:]]
+    await second.cancel()
+
+
+async def test_two_groups_each_get_everything(rpc: Rpc) -> None:
+    stored = (await rpc.log.append([message(i) for i in range(10)])).sequences
+    a, b = rpc.subscribe(consumer_group="a"), rpc.subscribe(consumer_group="b")
+    assert seqs(await a.take(10)) == stored
+    assert seqs(await b.take(10)) == stored
+    await a.cancel()
+    await b.cancel()
+
+
+async def test_two_subscribers_in_one_group_split_without_loss(rpc: Rpc) -> None:
+    subs = [rpc.subscribe(consumer_group="shared", max_in_flight=8) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    stored = (await rpc.log.append([message(i) for i in range(200)])).sequences
+    seen: list[list[int]] = [[], []]
+
+    async def work(i: int) -> None:
+        while sum(map(len, seen)) < 200:
+            try:
+                batch = await subs[i].batch(0.3)
+            except TimeoutError:
+                continue
+            seen[i].extend(seqs(batch))
+            subs[i].ack(seqs(batch))
+
+    await asyncio.wait_for(asyncio.gather(work(0), work(1)), 10)
+    assert sorted(seen[0] + seen[1]) == stored
+    assert seen[0]
+    assert seen[1]
+    await rpc.wait_pending("shared", 0)
+    for sub in subs:
+        await sub.cancel()
+
+
+async def test_nack_with_delay_redelivers_later(rpc: Rpc) -> None:
+    stored = (await rpc.log.append([message(1)])).sequences
+    sub = rpc.subscribe(consumer_group="nacky")
+    await sub.take(1)
+    started = time.monotonic()
+    sub.nack(stored[0], delay=0.5)
+    again = await sub.take(1)
+    assert time.monotonic() - started >= 0.45
+    assert [(d.event.sequence, d.attempt) for d in again] == [(stored[0], 2)]
+    sub.nack(stored[0])
+    third = await sub.take(1)
+    assert third[0].attempt == 3
+    await sub.cancel()
+
+
+async def test_filters_and_start_positions(rpc: Rpc) -> None:
+    old = (await rpc.log.append([message(1), message(2, type_name="image")])).sequences
+    images = rpc.subscribe(
+        consumer_group="images",
+        filter=event_pb2.EventFilter(message_types=["image"]),
+    )
+    assert seqs(await images.take(1)) == [old[1]]
+    after = rpc.subscribe(
+        consumer_group="after", start=service_pb2.StartPosition(after_sequence=old[0])
+    )
+    assert seqs(await after.take(1)) == [old[1]]
+    await images.cancel()
+    await after.cancel()
+
+
+BAD_OPTIONS = [
+    ({}, "options.consumer_group"),
+    ({"consumer_group": "x" * 129}, "options.consumer_group"),
+    ({"consumer_group": "has space"}, "options.consumer_group"),
+    ({"consumer_group": "g", "consumer_name": "x" * 200}, "options.consumer_name"),
+    ({"consumer_group": "g", "max_in_flight": 100_001}, "options.max_in_flight"),
+    ({"consumer_group": "g", "max_batch_size": 4097}, "options.max_batch_size"),
+    ({"consumer_group": "g", "ack_deadline": {"nanos": 500_000_000}}, "options.ack_deadline"),
+    ({"consumer_group": "g", "ack_deadline": {"seconds": 3601}}, "options.ack_deadline"),
+    ({"consumer_group": "g", "filter": {"event_types": [1, 99]}}, "options.filter.event_types[1]"),
+]
+
+
+@pytest.mark.parametrize(("options", "field"), BAD_OPTIONS)
+async def test_bad_first_request_names_the_field(rpc: Rpc, options: dict, field: str) -> None:  # type: ignore[type-arg]
+    sub = rpc.subscribe(**options)
+    error = await sub.error()
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (error.details() or "")
+    assert await rpc.log.group_info("g") is None
+
+
+async def test_first_request_without_options_is_invalid(rpc: Rpc) -> None:
+    from test_rpc_support import Subscriber
+
+    sub = Subscriber(rpc.stub, None)
+    sub.ack([1])
+    error = await sub.error()
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "options" in (error.details() or "")
+
+    empty = Subscriber(rpc.stub, None)
+    empty.half_close()
+    error = await empty.error()
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_options_in_a_later_request_are_invalid(rpc: Rpc) -> None:
+    sub = rpc.subscribe(consumer_group="twice")
+    sub.send(service_pb2.SubscribeRequest(options={"consumer_group": "twice"}))
+    error = await sub.error()
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "only the first request" in (error.details() or "")
+
+
+async def test_filter_conflict_is_failed_precondition(rpc: Rpc) -> None:
+    first = rpc.subscribe(consumer_group="f", filter={"event_types": [1]})
+    assert await first.nothing_for(0.2)
+    other = rpc.subscribe(consumer_group="f", filter={"event_types": [2]})
+    error = await other.error()
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    joined = rpc.subscribe(consumer_group="f")  # an empty filter always joins
+    assert await joined.nothing_for(0.2)
+    await first.cancel()
+    await joined.cancel()
+
+
+async def test_shutdown_ends_streams_releases_events_and_goes_not_serving(
+    tmp_path: Path,
+) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with running(tmp_path) as rpc:
+        health = health_pb2_grpc.HealthStub(rpc.channel)
+        check = await health.Check(health_pb2.HealthCheckRequest(service="wahook.v1.EventService"))
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
+        stored = (await rpc.log.append([message(1), message(2)])).sequences
+        sub = rpc.subscribe(consumer_group="draining")
+        await sub.take(2)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+
+        await rpc.handle.shutdown(1.0)
+
+        error = await sub.error()
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert rpc.handle.connected_subscribers() == 0
+        # Released at shutdown: the next consumer gets them at once, not in 30 s.
+        again = await rpc.log.fetch("draining", "after-restart", 10, 30.0, time.time())
+        assert [(d.event.sequence, d.attempt) for d in again] == [(q, 2) for q in stored]
