@@ -1,0 +1,198 @@
+"""The running sidecar: one asyncio loop with Tornado's HTTPServer and the grpc.aio server.
+
+``serve(config)`` opens the SQLite log under the data directory, starts gRPC and
+HTTP(S), prints one machine-readable line with the bound ports, prunes old events
+hourly, and on SIGTERM/SIGINT drains:
+
+1. /readyz and gRPC health turn NOT_SERVING, so a load balancer stops sending;
+2. the HTTP listener stops accepting; new POSTs on open connections get 503;
+3. POSTs in flight finish (each answered 200 only after its append is durable);
+4. the gRPC server stops with a grace period, ending Subscribe streams so their
+   unacked events go back to their groups;
+5. the log closes (pending writes finish) and ``serve`` returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+import tornado.netutil
+
+from wahook import tls
+from wahook.config import Config
+from wahook.core.signature import Keyring
+from wahook.errors import ConfigError, LogUnavailableError
+from wahook.http.app import build_deps, make_app_from_deps, make_http_server
+from wahook.http.handlers import DEV_NO_SIGNATURE_WARNING, WebhookDeps
+from wahook.http.metrics import Metrics
+from wahook.rpc.server import create_server
+from wahook.store.sqlite import SqliteEventLog
+
+log = logging.getLogger("wahook")
+
+RETENTION_INTERVAL = 3600.0  # prune hourly: cheap, and retention is counted in days
+DRAIN_TIMEOUT = 20.0  # in-flight POSTs get this long to finish (Meta waits ~5 s anyway)
+GRPC_GRACE = 5.0  # Subscribe streams get this long to end on their own
+
+
+@dataclass
+class Listening:
+    """Where the sidecar listens, once started."""
+
+    http_url: str
+    grpc_target: str
+
+    def line(self) -> str:
+        return f"wahook: listening http={self.http_url} grpc={self.grpc_target}"
+
+
+async def _prune_forever(event_log: SqliteEventLog, retention: float) -> None:
+    while True:
+        try:
+            pruned = await event_log.prune(time.time() - retention)
+            if pruned:
+                log.info("retention: pruned %d events older than %gs", pruned, retention)
+        except Exception:
+            log.exception("retention: prune failed; retrying in an hour")
+        await asyncio.sleep(RETENTION_INTERVAL)
+
+
+async def _drain_http(deps: WebhookDeps, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    # Polled, not evented: in_flight is a plain counter the handlers bump, and a drain
+    # happens once per process lifetime.
+    while deps.in_flight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+    if deps.in_flight:
+        log.warning("drain: %d webhook requests still running after %gs", deps.in_flight, limit)
+
+
+class Sidecar:
+    """The started parts of one sidecar process; ``start`` then ``drain``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+
+    async def start(self) -> Listening:
+        config = self.config
+        ssl_ctx = None
+        if config.insecure_http:
+            log.warning("serving plain HTTP (insecure_http): only behind a TLS-terminating proxy")
+        else:
+            assert config.tls_cert is not None
+            assert config.tls_key is not None
+            ssl_ctx = tls.server_context(config.tls_cert, config.tls_key)
+        keyring = None
+        if config.dev_no_signature:
+            log.warning(DEV_NO_SIGNATURE_WARNING)
+        else:
+            keyring = Keyring([s.reveal() for s in config.app_secrets])
+        if config.verify_token is None:
+            log.warning("no verify token configured: GET /webhook verification will answer 403")
+
+        self.event_log = event_log = await SqliteEventLog.open(config.db_path)
+        _add_store_metrics(self.metrics, event_log)
+        _, grpc_port, self.rpc = await create_server(event_log, config.grpc_host, config.grpc_port)
+        rpc = self.rpc
+        self.metrics.add_collector(
+            "wahook_grpc_subscribers",
+            "gauge",
+            "Open Subscribe streams.",
+            lambda: float(rpc.connected_subscribers()),
+        )
+        self.deps = build_deps(
+            keyring=keyring,
+            event_log=event_log,
+            verify_token=config.verify_token.reveal() if config.verify_token else None,
+            max_body_bytes=config.max_body_bytes,
+            metrics=self.metrics,
+            ready=self._ready,
+        )
+        self.http_server = make_http_server(
+            make_app_from_deps(self.deps), ssl_ctx, config.max_body_bytes
+        )
+        try:
+            sockets = tornado.netutil.bind_sockets(config.http_port, config.http_host)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {config.http_host}:{config.http_port}: {exc.strerror}"
+            ) from None
+        self.http_server.add_sockets(sockets)
+        http_port = sockets[0].getsockname()[1]
+        host = config.http_host
+        if host in ("", "0.0.0.0", "::"):  # noqa: S104 (a comparison, not a bind)
+            host = "127.0.0.1"
+        self.pruner = asyncio.create_task(_prune_forever(event_log, config.retention))
+        return Listening(
+            http_url=f"{config.http_scheme}://{host}:{http_port}",
+            grpc_target=f"{config.grpc_host}:{grpc_port}",
+        )
+
+    async def _ready(self) -> None:
+        # Draining covers gRPC too: its health goes NOT_SERVING at the same moment.
+        if self.deps.draining:
+            raise LogUnavailableError("shutting down")
+        await self.event_log.check_writable()
+
+    async def drain(self) -> None:
+        """Stop in the order the module docstring gives."""
+        log.info("draining: not serving, finishing in-flight requests")
+        self.deps.draining = True
+        await self.rpc.health.enter_graceful_shutdown()
+        self.http_server.stop()
+        await _drain_http(self.deps, DRAIN_TIMEOUT)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.http_server.close_all_connections(), 2.0)
+        await self.rpc.shutdown(GRPC_GRACE)
+        self.pruner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.pruner
+        await self.event_log.close()
+        log.info("stopped")
+
+
+async def serve(
+    config: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set), then drain; returns the exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    sidecar = Sidecar(config)
+    listening = await sidecar.start()
+    print(listening.line(), file=out or sys.stdout, flush=True)
+    log.info("started: data_dir=%s %s", config.data_dir, listening.line())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await sidecar.drain()
+    return 0
+
+
+def _add_store_metrics(metrics: Metrics, event_log: SqliteEventLog) -> None:
+    metrics.add_collector(
+        "wahook_store_commits_total",
+        "counter",
+        "Transactions committed by the event log's writer (group commit).",
+        lambda: float(event_log.metrics().commits),
+    )
+    metrics.add_collector(
+        "wahook_store_largest_batch",
+        "gauge",
+        "Most write operations committed in one transaction.",
+        lambda: float(event_log.metrics().largest_batch),
+    )
