@@ -1,0 +1,204 @@
+// Command wahook-subscribe is the example a Go service copies: it joins a
+// wahook consumer group, switches on each event's typed payload, prints one
+// JSON line per event, and acks it after handling.
+//
+//	wahook-subscribe --target 127.0.0.1:50051 --group billing --event-types message,status
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/wahook/wahook/clients/go/subscriber"
+	wahookv1 "github.com/wahook/wahook/clients/go/wahookv1"
+)
+
+// line is the one-line summary printed per event. The four example clients
+// print the same fields, so one test reads them all (clients/README.md).
+type line struct {
+	ID           string   `json:"id"`
+	Sequence     uint64   `json:"sequence"`
+	Attempt      uint32   `json:"attempt"`
+	Type         string   `json:"type"`
+	MessageType  string   `json:"message_type,omitempty"`
+	MessageID    string   `json:"message_id,omitempty"`
+	From         string   `json:"from,omitempty"`
+	Text         string   `json:"text,omitempty"`
+	ReplyID      string   `json:"reply_id,omitempty"`
+	ReplyTitle   string   `json:"reply_title,omitempty"`
+	MediaID      string   `json:"media_id,omitempty"`
+	MimeType     string   `json:"mime_type,omitempty"`
+	Caption      string   `json:"caption,omitempty"`
+	Latitude     *float64 `json:"latitude,omitempty"`
+	Longitude    *float64 `json:"longitude,omitempty"`
+	LocationName string   `json:"location_name,omitempty"`
+	Emoji        string   `json:"emoji,omitempty"`
+	ReactedTo    string   `json:"reacted_to,omitempty"`
+	Status       string   `json:"status,omitempty"`
+	RecipientID  string   `json:"recipient_id,omitempty"`
+}
+
+func main() {
+	target := flag.String("target", env("WAHOOK_GRPC_TARGET", "127.0.0.1:50051"), "wahook gRPC address (env WAHOOK_GRPC_TARGET)")
+	group := flag.String("group", env("WAHOOK_GROUP", "go-example"), "consumer group (env WAHOOK_GROUP)")
+	eventTypes := flag.String("event-types", "", "comma-separated event types to receive, e.g. message,status (default all)")
+	messageTypes := flag.String("message-types", "", "comma-separated Meta message types, e.g. text,interactive (default all)")
+	from := flag.String("from", "earliest", "where a new group starts: earliest or latest")
+	count := flag.Int("count", 0, "exit after handling this many events (0: run until a signal)")
+	idleExit := flag.Float64("idle-exit", 0, "exit after this many seconds without an event (0: never)")
+	flag.Parse()
+
+	opts := &wahookv1.SubscribeOptions{ConsumerGroup: *group, ConsumerName: "go-example"}
+	switch *from {
+	case "earliest":
+		opts.Start = &wahookv1.StartPosition{Position: &wahookv1.StartPosition_Earliest{Earliest: true}}
+	case "latest":
+		opts.Start = &wahookv1.StartPosition{Position: &wahookv1.StartPosition_Latest{Latest: true}}
+	default:
+		log.Fatalf("--from must be earliest or latest, not %q", *from)
+	}
+	filter := &wahookv1.EventFilter{MessageTypes: split(*messageTypes)}
+	for _, t := range split(*eventTypes) {
+		v, ok := wahookv1.EventType_value["EVENT_TYPE_"+strings.ToUpper(t)]
+		if !ok {
+			log.Fatalf("unknown event type %q", t)
+		}
+		filter.EventTypes = append(filter.EventTypes, wahookv1.EventType(v))
+	}
+	opts.Filter = filter
+
+	// Plaintext: the sidecar's gRPC port listens on loopback next to the
+	// service. Use credentials.NewTLS when it is reached over a network.
+	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var mu sync.Mutex
+	handled := 0
+	idle := time.AfterFunc(forever(time.Duration(*idleExit*float64(time.Second))), cancel)
+	defer idle.Stop()
+	enc := json.NewEncoder(os.Stdout)
+
+	s := &subscriber.Subscriber{
+		Client:  wahookv1.NewEventServiceClient(conn),
+		Options: opts,
+		Logf:    log.Printf,
+	}
+	err = s.Run(ctx, func(_ context.Context, d *wahookv1.Delivery) error {
+		if err := enc.Encode(summarize(d)); err != nil {
+			return fmt.Errorf("print: %w", err) // nacked: delivered again
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		handled++
+		idle.Reset(forever(time.Duration(*idleExit * float64(time.Second))))
+		if *count > 0 && handled >= *count {
+			cancel() // Run sends this batch's acks, then returns
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Fatal(err)
+	}
+}
+
+// summarize switches on the typed payload: this is where a service would
+// route each kind of event to its own code.
+func summarize(d *wahookv1.Delivery) line {
+	ev := d.GetEvent()
+	out := line{
+		ID:       ev.GetId(),
+		Sequence: ev.GetSequence(),
+		Attempt:  d.GetAttempt(),
+		Type:     strings.ToLower(strings.TrimPrefix(ev.GetType().String(), "EVENT_TYPE_")),
+	}
+	switch p := ev.GetPayload().(type) {
+	case *wahookv1.Event_Message:
+		m := p.Message
+		out.MessageType, out.MessageID, out.From = m.GetTypeName(), m.GetId(), m.GetFrom()
+		switch c := m.GetContent().(type) {
+		case *wahookv1.Message_Text:
+			out.Text = c.Text.GetBody()
+		case *wahookv1.Message_Interactive:
+			switch r := c.Interactive.GetReply().(type) {
+			case *wahookv1.InteractiveReply_ButtonReply:
+				out.ReplyID, out.ReplyTitle = r.ButtonReply.GetId(), r.ButtonReply.GetTitle()
+			case *wahookv1.InteractiveReply_ListReply:
+				out.ReplyID, out.ReplyTitle = r.ListReply.GetId(), r.ListReply.GetTitle()
+			case *wahookv1.InteractiveReply_FlowReply:
+				out.ReplyTitle = r.FlowReply.GetName()
+			}
+		case *wahookv1.Message_Button:
+			out.ReplyID, out.ReplyTitle = c.Button.GetPayload(), c.Button.GetText()
+		case *wahookv1.Message_Image:
+			media(&out, c.Image)
+		case *wahookv1.Message_Audio:
+			media(&out, c.Audio)
+		case *wahookv1.Message_Video:
+			media(&out, c.Video)
+		case *wahookv1.Message_Document:
+			media(&out, c.Document)
+		case *wahookv1.Message_Sticker:
+			media(&out, c.Sticker)
+		case *wahookv1.Message_Location:
+			lat, lon := c.Location.GetLatitude(), c.Location.GetLongitude()
+			out.Latitude, out.Longitude, out.LocationName = &lat, &lon, c.Location.GetName()
+		case *wahookv1.Message_Reaction:
+			out.Emoji, out.ReactedTo = c.Reaction.GetEmoji(), c.Reaction.GetMessageId()
+		}
+	case *wahookv1.Event_Status:
+		st := p.Status
+		out.MessageID, out.RecipientID = st.GetId(), st.GetRecipientId()
+		out.Status = strings.ToLower(strings.TrimPrefix(st.GetState().String(), "DELIVERY_STATE_"))
+	}
+	return out
+}
+
+func media(out *line, m *wahookv1.Media) {
+	out.MediaID, out.MimeType, out.Caption = m.GetId(), m.GetMimeType(), m.GetCaption()
+}
+
+func split(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// forever turns "0: never" into a timer duration that does not fire.
+func forever(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 100 * 365 * 24 * time.Hour
+	}
+	return d
+}
