@@ -94,7 +94,13 @@ def account_update(v: JsonObject) -> A.AccountUpdate:
     update = A.AccountUpdate(event=get_str(v, "event"), phone_number=get_id(v, "phone_number"))
     ban = get_obj(v, "ban_info")
     if ban is not None:
-        update.ban_state = get_str(ban, "waba_ban_state", "ban_info")
+        state = ban.get("waba_ban_state")
+        # Meta's reference shows the state as an array of strings; payloads seen in
+        # the wild carry one string. Accept both, joining an array with commas.
+        if state.__class__ is list and all(part.__class__ is str for part in state):
+            update.ban_state = ",".join(state)
+        else:
+            update.ban_state = get_str(ban, "waba_ban_state", "ban_info")
     violation = get_obj(v, "violation_info")
     if violation is not None:
         update.violation_type = get_str(violation, "violation_type", "violation_info")
