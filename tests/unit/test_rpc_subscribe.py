@@ -8,7 +8,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_rpc_support import Rpc, message, running
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from test_rpc_support import Rpc, Subscriber, message, running
 from wahook.v1 import event_pb2, service_pb2
 
 
@@ -191,8 +192,6 @@ async def test_bad_first_request_names_the_field(rpc: Rpc, options: dict, field:
 
 
 async def test_first_request_without_options_is_invalid(rpc: Rpc) -> None:
-    from test_rpc_support import Subscriber
-
     sub = Subscriber(rpc.stub, None)
     sub.ack([1])
     error = await sub.error()
@@ -228,8 +227,6 @@ async def test_filter_conflict_is_failed_precondition(rpc: Rpc) -> None:
 async def test_shutdown_ends_streams_releases_events_and_goes_not_serving(
     tmp_path: Path,
 ) -> None:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     async with running(tmp_path) as rpc:
         health = health_pb2_grpc.HealthStub(rpc.channel)
         check = await health.Check(health_pb2.HealthCheckRequest(service="wahook.v1.EventService"))

@@ -69,7 +69,7 @@ class Rpc:
 
     async def wait_pending(self, group: str, count: int, within: float = 5.0) -> None:
         async with asyncio.timeout(within):
-            while await self.pending(group) != count:
+            while await self.pending(group) != count:  # noqa: ASYNC110 - polls the database
                 await asyncio.sleep(0.01)
 
 
