@@ -1,0 +1,211 @@
+"""What only the SQLite backend promises: its durability settings, kill -9 safety with
+real processes, dedupe across processes, lock timeouts, job isolation in a group commit,
+and its metrics. The behaviour every backend shares is in tests/contract/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from wahook.errors import FailedPreconditionError, LogUnavailableError
+from wahook.store.base import EventFilter, StartPosition
+from wahook.store.sqlite import SqliteEventLog
+from wahook.v1 import event_pb2
+
+# Builds distinct made-up message events in a child process or here.
+_EVENTS = textwrap.dedent(
+    """
+    from wahook.v1 import event_pb2
+
+    def event(n):
+        return event_pb2.Event(
+            id=f"evt_{n:032x}",
+            dedupe_key=f"message:15550100001:wamid.SQL{n:08d}",
+            type=event_pb2.EVENT_TYPE_MESSAGE,
+            received_time={"seconds": 1_700_000_000 + n},
+            phone_number_id="15550100001",
+            waba_id="15550100900",
+        )
+    """
+)
+_ns: dict[str, object] = {}
+exec(_EVENTS, _ns)
+event = _ns["event"]
+
+
+def run_child(code: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _EVENTS + textwrap.dedent(code), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_wal_and_synchronous_full(tmp_path: Path) -> None:
+    log = await SqliteEventLog.open(tmp_path / "db" / "events.sqlite3")
+    try:
+        with sqlite3.connect(log.path) as other:
+            assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        # synchronous is per connection: ask the writer's own connection.
+        conn = log._writer._conn
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        await log.close()
+
+
+async def test_every_acknowledged_append_survives_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    child = run_child(
+        """
+        import asyncio, sys
+        from pathlib import Path
+        from wahook.store.sqlite import SqliteEventLog
+
+        async def main():
+            log = await SqliteEventLog.open(Path(sys.argv[1]))
+            n = 0
+            while True:
+                batch = [event(n + i) for i in range(8)]
+                results = await asyncio.gather(*(log.append([e]) for e in batch))
+                for e, r in zip(batch, results):
+                    print(e.id, r.sequences[0], flush=True)
+                n += 8
+
+        asyncio.run(main())
+        """,
+        str(path),
+    )
+    assert child.stdout is not None
+    acknowledged: list[tuple[str, int]] = []
+    deadline = time.monotonic() + 20
+    while len(acknowledged) < 400 and time.monotonic() < deadline:
+        line = child.stdout.readline()
+        if not line:
+            break
+        event_id, seq = line.split()
+        acknowledged.append((event_id, int(seq)))
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    assert len(acknowledged) >= 400
+
+    log = await SqliteEventLog.open(path)
+    try:
+        for event_id, seq in acknowledged:
+            stored = await log.get(event_id)
+            assert stored is not None, event_id
+            assert stored.sequence == seq
+    finally:
+        await log.close()
+
+
+async def test_two_processes_racing_store_each_event_once(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    # Create the file first so both children race on appends, not on the schema.
+    await (await SqliteEventLog.open(path)).close()
+    code = """
+        import asyncio, json, sys
+        from pathlib import Path
+        from wahook.store.sqlite import SqliteEventLog
+
+        async def main():
+            log = await SqliteEventLog.open(Path(sys.argv[1]))
+            order = list(range(200))
+            if sys.argv[2] == "reverse":
+                order.reverse()
+            results = await asyncio.gather(*(log.append([event(n)]) for n in order))
+            await log.close()
+            print(json.dumps(sum(r.new_count for r in results)))
+
+        asyncio.run(main())
+        """
+    children = [run_child(code, str(path), way) for way in ("forward", "reverse")]
+    outputs = [child.communicate(timeout=60)[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0]
+    assert sum(json.loads(out) for out in outputs) == 200
+    log = await SqliteEventLog.open(path)
+    try:
+        stored = await log.list_events(EventFilter(), 0, 0, 1000)
+        assert len(stored) == 200
+        assert len({e.dedupe_key for e in stored}) == 200
+    finally:
+        await log.close()
+
+
+async def test_lock_held_too_long_is_log_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    log = await SqliteEventLog.open(path, busy_timeout=0.2)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(LogUnavailableError, match="locked"):
+            await log.append([event(1)])
+        with pytest.raises(LogUnavailableError):
+            await log.check_writable()
+        blocker.execute("ROLLBACK")
+        result = await log.append([event(1)])
+        assert result.new_count == 1
+    finally:
+        blocker.close()
+        await log.close()
+
+
+async def test_a_failing_job_does_not_fail_its_batch(tmp_path: Path) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    try:
+        only_messages = EventFilter(event_types=frozenset({event_pb2.EVENT_TYPE_MESSAGE}))
+        await log.create_group("g", only_messages, StartPosition(), 1.0)
+        before = log.metrics().commits
+        conflicting = log.create_group(
+            "g", EventFilter(waba_ids=frozenset({"1"})), StartPosition(), 1.0
+        )
+        results = await asyncio.gather(
+            log.append([event(1)]), conflicting, log.append([event(2)]), return_exceptions=True
+        )
+        assert isinstance(results[1], FailedPreconditionError)
+        assert log.metrics().commits - before == 1
+        assert await log.get(event(1).id) is not None
+        assert await log.get(event(2).id) is not None
+    finally:
+        await log.close()
+
+
+async def test_metrics_count_commits_and_events(tmp_path: Path) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    try:
+        await log.append([event(1), event(2)])
+        await log.append([event(2), event(3)])
+        await asyncio.gather(*(log.append([event(n)]) for n in range(10, 60)))
+        m = log.metrics()
+        assert (m.appended_events, m.duplicate_events) == (53, 1)
+        assert m.commits < m.write_jobs
+        assert m.largest_batch >= 10
+    finally:
+        await log.close()
+
+
+async def test_cannot_open_is_log_unavailable(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(LogUnavailableError, match="cannot open"):
+        await SqliteEventLog.open(not_a_dir / "events.sqlite3")
+
+
+async def test_close_wakes_waiters_and_is_idempotent(tmp_path: Path) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    waiter = asyncio.create_task(log.wait_for_append(0, 10.0))
+    await asyncio.sleep(0.05)
+    await log.close()
+    assert await asyncio.wait_for(waiter, 1.0) is False
+    await log.close()
+    with pytest.raises(LogUnavailableError):
+        await log.wait_for_append(0, 0.1)
