@@ -25,6 +25,7 @@ from wahook.core.jsonutil import (
     get_obj,
     get_str,
     get_timestamp,
+    key_path,
     require_id,
 )
 from wahook.v1 import message_pb2
@@ -81,7 +82,7 @@ def _objects(obj: JsonObject, key: str, where: str) -> list[tuple[str, JsonObjec
     """The objects of an array with each one's path; a non-object element is malformed."""
     out = []
     for i, item in enumerate(get_list(obj, key, where)):
-        path = f"{where}.{key}[{i}]"
+        path = f"{key_path(where, key)}[{i}]"
         if item.__class__ is not dict:
             raise Malformed(f"{path}: expected an object, got {describe(item)}")
         out.append((path, item))
@@ -129,7 +130,7 @@ def _contacts(msg: M.Message, m: JsonObject) -> None:
     cards = msg.contacts
     cards.SetInParent()
     for where, obj in _objects(m, "contacts", ""):
-        _contact_card(cards.cards.add(), obj, where.lstrip("."))
+        _contact_card(cards.cards.add(), obj, where)
 
 
 def _interactive(msg: M.Message, m: JsonObject) -> None:

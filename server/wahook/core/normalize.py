@@ -14,6 +14,7 @@ position-independent).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -58,8 +59,10 @@ def normalize(body: bytes, received_at: float) -> list[event_pb2.Event]:
         raise PayloadError(f"body is not a JSON object: its top level is {describe(doc)}")
     if doc.get("object") != WHATSAPP_OBJECT:
         return []
-    received = Timestamp()
-    received.FromNanoseconds(round(received_at * 1e9))
+    # Split before scaling: received_at * 1e9 would lose the sub-microsecond digits.
+    seconds = math.floor(received_at)
+    nanos = min(round((received_at - seconds) * 1e9), 999_999_999)
+    received = Timestamp(seconds=seconds, nanos=nanos)
     walker = _Walker(received)
     entries = doc.get("entry")
     if entries.__class__ is not list:
@@ -212,7 +215,7 @@ class _Walker:
                     continue
                 for k, item in enumerate(items):
                     self.item(key, item, path, k)
-            elif key == "errors":
+            elif key == "errors" and value[key] is not None:
                 self.value_errors(value, path)
 
     def value_errors(self, value: JsonObject, path: str) -> None:

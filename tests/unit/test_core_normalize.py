@@ -1,0 +1,419 @@
+"""Edge cases of the normaliser that the fixture files do not show one by one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from wahook.core import ids
+from wahook.core.normalize import normalize
+from wahook.errors import PayloadError
+from wahook.v1 import event_pb2, message_pb2
+
+E = event_pb2
+META = {"display_phone_number": "15550100001", "phone_number_id": "200000000000001"}
+
+
+def wrap(value: Any, field: str = "messages", **entry: Any) -> bytes:
+    doc = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {"id": "100000000000001", **entry, "changes": [{"field": field, "value": value}]}
+        ],
+    }
+    return json.dumps(doc).encode()
+
+
+def messages(*items: Any, contacts: Any = None) -> list[event_pb2.Event]:
+    value: dict[str, Any] = {"metadata": META, "messages": list(items)}
+    if contacts is not None:
+        value["contacts"] = contacts
+    return normalize(wrap(value), 1764000100.0)
+
+
+def msg(type_name: str, content: Any = None, **extra: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"from": "15550101001", "id": "wamid.X1", "type": type_name, **extra}
+    if content is not None:
+        item[type_name] = content
+    return item
+
+
+def only(events: list[event_pb2.Event]) -> event_pb2.Event:
+    assert len(events) == 1, events
+    return events[0]
+
+
+def reason(events: list[event_pb2.Event]) -> str:
+    event = only(events)
+    assert event.type == E.EVENT_TYPE_MALFORMED
+    return event.malformed.reason
+
+
+# -- body level ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\xff\xfe{}", "not UTF-8: invalid byte at offset 0"),
+        (b"{", "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b'{"a": NaN}', "NaN is not valid JSON"),
+        (b'{"a": -Infinity}', "-Infinity is not valid JSON"),
+        (b'{"a": ' + b"9" * 5000 + b"}", "not valid JSON"),
+        (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+        (b'{"a": "\\ud800"}', "lone UTF-16 surrogate"),
+        (b'{"a": "\\udc00x"}', "lone UTF-16 surrogate"),
+        (b"[]", "top level is an array"),
+        (b'"whatsapp_business_account"', "top level is string"),
+        (b"null", "top level is null"),
+        (b"17", "top level is number 17"),
+        (b"true", "top level is true"),
+    ],
+)
+def test_payload_errors(body: bytes, message: str) -> None:
+    with pytest.raises(PayloadError) as info:
+        normalize(body, 0.0)
+    assert message in info.value.message
+    assert info.value.http_status == 400
+
+
+def test_escaped_backslash_before_u_d800_text_is_not_a_surrogate() -> None:
+    # The JSON text "\\ud800" is a backslash followed by "ud800": valid Unicode.
+    events = messages(msg("text", {"body": "\\ud800"}, timestamp="1"))
+    assert only(events).message.text.body == "\\ud800"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {"object": "page", "entry": []},
+        {"object": None},
+        {"object": ["whatsapp_business_account"]},
+    ],
+)
+def test_other_objects_give_no_events(doc: dict[str, Any]) -> None:
+    assert normalize(json.dumps(doc).encode(), 0.0) == []
+
+
+def test_missing_entry_array_is_one_malformed_event() -> None:
+    events = normalize(b'{"object":"whatsapp_business_account"}', 0.0)
+    assert reason(events) == "entry: expected an array, got null"
+    assert only(events).malformed.path == ""
+
+
+def test_empty_entry_and_changes_give_nothing() -> None:
+    assert normalize(b'{"object":"whatsapp_business_account","entry":[]}', 0.0) == []
+    body = b'{"object":"whatsapp_business_account","entry":[{"id":"1"},{"id":"2","changes":[]}]}'
+    assert normalize(body, 0.0) == []
+
+
+def test_received_time_keeps_fractions() -> None:
+    event = only(normalize(wrap({"x": 1}, field="future"), 1764000100.25))
+    assert (event.received_time.seconds, event.received_time.nanos) == (1764000100, 250000000)
+
+
+# -- values and items ----------------------------------------------------------------
+
+
+def test_value_without_metadata_and_null_items_are_tolerated() -> None:
+    body = wrap({"messages": None, "statuses": None, "contacts": None})
+    assert normalize(body, 0.0) == []
+
+
+def test_value_errors_malformed() -> None:
+    events = normalize(wrap({"metadata": META, "errors": [{"code": "x"}]}), 0.0)
+    assert reason(events) == 'errors[0].code: expected an integer, got string "x"'
+    assert only(events).malformed.path == "entry[0].changes[0].value.errors"
+    events = normalize(wrap({"metadata": META, "errors": {"code": 1}}), 0.0)
+    assert reason(events) == "errors: expected an array, got an object"
+    events = normalize(wrap({"metadata": META, "errors": ["boom"]}), 0.0)
+    assert reason(events) == 'errors[0]: expected an object, got string "boom"'
+
+
+def test_value_errors_present_even_when_empty() -> None:
+    event = only(normalize(wrap({"metadata": META, "errors": []}), 0.0))
+    assert event.type == E.EVENT_TYPE_VALUE_ERRORS
+    assert event.HasField("value_errors")
+    assert list(event.value_errors.errors) == []
+
+
+def test_contact_entries_that_are_not_objects_are_skipped() -> None:
+    contacts = ["junk", None, {"wa_id": "15550101001", "profile": {"name": "Real"}}]
+    event = only(messages(msg("text", {"body": "hi"}), contacts=contacts))
+    assert event.message.contact.name == "Real"
+
+
+def test_contact_without_profile_and_first_duplicate_wins() -> None:
+    contacts = [{"wa_id": "15550101001"}, {"wa_id": "15550101001", "profile": {"name": "Second"}}]
+    event = only(messages(msg("text", {"body": "hi"}), contacts=contacts))
+    assert event.message.contact.wa_id == "15550101001"
+    assert event.message.contact.name == ""
+
+
+def test_message_with_no_sender_ids_gets_no_contact() -> None:
+    item = {"id": "wamid.X1", "type": "text", "text": {"body": "?"}}
+    event = only(messages(item, contacts=[{"wa_id": "", "profile": {"name": "Nobody"}}]))
+    assert not event.message.HasField("contact")
+
+
+def test_user_id_fallback_when_wa_id_has_no_match() -> None:
+    item = msg("text", {"body": "hi"}, from_user_id="US.9")
+    contacts = [{"user_id": "US.8"}]
+    assert not only(messages(item, contacts=contacts)).message.HasField("contact")
+    contacts = [{"user_id": "US.9", "profile": {"name": "By BSUID"}}]
+    assert only(messages(item, contacts=contacts)).message.contact.name == "By BSUID"
+
+
+def test_a_matched_contact_with_wrong_types_makes_its_item_malformed() -> None:
+    contacts = [{"wa_id": "15550101001", "profile": {"name": 7}}]
+    events = messages(msg("text", {"body": "hi"}), contacts=contacts)
+    assert reason(events) == (
+        "entry[0].changes[0].value.contacts[0].profile.name: expected a string, got number 7"
+    )
+
+
+def test_text_without_body_is_an_empty_text() -> None:
+    event = only(messages(msg("text")))
+    assert event.message.HasField("text")
+    assert event.message.text.body == ""
+
+
+def test_type_missing_is_malformed() -> None:
+    assert reason(messages({"id": "wamid.X1", "from": "1"})) == "type: missing"
+
+
+@pytest.mark.parametrize(
+    ("item", "why"),
+    [
+        (
+            msg("contacts", extra_contacts=1) | {"contacts": ["x"]},
+            'contacts[0]: expected an object, got string "x"',
+        ),
+        (
+            msg("contacts") | {"contacts": [{"phones": [1]}]},
+            "contacts[0].phones[0]: expected an object, got number 1",
+        ),
+        (
+            msg("order", {"product_items": [{"quantity": 1.5}]}),
+            "order.product_items[0].quantity: expected an integer, got number 1.5",
+        ),
+        (
+            msg("order", {"product_items": [{"quantity": 2**64}]}),
+            "order.product_items[0].quantity: expected an integer within 64 bits, "
+            "got number 18446744073709551616",
+        ),
+        (
+            msg("order", {"product_items": [{"quantity": "-" + "9" * 30}]}),
+            "order.product_items[0].quantity: expected an integer, got string",
+        ),
+        (
+            msg("order", {"product_items": [{"item_price": 10**400}]}),
+            "order.product_items[0].item_price: expected a number, "
+            "got number 1000000000000000000000000000000000000...",
+        ),
+        (
+            msg("order", {"product_items": [{"item_price": "nan"}]}),
+            'order.product_items[0].item_price: expected a number, got string "nan"',
+        ),
+        (
+            msg("order", {"product_items": [{"item_price": True}]}),
+            "order.product_items[0].item_price: expected a number, got true",
+        ),
+        (
+            msg("edit", {"message": {"type": "text", "text": {"body": False}}}),
+            "edit.message.text.body: expected a string, got false",
+        ),
+        (msg("image", "not an object"), 'image: expected an object, got string "not an object"'),
+        (
+            msg("text", {"body": "x" * 100}, timestamp="1" * 50),
+            "timestamp: expected integer Unix seconds, "
+            'got string "1111111111111111111111111111111111111..."',
+        ),
+        (
+            msg("text", {"body": "x"}, timestamp=-5),
+            "timestamp: expected Unix seconds between 0 and 253402300799, got number -5",
+        ),
+        (
+            msg("text", {"body": "x"}, timestamp=10**12),
+            "timestamp: expected Unix seconds between 0 and 253402300799, got number 1000000000000",
+        ),
+        (
+            msg("text", {"body": "x"}, timestamp=None, context=[]),
+            "context: expected an object, got an array",
+        ),
+        (
+            msg("text", {"body": "x"}, id=["wamid"]),
+            "id: expected a string or integer id, got an array",
+        ),
+        (msg("text", {"body": "x"}, errors="bad"), 'errors: expected an array, got string "bad"'),
+        (
+            msg("text", {"body": "x"}, identity={"created_timestamp": "later"}),
+            'identity.created_timestamp: expected integer Unix seconds, got string "later"',
+        ),
+        (
+            msg("interactive", {"type": "list_reply", "list_reply": {"id": None, "title": {}}}),
+            "interactive.list_reply.title: expected a string, got an object",
+        ),
+    ],
+)
+def test_malformed_message_reasons(item: dict[str, Any], why: str) -> None:
+    assert reason(messages(item)).startswith(why)
+
+
+def test_numbers_in_describe_are_shortened() -> None:
+    item = msg("location", {"latitude": "north" * 12})
+    assert reason(messages(item)) == (
+        'location.latitude: expected a number, got string "' + ("north" * 8)[:37] + '..."'
+    )
+
+
+def test_numeric_string_coordinates_and_ids_are_accepted() -> None:
+    item = msg("location", {"latitude": "38.5", "longitude": 7}, id=12345)
+    event = only(messages(item))
+    assert (event.message.location.latitude, event.message.location.longitude) == (38.5, 7.0)
+    assert event.message.id == "12345"
+    assert event.dedupe_key == "message:200000000000001:12345"
+
+
+def test_flow_reply_with_object_response_json_is_serialised() -> None:
+    item = msg("interactive", {"type": "nfm_reply", "nfm_reply": {"response_json": {"a": "é"}}})
+    assert only(messages(item)).message.interactive.flow_reply.response_json == '{"a":"é"}'
+
+
+def test_interactive_newer_kind_keeps_type_only() -> None:
+    item = msg("interactive", {"type": "call_permission_reply", "call_permission_reply": {"x": 1}})
+    interactive = only(messages(item)).message.interactive
+    assert interactive.type == "call_permission_reply"
+    assert interactive.WhichOneof("reply") is None
+
+
+def test_interactive_reply_objects_may_be_absent() -> None:
+    for kind, field in [
+        ("button_reply", "button_reply"),
+        ("list_reply", "list_reply"),
+        ("nfm_reply", "flow_reply"),
+    ]:
+        interactive = only(messages(msg("interactive", {"type": kind}))).message.interactive
+        assert interactive.WhichOneof("reply") == field
+
+
+def test_edit_with_untyped_unknown_content_and_without_message() -> None:
+    event = only(messages(msg("edit", {"original_message_id": "wamid.O", "message": {"x": 1}})))
+    nested = event.message.edit.message
+    assert event.message.edit.HasField("message")
+    assert (nested.type, nested.type_name) == (message_pb2.MESSAGE_TYPE_UNSPECIFIED, "")
+    event = only(messages(msg("edit", {"original_message_id": "wamid.O"})))
+    assert not event.message.edit.HasField("message")
+
+
+def test_unsupported_without_object_and_contact_card_without_name_or_org() -> None:
+    event = only(messages(msg("unsupported")))
+    assert event.message.type == message_pb2.MESSAGE_TYPE_UNSUPPORTED
+    assert not event.message.HasField("unsupported")
+    event = only(messages(msg("contacts") | {"contacts": [{"birthday": "2000-01-01"}]}))
+    card = event.message.contacts.cards[0]
+    assert card.birthday == "2000-01-01"
+    assert not card.HasField("name")
+    assert not card.HasField("org")
+
+
+def test_referral_without_welcome_and_identity_without_time() -> None:
+    item = msg("text", {"body": "x"}, referral={"source_id": 5}, identity={"hash": "h"})
+    event = only(messages(item))
+    assert event.message.referral.source_id == "5"
+    assert event.message.referral.welcome_message_text == ""
+    assert event.message.identity.hash == "h"
+    assert not event.message.identity.HasField("created_time")
+
+
+def test_status_partial_conversation_and_pricing() -> None:
+    value = {
+        "metadata": META,
+        "statuses": [
+            {"id": "wamid.S", "status": "sent", "conversation": {"id": "c1"}, "pricing": {}},
+        ],
+    }
+    status = only(normalize(wrap(value), 0.0)).status
+    assert status.conversation.id == "c1"
+    assert not status.conversation.HasField("expiration_time")
+    assert status.conversation.origin_type == ""
+    assert status.HasField("pricing")
+    assert not status.pricing.HasField("billable")
+
+
+def test_status_key_has_empty_timestamp_when_absent() -> None:
+    value = {"metadata": META, "statuses": [{"id": "wamid.S", "status": "sent"}]}
+    event = only(normalize(wrap(value), 0.0))
+    assert event.dedupe_key == "status:200000000000001:wamid.S:sent::::"
+    assert not event.HasField("occurred_time")
+
+
+def test_user_preferences_without_contacts_and_history_thread_junk() -> None:
+    value = {"metadata": META, "user_preferences": [{"wa_id": "15550101001", "value": "stop"}]}
+    event = only(normalize(wrap(value, field="user_preferences"), 0.0))
+    assert event.user_preference.value == "stop"
+    assert not event.user_preference.HasField("contact")
+    value = {"metadata": META, "user_preferences": [{"wa_id": "15550101009"}], "contacts": []}
+    assert not only(normalize(wrap(value, field="user_preferences"), 0.0)).user_preference.HasField(
+        "contact"
+    )
+    value = {"metadata": META, "history": [{"threads": ["junk"]}]}
+    events = normalize(wrap(value, field="history"), 0.0)
+    assert reason(events) == 'threads[0]: expected an object, got string "junk"'
+
+
+def test_account_ban_state_as_string_and_bad_array() -> None:
+    value = {"event": "DISABLED_UPDATE", "ban_info": {"waba_ban_state": "DISABLE"}}
+    assert only(normalize(wrap(value, field="account_update"), 0.0)).account_update.ban_state == (
+        "DISABLE"
+    )
+    value = {"event": "DISABLED_UPDATE", "ban_info": {"waba_ban_state": [1]}}
+    assert reason(normalize(wrap(value, field="account_update"), 0.0)) == (
+        "ban_info.waba_ban_state: expected a string, got an array"
+    )
+
+
+def test_echo_contact_is_the_recipient() -> None:
+    value = {
+        "metadata": META,
+        "contacts": [{"wa_id": "15550101002", "profile": {"name": "Recipient"}}],
+        "message_echoes": [
+            {
+                "from": "15550100001",
+                "to": "15550101002",
+                "id": "wamid.E",
+                "type": "text",
+                "text": {},
+            }
+        ],
+    }
+    event = only(normalize(wrap(value, field="smb_message_echoes"), 0.0))
+    assert event.message_echo.message.contact.name == "Recipient"
+
+
+def test_malformed_key_ignores_path_but_not_content() -> None:
+    first = messages("junk", msg("text", {"body": "ok"}))
+    second = messages(
+        msg("text", {"body": "ok"}), msg("text", {"body": "ok"}, id="wamid.X2"), "junk"
+    )
+    assert first[0].id == second[2].id
+    assert first[0].malformed.path != second[2].malformed.path
+    other = messages("other junk")
+    assert other[0].id != first[0].id
+
+
+def test_event_id_is_sha256_prefix() -> None:
+    assert (
+        ids.event_id("message:1:wamid.A")
+        == "evt_" + __import__("hashlib").sha256(b"message:1:wamid.A").hexdigest()[:32]
+    )
+
+
+def test_null_errors_and_missing_coordinates_are_absent() -> None:
+    event = only(messages(msg("location", {"name": "somewhere"}, errors=None)))
+    assert (event.message.location.latitude, event.message.location.name) == (0.0, "somewhere")
+    assert list(event.message.errors) == []
+    assert normalize(wrap({"metadata": META, "errors": None}), 0.0) == []
