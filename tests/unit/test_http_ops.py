@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import tornado.httpclient
 import tornado.netutil
-from conftest import APP_SECRET, VERIFY_TOKEN, Certs, HttpFront, sign
 from wahook import samples, tls
 from wahook.core.signature import Keyring
 from wahook.errors import ConfigError, LogUnavailableError
 from wahook.http.app import build_deps, make_app_from_deps, make_http_server
 from wahook.store.sqlite import SqliteEventLog
+from wahook_testkit import APP_SECRET, VERIFY_TOKEN, Certs, HttpFront, sign
 
 
 async def test_healthz(http_front: HttpFront) -> None:

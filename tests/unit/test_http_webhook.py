@@ -10,11 +10,11 @@ import asyncio
 import json
 import urllib.parse
 
-from conftest import APP_SECRET, VERIFY_TOKEN, HttpFront, sign
 from wahook import samples
 from wahook.errors import LogUnavailableError
 from wahook.store.base import AppendResult, EventFilter
 from wahook.v1 import event_pb2
+from wahook_testkit import APP_SECRET, VERIFY_TOKEN, HttpFront, sign
 
 
 async def stored(front: HttpFront) -> list[event_pb2.Event]:
