@@ -52,7 +52,9 @@ def machine() -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--suites", default=",".join(SUITES), help=f"comma list of {SUITES}")
-    p.add_argument("--servers", default="bare,hmac_json,wahook", help="for throughput / open_loop")
+    p.add_argument(
+        "--servers", default="bare,hmac_json,express,wahook", help="for throughput / open_loop"
+    )
     p.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per server")
     p.add_argument("--seconds", type=float, default=10, help="length of one closed-loop run")
     p.add_argument("--rate", type=float, default=1000, help="open-loop POSTs/s")
@@ -60,6 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-rounds", type=int, default=1)
     p.add_argument("--warmup", type=float, default=2, help="unmeasured start of open-loop runs")
     p.add_argument("--group-rounds", type=int, default=2)
+    p.add_argument("--groups", type=int, default=4, help="consumer groups reading in `groups`")
     p.add_argument("--backlog", type=int, default=200_000, help="events; the target is 1000000")
     p.add_argument("--soak-seconds", type=float, default=60, help="the target is 600")
     p.add_argument("--soak-rate", type=float, default=500)
@@ -69,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.smoke:
         args.rounds, args.seconds, args.rate, args.latency_seconds = 1, 1, 200, 1
-        args.warmup, args.group_rounds, args.backlog = 0, 1, 2000
+        args.warmup, args.group_rounds, args.groups, args.backlog = 0, 1, 2, 2000
         args.soak_seconds, args.soak_rate, args.profile_seconds = 2, 100, 1
     return args
 
@@ -84,7 +87,7 @@ def run_suite(name: str, ctx: Ctx, args: argparse.Namespace, names: list[str]) -
     if name == "e2e":
         return suites_sub.e2e_latency(ctx, args.rate, args.latency_seconds, args.warmup)
     if name == "groups":
-        return suites_http.ingest_with_groups(ctx, args.group_rounds, args.seconds)
+        return suites_http.ingest_with_groups(ctx, args.group_rounds, args.seconds, args.groups)
     if name == "backlog":
         return suites_sub.backlog(ctx, args.backlog)
     if name == "soak":

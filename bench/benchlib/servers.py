@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib.tools import BENCH, REPO, SERVER_CORE, pinned
+from benchlib.tools import BENCH, EXPRESS_DIR, REPO, SERVER_CORE, ensure_express, pinned
 
 BASELINES = {
     "bare": BENCH / "baselines" / "bare_tornado.py",
@@ -137,10 +137,16 @@ def _spawn(
 
 
 def start_baseline(kind: str, secret: str, log_dir: Path) -> Server:
-    """One of the Tornado baselines ("bare", "hmac_json") on a free port."""
+    """A baseline on a free port: the Tornado ones ("bare", "hmac_json") or "express" (Node)."""
     port = free_port()
-    argv = [sys.executable, str(BASELINES[kind]), "--port", str(port), "--secret", secret]
-    proc, log_path = _spawn(kind, argv, dict(os.environ), log_dir)
+    env = dict(os.environ)
+    if kind == "express":
+        env["NODE_PATH"] = str(ensure_express())
+        argv = ["node", str(EXPRESS_DIR / "server.js")]
+    else:
+        argv = [sys.executable, str(BASELINES[kind])]
+    argv += ["--port", str(port), "--secret", secret]
+    proc, log_path = _spawn(kind, argv, env, log_dir)
     server = Server(name=kind, proc=proc, http_port=port, log_path=log_path)
     _wait_ready(server, "/webhook")
     return server

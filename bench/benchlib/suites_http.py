@@ -105,7 +105,7 @@ def ingest_with_groups(
             try:
                 _warm(server, ctx)
                 subs = [
-                    Subscriber(server, "drain", f"ingest-{r}-{i}", seconds + 4)
+                    Subscriber(server, "drain", f"ingest-{r}-{i}", seconds + 1.5)
                     for i in range(readers)
                 ]
                 for sub in subs:

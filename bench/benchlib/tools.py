@@ -60,6 +60,26 @@ def ensure_loadgen() -> Path:
     return binary
 
 
+EXPRESS_DIR = BENCH / "baselines" / "express"
+NODE_DIR = TOOLS_DIR.parent / ".node"
+
+
+def ensure_express() -> Path:
+    """node_modules holding express for the Express baseline, npm-installed (pinned by its
+    package.json) outside the source tree, in the gitignored results directory."""
+    manifest = EXPRESS_DIR / "package.json"
+    stamp = NODE_DIR / ".installed"
+    if stamp.exists() and stamp.stat().st_mtime >= manifest.stat().st_mtime:
+        return NODE_DIR / "node_modules"
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copy(manifest, NODE_DIR / "package.json")
+    npm = shutil.which("npm") or "npm"
+    argv = [npm, "install", "--no-audit", "--no-fund", "--loglevel=error"]
+    subprocess.run(argv, cwd=NODE_DIR, check=True)
+    stamp.touch()
+    return NODE_DIR / "node_modules"
+
+
 def ensure_py_spy() -> str:
     """Path of py-spy, pip-installing it into the running venv when missing."""
     candidate = Path(sys.executable).parent / "py-spy"

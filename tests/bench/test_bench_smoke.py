@@ -1,0 +1,160 @@
+"""The bench scripts still work: signed bodies verify and normalise, and `bench/run.py --smoke` runs
+every suite against real servers for about a second of load and writes well-formed results.
+
+No assertion here is about speed (a shared CI machine makes timing noise); only about shape.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wahook.core.normalize import normalize
+from wahook.core.signature import Keyring
+from wahook.v1 import event_pb2
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+from benchlib import payloads, report, servers  # noqa: E402
+from benchlib.suites_http import parse_collapsed  # noqa: E402
+
+
+def test_bodies_are_distinct_signed_and_normalise_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "bodies.txt"
+    counts = payloads.write_signed_file(path, 300, "smoke-secret", "0badc0de")
+    assert set(counts) == set(payloads.MIX)
+    assert all(n > 0 for n in counts.values()), counts
+    keyring = Keyring(["smoke-secret"])
+    event_ids: set[str] = set()
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 300
+    for line in lines:
+        sig, body = line.split(b"\t", 1)
+        keyring.verify(body, sig.decode())
+        events = normalize(body, 1_764_200_000.5)
+        assert events
+        assert all(e.type != event_pb2.EVENT_TYPE_MALFORMED for e in events), body
+        event_ids.update(e.id for e in events)
+    # Every event is new: a load run never takes wahook's dedupe shortcut.
+    expected = round(payloads.events_per_body(counts) * 300)
+    assert len(event_ids) == expected
+
+
+def test_batched_status_body_holds_that_many_distinct_events() -> None:
+    body = payloads.statuses_body("0badc0de", 7, 250)
+    events = normalize(body, 1_764_200_000.0)
+    assert len({e.id for e in events}) == 250
+    assert all(e.type == event_pb2.EVENT_TYPE_STATUS for e in events)
+
+
+def test_collapsed_profile_is_summed_by_self_and_inclusive_time() -> None:
+    text = (
+        "main (server/wahook/cli.py:3);post (server/wahook/http/handlers.py:10) 30\n"
+        "main (server/wahook/cli.py:3);normalize (server/wahook/core/normalize.py:54) 70\n"
+    )
+    prof = parse_collapsed(text)
+    assert prof["samples"] == 100
+    assert prof["self_pct"][0] == ["normalize (wahook/core/normalize.py)", 70.0]
+    assert ["main (wahook/cli.py)", 100.0] in prof["inclusive_pct"]
+
+
+def _post(port: int, body: bytes, signature: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", "/webhook", body, {"X-Hub-Signature-256": signature})
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_hmac_json_baseline_checks_the_signature_and_the_json(tmp_path: Path) -> None:
+    server = servers.start("hmac_json", "smoke-secret", tmp_path)
+    try:
+        body = payloads.statuses_body("0badc0de", 1, 2)
+        assert _post(server.http_port, body, payloads.sign(body, "smoke-secret")) == 200
+        assert _post(server.http_port, body, payloads.sign(body, "other-secret")) == 401
+        assert _post(server.http_port, b"[1]", payloads.sign(b"[1]", "smoke-secret")) == 400
+    finally:
+        server.stop()
+    assert server.proc.returncode is not None
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench-results")
+    argv = [sys.executable, str(BENCH / "run.py"), "--smoke", "--out", str(out)]
+    argv += ["--suites", "throughput,open_loop,e2e,groups,backlog,soak"]
+    argv += ["--servers", "bare,wahook"]
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results: dict[str, Any] = json.loads((out / "latest.json").read_text())
+    results["_table"] = (out / "latest.md").read_text()
+    results["_stdout"] = proc.stdout
+    return results
+
+
+def test_smoke_closed_loop_measures_baseline_and_wahook(smoke_results: dict[str, Any]) -> None:
+    tp = smoke_results["throughput"]
+    assert set(tp["median_rps"]) == {"bare", "wahook"}
+    assert all(v > 0 for v in tp["median_rps"].values())
+    assert tp["errors"] == {"bare": 0, "wahook": 0}
+    assert set(tp["ratio"]) == {"wahook/bare"}
+
+
+def test_smoke_open_loop_reports_percentiles_of_all_200s(smoke_results: dict[str, Any]) -> None:
+    for server in ("bare", "wahook"):
+        s = smoke_results["open_loop"]["servers"][server]
+        assert s["sent"] > 0
+        assert s["ok"] == s["sent"], s
+        lat = s["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
+
+
+def test_smoke_subscriber_sees_posted_events(smoke_results: dict[str, Any]) -> None:
+    e2e = smoke_results["e2e"]
+    assert e2e["post_errors"] == 0
+    assert e2e["events_measured"] > 0
+    assert 0 <= e2e["subscriber_latency_ms"]["p50"] <= e2e["subscriber_latency_ms"]["p99"]
+
+
+def test_smoke_groups_each_read_what_was_posted(smoke_results: dict[str, Any]) -> None:
+    g = smoke_results["groups"]
+    assert g["no_subscriber_rps"] > 0
+    assert g["with_groups_rps"] > 0
+    assert all(n > 0 for n in g["min_group_events"])
+
+
+def test_smoke_backlog_is_stored_and_caught_up(smoke_results: dict[str, Any]) -> None:
+    bl = smoke_results["backlog"]
+    assert bl["preload"]["failures"] == 0
+    for run in bl["catchup"].values():
+        assert run["complete"], run
+        assert run["events"] >= bl["events"]
+    assert bl["rss_mib_peak"] > 0
+
+
+def test_smoke_soak_samples_rss(smoke_results: dict[str, Any]) -> None:
+    soak = smoke_results["soak"]
+    assert soak["post_errors"] == 0
+    assert soak["rss_mib_end"] > 0
+    assert len(soak["series_mib"]) >= 2
+
+
+def test_smoke_table_judges_every_target(smoke_results: dict[str, Any]) -> None:
+    assert smoke_results["errors"] == {}
+    rows = report.targets(smoke_results)
+    assert len(rows) == 8
+    assert all(verdict.startswith(("met", "NOT met")) for *_, verdict in rows)
+    assert "| target | figure | threshold | verdict |" in smoke_results["_table"]
+    assert smoke_results["_table"] in smoke_results["_stdout"]
