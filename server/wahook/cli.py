@@ -25,9 +25,9 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = [a for a in argv if a in COMMANDS][:1] or list(COMMANDS)
-    for name in COMMANDS:
+    for name, module in COMMANDS.items():
         if name in wanted:
-            importlib.import_module(COMMANDS[name]).add_parser(sub)
+            importlib.import_module(module).add_parser(sub)
         else:
             sub.add_parser(name, help=f"see `wahook {name} --help`")
     return parser
