@@ -116,18 +116,26 @@ def start_wahook(
     grpc_port: int = 0,
     secret: str = APP_SECRET,
     startup_timeout: float = 30.0,
+    dev: bool = False,
 ) -> WahookProcess:
-    """Start `python -m wahook.cli serve` and wait for its listening line."""
+    """Start `python -m wahook.cli serve` and wait for its listening line.
+
+    ``dev`` runs `serve --dev` with no secret, token or certificate in the environment,
+    as a newcomer would; ``secret`` is then read from what it generated."""
     data_dir.mkdir(parents=True, exist_ok=True)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("WAHOOK_")}
+    if not dev:
+        full_env["WAHOOK_APP_SECRET"] = secret
+        full_env["WAHOOK_VERIFY_TOKEN"] = VERIFY_TOKEN
+    else:
+        args = ["--dev", *args]
+        certs = None
     full_env.update(
         {
-            "WAHOOK_APP_SECRET": secret,
-            "WAHOOK_VERIFY_TOKEN": VERIFY_TOKEN,
             "WAHOOK_DATA_DIR": str(data_dir),
-            "WAHOOK_HTTP_HOST": "127.0.0.1",
             "WAHOOK_HTTP_PORT": str(http_port),
             "WAHOOK_GRPC_PORT": str(grpc_port),
+            "WAHOOK_HTTP_HOST": "127.0.0.1",
             "WAHOOK_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
         }
@@ -170,6 +178,8 @@ def start_wahook(
                 f"{stderr_path.read_text()}"
             )
         m = LISTENING.search(line)
+        if m and dev:
+            secret = (data_dir / "dev" / "app_secret").read_text().strip()
         if m:
             return WahookProcess(
                 proc, data_dir, m.group(1), m.group(2), stderr_path, secret, lines, pump
