@@ -1,0 +1,170 @@
+"""The Python Subscriber against a real grpc.aio server and SqliteEventLog in the test's loop:
+acks, nacks, flushing on stop, reconnecting after the server goes away, fatal errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from wahook import samples
+from wahook.client import Subscriber, start_position
+from wahook.core.normalize import normalize
+from wahook.rpc.server import RpcHandle, create_server
+from wahook.store.sqlite import SqliteEventLog
+from wahook.v1 import event_pb2, service_pb2
+from wahook_testkit import free_port
+
+
+@dataclass
+class Live:
+    log: SqliteEventLog
+    rpc: RpcHandle
+    port: int
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def add(self, n: int, kind: str = "text") -> list[int]:
+        events = [e for _ in range(n) for e in normalize(samples.body(kind), 1.0)]
+        return (await self.log.append(events)).sequences
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[Live]:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    _, port, rpc = await create_server(log, "127.0.0.1", free_port(), heartbeat_interval=0.2)
+    yield Live(log, rpc, port)
+    await rpc.shutdown(0.5)
+    await log.close()
+
+
+async def take(sub: Subscriber, n: int, timeout: float = 10.0) -> list[service_pb2.Delivery]:  # noqa: ASYNC109
+    got: list[service_pb2.Delivery] = []
+    async with asyncio.timeout(timeout):
+        async for d in sub:
+            got.append(d)
+            if len(got) >= n:
+                break
+    return got
+
+
+async def test_delivers_typed_events_and_acks(live: Live) -> None:
+    seqs = await live.add(3)
+    async with Subscriber(live.target, "g") as sub:
+        got = await take(sub, 3)
+        for d in got:
+            assert d.event.WhichOneof("payload") == "message"
+            assert d.attempt == 1
+            await sub.ack(d)
+    assert [d.event.sequence for d in got] == seqs
+    info = await live.log.group_info("g")
+    assert info is not None
+    assert info.pending_count == 0  # stop() flushed the acks before closing
+
+
+async def test_unacked_events_come_again_to_the_next_subscriber(live: Live) -> None:
+    await live.add(2)
+    async with Subscriber(live.target, "g") as sub:
+        await take(sub, 2)  # taken, never acked
+    async with Subscriber(live.target, "g") as sub:
+        again = await take(sub, 2)
+    assert [d.attempt for d in again] == [2, 2]
+
+
+async def test_nack_with_delay_redelivers_later(live: Live) -> None:
+    await live.add(1)
+    async with Subscriber(live.target, "g") as sub:
+        (first,) = await take(sub, 1)
+        await sub.nack(first, delay=0.3)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        (second,) = await take(sub, 1)
+        assert loop.time() - t0 >= 0.25
+        assert second.event.id == first.event.id
+        assert second.attempt == 2
+        await sub.ack(second)
+
+
+async def test_filter_and_start_latest(live: Live) -> None:
+    await live.add(2)
+    flt = event_pb2.EventFilter(event_types=[event_pb2.EVENT_TYPE_STATUS])
+    async with Subscriber(live.target, "statuses", filter=flt, start="latest") as sub:
+        reader = asyncio.ensure_future(take(sub, 1))
+        await asyncio.sleep(0.3)  # the group exists (at the head) before new events arrive
+        await live.add(1, "text")
+        (status_seq,) = await live.add(1, "status-delivered")
+        (d,) = await reader
+    assert d.event.sequence == status_seq
+    assert d.event.WhichOneof("payload") == "status"
+
+
+async def test_reconnects_after_the_server_goes_away(tmp_path: Path) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    port = free_port()
+    _, _, rpc = await create_server(log, "127.0.0.1", port, heartbeat_interval=0.2)
+    target = f"127.0.0.1:{port}"
+    sub = Subscriber(target, "g", backoff_initial=0.05, backoff_max=0.2)
+    try:
+        first = (await log.append(normalize(samples.body("text"), 1.0))).sequences
+        got = await take(sub, 1)
+        await sub.ack(got[0])
+        await asyncio.sleep(0.1)
+        await rpc.shutdown(0.2)  # the stream ends with UNAVAILABLE; the subscriber retries
+        await asyncio.sleep(0.3)
+        _, _, rpc = await create_server(log, "127.0.0.1", port, heartbeat_interval=0.2)
+        later = (await log.append(normalize(samples.body("text"), 1.0))).sequences
+        got += await take(sub, 1)
+        await sub.ack(got[-1])
+        assert [d.event.sequence for d in got] == first + later
+        assert sub.reconnects >= 1
+    finally:
+        await sub.stop()
+        await rpc.shutdown(0.2)
+        await log.close()
+    check = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    info = await check.group_info("g")
+    await check.close()
+    assert info is not None
+    assert info.pending_count == 0
+
+
+async def test_invalid_group_is_raised_not_retried(live: Live) -> None:
+    sub = Subscriber(live.target, "not a valid group!", backoff_initial=0.01)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await take(sub, 1)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert sub.reconnects == 0
+    finally:
+        await sub.stop()
+
+
+async def test_no_server_keeps_retrying_until_stopped() -> None:
+    sub = Subscriber(f"127.0.0.1:{free_port()}", "g", backoff_initial=0.01, backoff_max=0.05)
+    reader = asyncio.ensure_future(take(sub, 1, timeout=30))
+    await asyncio.sleep(0.5)
+    assert sub.reconnects >= 2
+    await sub.stop()
+    assert await asyncio.wait_for(reader, 5) == []
+
+
+def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
+    sub = Subscriber("x:1", "g", backoff_initial=0.1, backoff_max=1.0)
+    for failures, full in [(0, 0.1), (1, 0.2), (2, 0.4), (3, 0.8), (4, 1.0), (50, 1.0)]:
+        delays = [sub._backoff(failures) for _ in range(200)]
+        assert all(full / 2 <= d <= full for d in delays), failures
+        assert len(set(delays)) > 1  # jittered
+
+
+def test_start_position_words() -> None:
+    assert start_position(None).earliest
+    assert start_position("earliest").earliest
+    assert start_position("latest").latest
+    assert start_position("after:41").after_sequence == 41
+    with pytest.raises(ValueError, match="earliest, latest or after:SEQ"):
+        start_position("yesterday")
