@@ -7,6 +7,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -183,3 +184,70 @@ def parse_page_token(token: str) -> int:
     if not text.startswith(_TOKEN_PREFIX) or not number.isdigit() or len(number) > 19:
         raise InvalidArgumentError("page_token is not a token this server issued")
     return int(number)
+
+
+# -- SubscribeResponse on the wire ---------------------------------------------------------
+#
+# A catch-up response carries hundreds of events. Building it as a message would copy
+# every Event into its Delivery (protobuf has no move) and serialise it all again;
+# writing the wire format directly costs one Event serialisation and a few byte joins,
+# about 2.5x less CPU per event. The bytes parse as a normal SubscribeResponse (a test
+# checks the round trip); field numbers come from the descriptors, not constants.
+
+
+def _tag(message: Any, field: str, wire_type: int) -> bytes:
+    number = message.DESCRIPTOR.fields_by_name[field].number
+    return varint((number << 3) | wire_type)
+
+
+def varint(value: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative int."""
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_LEN, _VARINT = 2, 0
+_DELIVERY_EVENT = _tag(service_pb2.Delivery, "event", _LEN)
+_DELIVERY_ATTEMPT = _tag(service_pb2.Delivery, "attempt", _VARINT)
+_DELIVERY_DEADLINE = _tag(service_pb2.Delivery, "ack_deadline", _LEN)
+_RESPONSE_DELIVERY = _tag(service_pb2.SubscribeResponse, "deliveries", _LEN)
+_RESPONSE_TIME = _tag(service_pb2.SubscribeResponse, "server_time", _LEN)
+_RESPONSE_HEAD = _tag(service_pb2.SubscribeResponse, "head_sequence", _VARINT)
+
+
+def encode_deliveries(deliveries: list[Delivery]) -> list[bytes]:
+    """Each delivery as one encoded ``SubscribeResponse.deliveries`` entry."""
+    deadlines: dict[float, bytes] = {}
+    out: list[bytes] = []
+    for d in deliveries:
+        deadline = deadlines.get(d.deadline)
+        if deadline is None:
+            ts = timestamp(d.deadline).SerializeToString()
+            deadline = deadlines[d.deadline] = _DELIVERY_DEADLINE + varint(len(ts)) + ts
+        event = d.event.SerializeToString()
+        body = b"".join(
+            (
+                _DELIVERY_EVENT,
+                varint(len(event)),
+                event,
+                _DELIVERY_ATTEMPT,
+                varint(d.attempt),
+                deadline,
+            )
+        )
+        out.append(_RESPONSE_DELIVERY + varint(len(body)) + body)
+    return out
+
+
+def encode_response(encoded_deliveries: list[bytes], server_time: float, head: int) -> bytes:
+    """A serialised SubscribeResponse from ``encode_deliveries`` output."""
+    ts = timestamp(server_time).SerializeToString()
+    return b"".join(
+        (*encoded_deliveries, _RESPONSE_TIME, varint(len(ts)), ts, _RESPONSE_HEAD, varint(head))
+    )

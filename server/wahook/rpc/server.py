@@ -20,12 +20,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from wahook.rpc.servicer import EventService
+from wahook.rpc.servicer import SERVICE_NAME, EventService
 from wahook.rpc.subscribe import Hub
 from wahook.store.base import EventLog
-from wahook.v1 import service_pb2, service_pb2_grpc
-
-SERVICE_NAME: str = service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
 
 # A response stays under the default 4 MiB a client accepts, with room for framing.
 DEFAULT_MAX_RESPONSE_BYTES = 3 * 1024 * 1024
@@ -70,16 +67,14 @@ async def create_server(
     """
     server = grpc.aio.server(options=list(options))
     hub = Hub(clock)
-    service_pb2_grpc.add_EventServiceServicer_to_server(
-        EventService(
-            log,
-            hub,
-            clock=clock,
-            heartbeat_interval=heartbeat_interval,
-            max_response_bytes=max_response_bytes,
-        ),
-        server,
+    service = EventService(
+        log,
+        hub,
+        clock=clock,
+        heartbeat_interval=heartbeat_interval,
+        max_response_bytes=max_response_bytes,
     )
+    server.add_generic_rpc_handlers((service.handler(),))
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
@@ -96,6 +91,6 @@ async def create_server(
     else:
         bound = server.add_secure_port(address, credentials)
     await server.start()
-    for service in ("", SERVICE_NAME):
-        await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+    for name in ("", SERVICE_NAME):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, bound, RpcHandle(server=server, port=bound, health=health, hub=hub)

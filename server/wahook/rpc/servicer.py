@@ -19,11 +19,12 @@ from wahook.errors import InvalidArgumentError, NotFoundError, WahookError
 from wahook.rpc import convert
 from wahook.rpc.subscribe import Hub, Session
 from wahook.store.base import EventLog
-from wahook.v1 import service_pb2, service_pb2_grpc
+from wahook.v1 import service_pb2
 
 _log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
+SERVICE_NAME: str = service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name
 T = TypeVar("T")
 
 
@@ -58,8 +59,46 @@ async def _first_options(
     return convert.parse_subscribe_options(first)
 
 
-class EventService(service_pb2_grpc.EventServiceServicer):
-    """Serves one EventLog. ``hub`` tracks the open Subscribe streams."""
+class EventService:
+    """Serves one EventLog. ``hub`` tracks the open Subscribe streams.
+
+    Registered by ``handler()`` rather than the generated add_..._to_server, because
+    Subscribe yields pre-serialised responses (see convert.encode_response).
+    """
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        def serialize(message: Any) -> bytes:
+            return message if isinstance(message, bytes) else bytes(message.SerializeToString())
+
+        unary = grpc.unary_unary_rpc_method_handler
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            "Subscribe": grpc.stream_stream_rpc_method_handler(
+                self.Subscribe,
+                request_deserializer=service_pb2.SubscribeRequest.FromString,
+                response_serializer=serialize,
+            ),
+            "GetEvent": unary(
+                self.GetEvent,
+                request_deserializer=service_pb2.GetEventRequest.FromString,
+                response_serializer=serialize,
+            ),
+            "ListEvents": unary(
+                self.ListEvents,
+                request_deserializer=service_pb2.ListEventsRequest.FromString,
+                response_serializer=serialize,
+            ),
+            "GetMessageStatus": unary(
+                self.GetMessageStatus,
+                request_deserializer=service_pb2.GetMessageStatusRequest.FromString,
+                response_serializer=serialize,
+            ),
+            "GetConsumerGroup": unary(
+                self.GetConsumerGroup,
+                request_deserializer=service_pb2.GetConsumerGroupRequest.FromString,
+                response_serializer=serialize,
+            ),
+        }
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
     def __init__(
         self,
@@ -80,7 +119,8 @@ class EventService(service_pb2_grpc.EventServiceServicer):
         self,
         request_iterator: AsyncIterator[service_pb2.SubscribeRequest],
         context: Context,
-    ) -> AsyncIterator[service_pb2.SubscribeResponse]:
+    ) -> AsyncIterator[service_pb2.SubscribeResponse | bytes]:
+        """Batches arrive already serialised (bytes); heartbeats as messages."""
         if self._hub.closing:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
         session: Session | None = None

@@ -161,7 +161,7 @@ class Session:
 
     async def deliveries(
         self, reader: asyncio.Task[None]
-    ) -> AsyncIterator[service_pb2.SubscribeResponse]:
+    ) -> AsyncIterator[service_pb2.SubscribeResponse | bytes]:
         """The responses of this stream, until shutdown or until the subscriber hangs up."""
         s = self.settings
         last_sent = self._clock()
@@ -208,35 +208,25 @@ class Session:
         appended = waiters[0] in done and not waiters[0].cancelled() and waiters[0].result()
         return bool(appended) or waiters[1] in done or reader in done
 
-    def _responses(self, batch: list[Delivery], head: int) -> list[service_pb2.SubscribeResponse]:
-        """One response per batch, split where it would pass the size cap."""
-        group = self.settings.group
-        server_time = convert.timestamp(self._clock())
-        responses: list[service_pb2.SubscribeResponse] = []
-        current: list[service_pb2.Delivery] = []
-        size = 0
+    def _responses(self, batch: list[Delivery], head: int) -> list[bytes]:
+        """The batch as serialised responses, split where one would pass the size cap."""
         for d in batch:
             self._in_flight[d.event.sequence] = d.deadline
             heapq.heappush(self._deadlines, (d.deadline, d.event.sequence))
-            pb = convert.delivery(d)
-            item_size = pb.ByteSize() + 8
-            if current and size + item_size > self._max_response_bytes:
-                responses.append(self._response(current, server_time, head))
+        self.hub.schedule(self.settings.group, batch[-1].deadline)
+        now = self._clock()
+        head = max(head, batch[-1].event.sequence)
+        responses: list[bytes] = []
+        current: list[bytes] = []
+        size = 0
+        for item in convert.encode_deliveries(batch):
+            if current and size + len(item) > self._max_response_bytes:
+                responses.append(convert.encode_response(current, now, head))
                 current, size = [], 0
-            current.append(pb)
-            size += item_size
-        responses.append(self._response(current, server_time, head))
-        self.hub.schedule(group, batch[-1].deadline)
+            current.append(item)
+            size += len(item)
+        responses.append(convert.encode_response(current, now, head))
         return responses
-
-    @staticmethod
-    def _response(
-        deliveries: list[service_pb2.Delivery], server_time: Any, head: int
-    ) -> service_pb2.SubscribeResponse:
-        last = deliveries[-1].event.sequence
-        return service_pb2.SubscribeResponse(
-            deliveries=deliveries, server_time=server_time, head_sequence=max(head, last)
-        )
 
     async def close(self) -> None:
         """The stream ended: hand this consumer's pending events back to its group."""

@@ -6,6 +6,14 @@ the last committed state without waiting for the writer, so a long ListEvents ne
 a webhook's commit, and the asyncio loop never waits on the disk. Durability settings
 and the schema are in store.sqlite_schema; the SQL in store.sqlite_ops.
 
+Durability: appends (and group creation) commit with synchronous=FULL, so a returned
+append survives kill -9 and power loss. Consumer-group bookkeeping (fetch, ack, nack,
+release, prune) commits with synchronous=NORMAL: it survives kill -9 (the OS has the WAL
+pages) and reaches the disk with the next append's fsync; a power cut in between can
+only roll back recent group changes, which means some events are delivered again -- the
+at-least-once contract -- never that an event is lost. This halves the fsyncs of a
+subscriber catching up (a fetch and an ack per batch would each cost one).
+
 The log belongs to the event loop that opened it. Several processes (or several
 instances) may open the same file: SQLite's lock serialises their writers and the unique
 dedupe key keeps one copy of each event. wait_for_append() is woken only by appends made
@@ -133,9 +141,15 @@ class SqliteEventLog:
         if self._closed:
             raise LogUnavailableError("event log is closed")
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, appends: bool = False) -> T:
+    async def _write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        appends: bool = False,
+        durable: bool = False,
+    ) -> T:
         self._check_open()
-        return await self._writer.submit(fn, appends=appends)
+        return await self._writer.submit(fn, appends=appends, durable=durable)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         self._check_open()
@@ -181,7 +195,7 @@ class SqliteEventLog:
             if not event.dedupe_key:
                 raise InvalidArgumentError(f"events[{i}].dedupe_key is empty")
         rows = [ops.prepare(event) for event in events]
-        result = await self._write(lambda conn: ops.append(conn, rows), appends=True)
+        result = await self._write(lambda conn: ops.append(conn, rows), appends=True, durable=True)
         self._appended += result.new_count
         self._duplicates += len(rows) - result.new_count
         return result
@@ -205,7 +219,9 @@ class SqliteEventLog:
     async def create_group(
         self, name: str, flt: EventFilter, start: StartPosition, now: float
     ) -> GroupInfo:
-        return await self._write(lambda conn: ops.create_group(conn, name, flt, start, now))
+        return await self._write(
+            lambda conn: ops.create_group(conn, name, flt, start, now), durable=True
+        )
 
     async def fetch(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float

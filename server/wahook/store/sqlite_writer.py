@@ -41,12 +41,15 @@ def as_wahook_error(exc: BaseException) -> BaseException:
 
 
 class _Item:
-    __slots__ = ("appends", "fn", "future")
+    __slots__ = ("appends", "durable", "fn", "future")
 
-    def __init__(self, fn: Job, future: asyncio.Future[Any], appends: bool) -> None:
+    def __init__(
+        self, fn: Job, future: asyncio.Future[Any], *, appends: bool, durable: bool
+    ) -> None:
         self.fn = fn
         self.future = future
         self.appends = appends
+        self.durable = durable
 
 
 class GroupCommitWriter:
@@ -72,6 +75,7 @@ class GroupCommitWriter:
         self._on_head = on_head
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._closed = False
+        self._synchronous_full = True  # what sqlite_schema.connect set
         # Read by /metrics and tests; written only by the writer thread.
         self.commits = 0
         self.jobs = 0
@@ -80,13 +84,22 @@ class GroupCommitWriter:
         self._thread.start()
 
     def submit(
-        self, fn: Callable[[sqlite3.Connection], T], *, appends: bool = False
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        *,
+        appends: bool = False,
+        durable: bool = False,
     ) -> asyncio.Future[T]:
-        """Queue ``fn`` for the next transaction; the future resolves after its COMMIT."""
+        """Queue ``fn`` for the next transaction; the future resolves after its COMMIT.
+
+        ``durable``: the commit must reach the disk (fsync) before the future resolves.
+        Otherwise it survives a crash of this process but may roll back on power loss.
+        ``appends``: the job adds events (waiters of wait_for_append are woken).
+        """
         if self._closed:
             raise LogUnavailableError("event log is closed")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Item(fn, future, appends))
+        self._queue.put(_Item(fn, future, appends=appends, durable=durable))
         return future
 
     async def close(self) -> None:
@@ -132,6 +145,12 @@ class GroupCommitWriter:
         conn = self._conn
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
+            durable = any(item.durable for item in batch)
+            if durable != self._synchronous_full:
+                # Between transactions the level can change: FULL fsyncs the WAL at
+                # COMMIT (and with it every earlier NORMAL commit); NORMAL does not.
+                conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                self._synchronous_full = durable
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self._fail(batch, exc)

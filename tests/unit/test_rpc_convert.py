@@ -1,0 +1,86 @@
+"""Request validation helpers and the hand-written SubscribeResponse wire encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_rpc_support import message, running
+from wahook.errors import InvalidArgumentError
+from wahook.rpc import convert
+from wahook.store.base import Delivery
+from wahook.v1 import service_pb2
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16_383, 16_384, 2**35, 2**64 - 1])
+def test_varint_matches_protobuf(value: int) -> None:
+    encoded = service_pb2.SubscribeResponse(head_sequence=value).SerializeToString()
+    if value:
+        assert encoded == b"\x18" + convert.varint(value)
+    assert (
+        service_pb2.SubscribeResponse.FromString(b"\x18" + convert.varint(value)).head_sequence
+        == value
+    )
+
+
+def test_encoded_response_parses_as_the_message_it_stands_for() -> None:
+    events = [message(i) for i in range(5)]
+    for i, event in enumerate(events):
+        event.sequence = 100 + i
+    # A long text makes one delivery's length need a multi-byte varint.
+    events[2].raw_json = "x" * 20_000
+    deliveries = [
+        Delivery(event=e, attempt=1 + i % 3, deadline=1_800_000_000.25 + (i > 2))
+        for i, e in enumerate(events)
+    ]
+    encoded = convert.encode_response(convert.encode_deliveries(deliveries), 1_800_000_000.5, 104)
+    expected = service_pb2.SubscribeResponse(
+        deliveries=[convert.delivery(d) for d in deliveries],
+        server_time=convert.timestamp(1_800_000_000.5),
+        head_sequence=104,
+    )
+    assert service_pb2.SubscribeResponse.FromString(encoded) == expected
+
+
+def test_timestamp_keeps_fractions() -> None:
+    ts = convert.timestamp(1_800_000_000.75)
+    assert (ts.seconds, ts.nanos) == (1_800_000_000, 750_000_000)
+
+
+def test_page_tokens_round_trip_and_reject_garbage() -> None:
+    assert convert.parse_page_token(convert.page_token(12345)) == 12345
+    assert convert.parse_page_token("") == 0
+    for bad in ("@@@", convert.page_token(1)[:-3] + "xyz", "c2VxOi0x"):  # "seq:-1"
+        with pytest.raises(InvalidArgumentError, match="page_token"):
+            convert.parse_page_token(bad)
+
+
+def test_nack_delay_and_start_time_validation() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"nacks\[0\].delay.nanos"):
+        convert.seconds_of(service_pb2.Nack(delay={"nanos": 2_000_000_000}).delay, "nacks[0].delay")
+    options = service_pb2.SubscribeOptions(
+        consumer_group="g", start={"from_time": {"seconds": 5, "nanos": -1}}
+    )
+    with pytest.raises(InvalidArgumentError, match=r"options.start.from_time"):
+        convert.parse_subscribe_options(service_pb2.SubscribeRequest(options=options))
+    ok = convert.parse_subscribe_options(
+        service_pb2.SubscribeRequest(
+            options={"consumer_group": "g", "start": {"from_time": {"seconds": 5}}}
+        )
+    )
+    assert (ok.start.kind, ok.start.from_time) == ("from_time", 5.0)
+    assert (ok.max_in_flight, ok.max_batch_size, ok.ack_deadline) == (1000, 256, 30.0)
+
+
+async def test_responses_are_split_under_the_size_cap(tmp_path: Path) -> None:
+    async with running(tmp_path, max_response_bytes=2_000) as rpc:
+        big = [message(i) for i in range(10)]
+        for e in big:
+            e.raw_json = "y" * 900
+        stored = (await rpc.log.append(big)).sequences
+        sub = rpc.subscribe(consumer_group="small")
+        got = await sub.take(10)
+        assert [d.event.sequence for d in got] == stored
+        assert max(len(r.deliveries) for r in sub.responses) <= 2
+        assert all(r.ByteSize() <= 2_000 + 100 for r in sub.responses)
+        await sub.cancel()
