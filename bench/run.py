@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--suites", default=",".join(SUITES), help=f"comma list of {SUITES}")
     p.add_argument(
-        "--servers", default="bare,hmac_json,express,wahook", help="for throughput / open_loop"
+        "--servers", default="bare,hmac_json,pywa,express,wahook", help="for throughput / open_loop"
     )
     p.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per server")
     p.add_argument("--seconds", type=float, default=10, help="length of one closed-loop run")

@@ -62,6 +62,12 @@ def sign(body: bytes, secret: str) -> str:
     return _signer(body, secret)
 
 
+def bsuid(wa_id: str) -> str:
+    """A made-up business-scoped user id for a phone number, stable within a run."""
+    digits = int(hashlib.sha256(wa_id.encode()).hexdigest()[:14], 16) % 10**16
+    return f"US.{digits:016d}"
+
+
 def _envelope(value: dict[str, Any], field: str = "messages") -> Body:
     value = {
         "messaging_product": "whatsapp",
@@ -87,31 +93,51 @@ class _Maker:
     def user(self) -> str:
         return f"1555010{self.rng.randrange(10_000):04d}"
 
+    @staticmethod
+    def contact(wa_id: str) -> dict[str, Any]:
+        # Meta now sends a business-scoped user id (BSUID) beside the phone number.
+        return {
+            "profile": {"name": f"Bench User {wa_id[-4:]}"},
+            "wa_id": wa_id,
+            "user_id": bsuid(wa_id),
+        }
+
     def inbound(self, n: int, msg: dict[str, Any]) -> Body:
         wa_id = self.user()
-        msg = {"from": wa_id, "id": self.wamid(n), "timestamp": str(BASE_TS + n), **msg}
-        contacts = [{"profile": {"name": f"Bench User {wa_id[-4:]}"}, "wa_id": wa_id}]
-        return _envelope({"contacts": contacts, "messages": [msg]})
+        head = {"from": wa_id, "from_user_id": bsuid(wa_id), "id": self.wamid(n)}
+        msg = {**head, "timestamp": str(BASE_TS + n), **msg}
+        return _envelope({"contacts": [self.contact(wa_id)], "messages": [msg]})
 
     def status_item(self, n: int, k: int, state: str) -> dict[str, Any]:
+        recipient = self.user()
         item: dict[str, Any] = {
             "id": self.wamid(n, k),
             "status": state,
             "timestamp": str(BASE_TS + n),
-            "recipient_id": self.user(),
+            "recipient_id": recipient,
+            "recipient_user_id": bsuid(recipient),
         }
         if state != "read":
             item["conversation"] = {"id": f"conv{self.run}{n}", "origin": {"type": "service"}}
-            item["pricing"] = {"billable": True, "pricing_model": "CBP", "category": "service"}
+            item["pricing"] = {
+                "billable": True,
+                "pricing_model": "PMP",
+                "type": "regular",
+                "category": "utility",
+            }
         return item
+
+    def statuses_value(self, items: list[dict[str, Any]]) -> Body:
+        contacts = [{"wa_id": i["recipient_id"], "user_id": i["recipient_user_id"]} for i in items]
+        return _envelope({"contacts": contacts, "statuses": items})
 
     def status(self, n: int) -> Body:
         state = self.rng.choice(("sent", "delivered", "read"))
-        return _envelope({"statuses": [self.status_item(n, 0, state)]})
+        return self.statuses_value([self.status_item(n, 0, state)])
 
     def status_batch(self, n: int, size: int = 3) -> Body:
         items = [self.status_item(n, k, ("sent", "delivered", "read")[k % 3]) for k in range(size)]
-        return _envelope({"statuses": items})
+        return self.statuses_value(items)
 
     def text(self, n: int) -> Body:
         words = ["hello", "order", "status", "please", "thanks", "caf\u00e9", "delivery", "when"]
@@ -198,7 +224,7 @@ def statuses_body(run: str, n: int, size: int) -> bytes:
     # k runs past 9 here, so keep ids unique with an explicit separator.
     for k, item in enumerate(items):
         item["id"] = f"wamid.HBgL{run}B{n:09d}x{k:04d}"
-    return encode(_envelope({"statuses": items}))
+    return encode(maker.statuses_value(items))
 
 
 def write_signed_file(path: Path, count: int, secret: str, run: str) -> dict[str, int]:

@@ -18,7 +18,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib.tools import BENCH, EXPRESS_DIR, REPO, SERVER_CORE, ensure_express, pinned
+from benchlib.tools import (
+    BENCH,
+    EXPRESS_DIR,
+    PYWA_DIR,
+    REPO,
+    SERVER_CORE,
+    ensure_express,
+    ensure_pywa,
+    pinned,
+)
 
 BASELINES = {
     "bare": BENCH / "baselines" / "bare_tornado.py",
@@ -137,12 +146,14 @@ def _spawn(
 
 
 def start_baseline(kind: str, secret: str, log_dir: Path) -> Server:
-    """A baseline on a free port: the Tornado ones ("bare", "hmac_json") or "express" (Node)."""
+    """A baseline on a free port: Tornado ("bare", "hmac_json"), "pywa" or "express" (Node)."""
     port = free_port()
     env = dict(os.environ)
     if kind == "express":
         env["NODE_PATH"] = str(ensure_express())
         argv = ["node", str(EXPRESS_DIR / "server.js")]
+    elif kind == "pywa":
+        argv = [str(ensure_pywa()), str(PYWA_DIR / "receiver.py")]
     else:
         argv = [sys.executable, str(BASELINES[kind])]
     argv += ["--port", str(port), "--secret", secret]

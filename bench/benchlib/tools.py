@@ -80,6 +80,25 @@ def ensure_express() -> Path:
     return NODE_DIR / "node_modules"
 
 
+PYWA_DIR = BENCH / "baselines" / "pywa_starlette"
+PYWA_VENV = TOOLS_DIR.parent / ".venv-pywa"
+
+
+def ensure_pywa() -> Path:
+    """The python of a separate virtualenv holding pywa[server] (its requirements.txt), so the
+    baseline's dependencies never mix with wahook's."""
+    requirements = PYWA_DIR / "requirements.txt"
+    stamp = PYWA_VENV / ".installed"
+    python = PYWA_VENV / "bin" / "python"
+    if stamp.exists() and stamp.stat().st_mtime >= requirements.stat().st_mtime:
+        return python
+    subprocess.run([sys.executable, "-m", "venv", str(PYWA_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "-r", str(requirements)], check=True)
+    stamp.touch()
+    return python
+
+
 def ensure_py_spy() -> str:
     """Path of py-spy, pip-installing it into the running venv when missing."""
     candidate = Path(sys.executable).parent / "py-spy"
