@@ -209,3 +209,16 @@ async def test_close_wakes_waiters_and_is_idempotent(tmp_path: Path) -> None:
     await log.close()
     with pytest.raises(LogUnavailableError):
         await log.wait_for_append(0, 0.1)
+
+
+async def test_prune_works_in_chunks(tmp_path: Path) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    try:
+        for start in range(0, 12_000, 2_000):
+            await log.append([event(n) for n in range(start, start + 2_000)])
+        before = log.metrics().write_jobs
+        assert await log.prune(2_000_000_000.0) == 12_000
+        assert log.metrics().write_jobs - before == 3  # 5000 + 5000 + 2000
+        assert await log.list_events(EventFilter(), 0, 0, 10) == []
+    finally:
+        await log.close()

@@ -132,6 +132,13 @@ class Session:
                 del self._in_flight[seq]
         return len(self._in_flight)
 
+    def _compact(self) -> None:
+        # Acked entries stay in the heap until their deadline; at 100k events/s and a
+        # 30 s deadline that would be millions of dead entries, so rebuild when most are.
+        if len(self._deadlines) > 2 * len(self._in_flight) + 1024:
+            self._deadlines = [(d, seq) for seq, d in self._in_flight.items()]
+            heapq.heapify(self._deadlines)
+
     async def read_acks(self, requests: AsyncIterator[service_pb2.SubscribeRequest]) -> None:
         """Apply every ack and nack the subscriber sends, until it stops sending."""
         group = self.settings.group
@@ -143,6 +150,7 @@ class Session:
                 await self.log.ack(group, seqs)
                 for seq in seqs:
                     self._in_flight.pop(seq, None)
+                self._compact()
             if request.nacks:
                 now = self._clock()
                 by_time: dict[float, list[int]] = {}

@@ -47,6 +47,8 @@ from wahook.v1 import event_pb2
 
 T = TypeVar("T")
 
+_PRUNE_CHUNK = 5000
+
 
 @dataclass(frozen=True)
 class SqliteMetrics:
@@ -255,7 +257,14 @@ class SqliteEventLog:
         return await self._read(lambda conn: ops.group_info(conn, group))
 
     async def prune(self, older_than: float) -> int:
-        return await self._write(lambda conn: ops.prune(conn, older_than))
+        # In chunks, each its own write job: appends queued meanwhile commit in between
+        # instead of waiting for one long DELETE of a week of events.
+        total = 0
+        while True:
+            deleted = await self._write(lambda conn: ops.prune(conn, older_than, _PRUNE_CHUNK))
+            total += deleted
+            if deleted < _PRUNE_CHUNK:
+                return total
 
     async def wait_for_append(self, after_sequence: int, timeout: float) -> bool:  # noqa: ASYNC109 - the EventLog protocol's signature
         self._check_open()

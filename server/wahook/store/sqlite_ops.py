@@ -306,15 +306,18 @@ def release(conn: sqlite3.Connection, group: str, consumer: str, now: float) -> 
     return max(cur.rowcount, 0)
 
 
-def prune(conn: sqlite3.Connection, older_than: float) -> int:
+def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
+    """Delete at most ``limit`` prunable events (oldest first); returns how many."""
     cur = conn.execute(
-        "DELETE FROM events WHERE received_at < ?"
+        "DELETE FROM events WHERE sequence IN (SELECT sequence FROM events"
+        " WHERE received_at < ?"
         " AND sequence <= coalesce((SELECT min(position) FROM consumer_groups), ?)"
         # Probes the (group_name, sequence) primary key once per group: no extra index
         # on pending.sequence to maintain at every fetch and ack.
         " AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.sequence = events.sequence"
-        " AND p.group_name IN (SELECT name FROM consumer_groups))",
-        (older_than, _MAX_SEQUENCE),
+        " AND p.group_name IN (SELECT name FROM consumer_groups))"
+        " ORDER BY sequence LIMIT ?)",
+        (older_than, _MAX_SEQUENCE, limit),
     )
     return max(cur.rowcount, 0)
 

@@ -1,0 +1,53 @@
+"""Periodic retention against a real SQLite log."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from wahook.store.base import EventFilter
+from wahook.store.retention import prune_periodically
+from wahook.store.sqlite import SqliteEventLog
+from wahook.v1 import event_pb2
+
+
+def event(n: int, received: int) -> event_pb2.Event:
+    return event_pb2.Event(
+        id=f"evt_{n:032x}",
+        dedupe_key=f"message:15550100001:wamid.RET{n:04d}",
+        type=event_pb2.EVENT_TYPE_MESSAGE,
+        received_time={"seconds": received},
+    )
+
+
+async def test_prunes_events_older_than_max_age(tmp_path: Path) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    try:
+        await log.append([event(1, 1_000), event(2, 5_000), event(3, 9_000)])
+        task = asyncio.create_task(
+            prune_periodically(log, max_age=4_000, every=0.01, clock=lambda: 10_000.0)
+        )
+        async with asyncio.timeout(5):
+            while len(await log.list_events(EventFilter(), 0, 0, 10)) != 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert [e.id for e in await log.list_events(EventFilter(), 0, 0, 10)] == [event(3, 0).id]
+    finally:
+        await log.close()
+
+
+async def test_an_unavailable_log_is_logged_and_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    await log.close()
+    task = asyncio.create_task(prune_periodically(log, every=0.01))
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert caplog.text.count("pruning the event log failed") >= 2
