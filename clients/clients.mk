@@ -85,7 +85,14 @@ proto-clients-check: proto-clients-go
 	test -z "$$(git status --porcelain -- $(CLIENTS_GO)/wahookv1)"
 
 # Python needs no build: its example imports wahook.client from the venv.
-clients-build: $(GO_EXAMPLE) $(NODE_EXAMPLE) $(JAVA_JAR) $(PY_GEN_STAMP)
+clients-build: clients-build-go clients-build-java clients-build-node clients-build-python
 
 clients-test: clients-build
 	$(BIN)/pytest -m clients tests/clients
+
+# One language at a time (tests/clients builds each example it runs through these).
+.PHONY: clients-build-go clients-build-java clients-build-node clients-build-python
+clients-build-go: $(GO_EXAMPLE)
+clients-build-java: $(JAVA_JAR)
+clients-build-node: $(NODE_EXAMPLE)
+clients-build-python: $(PY_GEN_STAMP)

@@ -1,0 +1,384 @@
+"""Every language's example client (clients/go, java, node, python) against a live sidecar.
+
+For each language: start a real `wahook serve` (TLS, SQLite, free ports), POST seven signed
+webhooks (text, button reply, list reply, image, location, reaction, read status) plus one
+template status update that the example's filter must drop, run the example as a real
+process, and check that it printed exactly those events — ids, types and key fields, in the
+one-line JSON format the four examples share — and acked them (pending_count 0). Then
+restart the sidecar on the same data directory and ports while the example runs, POST three
+more, and check it reconnects and gets them with nothing lost. Last, a new group replays
+everything from the start and the example stops cleanly on SIGTERM.
+
+Each client is built once per run by its make target (a no-op when already built).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from wahook.core.signature import sign
+from wahook.v1 import service_pb2, service_pb2_grpc
+from wahook_testkit import APP_SECRET, Certs, WahookFactory, WahookProcess, free_port
+
+pytestmark = [pytest.mark.clients, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[2]
+LANGUAGES = ["go", "java", "node", "python"]
+WABA_ID = "1555010000900"
+PHONE_NUMBER_ID = "1555010000100"
+CUSTOMER = "15550101234"
+OUTBOUND = "wamid.HBgL-OUTBOUND-0001"
+HELLO = "Olá! Table for 2 ✓"  # non-ASCII: Meta sends it escaped, every client prints UTF-8
+
+
+def command(lang: str, target: str, group: str, *extra: str) -> list[str]:
+    """How each example is run; every one takes the same flags."""
+    flags = ["--target", target, "--group", group, "--event-types", "message,status", *extra]
+    match lang:
+        case "go":
+            return [str(ROOT / "clients/go/.bin/wahook-subscribe"), *flags]
+        case "java":
+            return ["java", "-jar", str(ROOT / "clients/java/target/wahook-subscribe.jar"), *flags]
+        case "node":
+            return ["node", str(ROOT / "clients/node/dist/src/subscribe.js"), *flags]
+        case _:
+            return [sys.executable, str(ROOT / "clients/python/subscribe.py"), *flags]
+
+
+@pytest.fixture(scope="session")
+def built() -> set[str]:
+    """Languages whose example has been built in this session."""
+    return set()
+
+
+def build(lang: str, built: set[str]) -> None:
+    if lang in built:
+        return
+    proc = subprocess.run(
+        ["make", "--no-print-directory", f"clients-build-{lang}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"make clients-build-{lang} failed:\n{proc.stdout}\n{proc.stderr}")
+    built.add(lang)
+
+
+# --- the webhooks: Meta's shapes, made-up ids -------------------------------------------
+
+
+def envelope(field: str, value: dict[str, Any]) -> bytes:
+    body = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": WABA_ID, "changes": [{"field": field, "value": value}]}],
+    }
+    # Meta escapes non-ASCII as \uXXXX; the signature is over exactly these bytes.
+    return json.dumps(body).encode()
+
+
+def messages_value(message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100001", "phone_number_id": PHONE_NUMBER_ID},
+        "contacts": [{"profile": {"name": "Ana Example"}, "wa_id": CUSTOMER}],
+        "messages": [{"from": CUSTOMER, "timestamp": "1767000000", **message}],
+    }
+
+
+def message(wamid: str, kind: str, content: dict[str, Any], expect: dict[str, Any]) -> Fixture:
+    body = envelope("messages", messages_value({"id": wamid, "type": kind, kind: content}))
+    line = {"type": "message", "message_type": kind, "message_id": wamid, "from": CUSTOMER}
+    return Fixture(body, ("message", wamid), line | expect)
+
+
+class Fixture:
+    """One webhook body and the line an example must print for its event."""
+
+    def __init__(self, body: bytes, key: tuple[str, str], line: dict[str, Any]) -> None:
+        self.body, self.key, self.line = body, key, line
+
+
+def first_batch() -> list[Fixture]:
+    status_value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100001", "phone_number_id": PHONE_NUMBER_ID},
+        "statuses": [
+            {
+                "id": OUTBOUND,
+                "status": "read",
+                "timestamp": "1767000050",
+                "recipient_id": CUSTOMER,
+            }
+        ],
+    }
+    return [
+        message(
+            "wamid.T-0001", "text", {"body": "Olá! Table for 2 ✓"}, {"text": "Olá! Table for 2 ✓"}
+        ),
+        message(
+            "wamid.T-0002",
+            "interactive",
+            {"type": "button_reply", "button_reply": {"id": "confirm-yes", "title": "Yes"}},
+            {"reply_id": "confirm-yes", "reply_title": "Yes"},
+        ),
+        message(
+            "wamid.T-0003",
+            "interactive",
+            {
+                "type": "list_reply",
+                "list_reply": {"id": "slot-tue", "title": "Tuesday", "description": "9-12"},
+            },
+            {"reply_id": "slot-tue", "reply_title": "Tuesday"},
+        ),
+        message(
+            "wamid.T-0004",
+            "image",
+            {
+                "id": "1555010555001",
+                "mime_type": "image/jpeg",
+                "sha256": "c2hh",
+                "caption": "receipt",
+            },
+            {"media_id": "1555010555001", "mime_type": "image/jpeg", "caption": "receipt"},
+        ),
+        message(
+            "wamid.T-0005",
+            "location",
+            {"latitude": 38.7223, "longitude": -9.1393, "name": "Lisbon office"},
+            {"latitude": 38.7223, "longitude": -9.1393, "location_name": "Lisbon office"},
+        ),
+        message(
+            "wamid.T-0006",
+            "reaction",
+            {"message_id": OUTBOUND, "emoji": "👍"},
+            {"emoji": "👍", "reacted_to": OUTBOUND},
+        ),
+        Fixture(
+            envelope("messages", status_value),
+            ("status", OUTBOUND),
+            {"type": "status", "message_id": OUTBOUND, "recipient_id": CUSTOMER, "status": "read"},
+        ),
+    ]
+
+
+def second_batch() -> list[Fixture]:
+    return [
+        message(
+            "wamid.T-0101", "text", {"body": "after the restart"}, {"text": "after the restart"}
+        ),
+        message(
+            "wamid.T-0102",
+            "document",
+            {"id": "1555010555002", "mime_type": "application/pdf", "filename": "menu.pdf"},
+            {"media_id": "1555010555002", "mime_type": "application/pdf"},
+        ),
+        message(
+            "wamid.T-0103",
+            "reaction",
+            {"message_id": OUTBOUND, "emoji": "🎉"},
+            {"emoji": "🎉", "reacted_to": OUTBOUND},
+        ),
+    ]
+
+
+def filtered_out() -> bytes:
+    """A template status update: the examples subscribe to message,status only."""
+    return envelope(
+        "message_template_status_update",
+        {
+            "event": "APPROVED",
+            "message_template_id": 1555010777,
+            "message_template_name": "welcome",
+            "message_template_language": "en_US",
+            "reason": "NONE",
+        },
+    )
+
+
+# --- talking to the sidecar -------------------------------------------------------------
+
+
+def post(server: WahookProcess, ctx: ssl.SSLContext, body: bytes) -> None:
+    req = urllib.request.Request(
+        server.webhook_url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, APP_SECRET)},
+    )
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        assert resp.status == 200
+
+
+def stored_ids(target: str) -> dict[tuple[str, str], service_pb2.Event]:
+    """(type, message id) → the stored event, from ListEvents."""
+    with grpc.insecure_channel(target) as ch:
+        resp = service_pb2_grpc.EventServiceStub(ch).ListEvents(
+            service_pb2.ListEventsRequest(page_size=1000), timeout=10
+        )
+    out: dict[tuple[str, str], service_pb2.Event] = {}
+    for ev in resp.events:
+        kind = ev.WhichOneof("payload") or ""
+        wamid = ev.message.id if kind == "message" else ev.status.id if kind == "status" else ""
+        out[(kind, wamid)] = ev
+    return out
+
+
+def pending(target: str, group: str) -> int:
+    with grpc.insecure_channel(target) as ch:
+        resp = service_pb2_grpc.EventServiceStub(ch).GetConsumerGroup(
+            service_pb2.GetConsumerGroupRequest(consumer_group=group), timeout=10
+        )
+    return int(resp.group.pending_count)
+
+
+def wait_pending_zero(target: str, group: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (n := pending(target, group)) != 0:
+        assert time.monotonic() < deadline, f"group {group} still has {n} pending"
+        time.sleep(0.1)
+
+
+class Example:
+    """An example client process whose stdout lines are collected as JSON."""
+
+    def __init__(self, cmd: list[str], log: Path) -> None:
+        self.log = log
+        self._stderr = log.open("w")
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, encoding="utf-8"
+        )
+        self.lines: list[dict[str, Any]] = []
+        self._q: queue.Queue[str | None] = queue.Queue()
+        self._pumper = threading.Thread(target=self._pump, daemon=True)
+        self._pumper.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self._q.put(raw)
+        self._q.put(None)
+
+    def wait_lines(self, n: int, timeout: float = 90.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.lines) < n:
+            try:
+                raw = self._q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(self.explain(f"{len(self.lines)}/{n} lines")) from None
+            if raw is None:
+                raise AssertionError(self.explain(f"exited after {len(self.lines)}/{n} lines"))
+            self.lines.append(json.loads(raw))
+        return self.lines
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(self.explain("did not exit")) from None
+
+    def explain(self, what: str) -> str:
+        self._stderr.flush()
+        return f"example {what}; stdout so far {self.lines}; stderr:\n{self.log.read_text()}"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._pumper.join(10)
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        self._stderr.close()
+
+
+def expected(fixtures: list[Fixture], stored: dict[tuple[str, str], service_pb2.Event]) -> dict:
+    """Event id → the exact line (without sequence and attempt) the example must print."""
+    out = {}
+    for f in fixtures:
+        ev = stored[f.key]
+        out[ev.id] = {"id": ev.id, **f.line}
+    return out
+
+
+def without_delivery_fields(line: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in line.items() if k not in ("sequence", "attempt")}
+
+
+# --- the test -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_example_receives_acks_and_survives_restart(
+    lang: str, built: set[str], wahook_factory: type[WahookFactory], certs: Certs, tmp_path: Path
+) -> None:
+    build(lang, built)
+    ctx = certs.client_context()
+    data_dir = tmp_path / "data"
+    # Fixed ports: the restarted sidecar must be where the example reconnects to.
+    ports = {"http_port": free_port(), "grpc_port": free_port()}
+    server = wahook_factory.start(data_dir, **ports)
+    target = server.grpc_target
+    group = f"{lang}-example"
+
+    batch1 = first_batch()
+    for f in batch1:
+        post(server, ctx, f.body)
+    post(server, ctx, filtered_out())
+    stored = stored_ids(target)
+    want1 = expected(batch1, stored)
+
+    example = Example(command(lang, target, group, "--count", "10"), tmp_path / "example1.log")
+    try:
+        got = example.wait_lines(len(batch1))
+        assert {line["id"]: without_delivery_fields(line) for line in got} == want1
+        assert len(got) == len(want1), "an event was printed twice"
+        assert all(line["attempt"] == 1 for line in got)
+        assert {line["sequence"] for line in got} == {stored[f.key].sequence for f in batch1}
+        wait_pending_zero(target, group)
+
+        # Drop the stream: stop the sidecar (SIGTERM drains) and start it again on the
+        # same data directory and ports while the example keeps running.
+        assert server.terminate() == 0
+        server = wahook_factory.start(data_dir, **ports)
+        batch2 = second_batch()
+        for f in batch2:
+            post(server, ctx, f.body)
+        want2 = expected(batch2, stored_ids(target))
+
+        got = example.wait_lines(len(batch1) + len(batch2))
+        assert example.wait_exit() == 0  # --count 10 reached
+        by_id = {line["id"]: without_delivery_fields(line) for line in got}
+        assert by_id == want1 | want2, "an event was lost or changed across the restart"
+        assert len(got) == len(by_id), "an acked event came again"
+        assert "reconnect" in example.log.read_text().lower()
+        wait_pending_zero(target, group)
+    finally:
+        example.close()
+
+    # A new group starts from the earliest event and sees all ten; SIGTERM stops it cleanly.
+    replay = Example(command(lang, target, f"{lang}-replay"), tmp_path / "example2.log")
+    try:
+        got = replay.wait_lines(10)
+        assert {line["id"] for line in got} == set(want1) | set(want2)
+        wait_pending_zero(target, f"{lang}-replay")
+        replay.proc.send_signal(signal.SIGTERM)
+        code = replay.wait_exit(timeout=15)
+        # The JVM reports 143 (128 + SIGTERM) even when its shutdown hook finished cleanly.
+        assert code == 0 or (lang == "java" and code == 143), replay.explain(f"exit {code}")
+        assert pending(target, f"{lang}-replay") == 0
+    finally:
+        replay.close()
