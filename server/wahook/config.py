@@ -114,6 +114,7 @@ class Option:
     parse: Callable[[str], Any] = str
     is_flag: bool = False  # a boolean switch: `--x` on the command line, `=1` in the environment
     secret_file: bool = False  # also readable from a file: --NAME-file / ENV_FILE
+    metavar: str = "VALUE"
 
     @property
     def flag(self) -> str:
@@ -123,29 +124,36 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("app_secret", "WAHOOK_APP_SECRET", None,
            "Meta App Secret(s) that sign webhooks; comma-separated for rotation or several apps",
-           secret_file=True),
+           secret_file=True, metavar="SECRET"),
     Option("verify_token", "WAHOOK_VERIFY_TOKEN", None,
            "token Meta echoes in the GET /webhook verification; unset: verification answers 403",
-           secret_file=True),
+           secret_file=True, metavar="TOKEN"),
     Option("http_host", "WAHOOK_HTTP_HOST", "0.0.0.0",  # noqa: S104 (Meta must reach the webhook)
-           "address of the webhook listener (Meta must reach it); --dev: 127.0.0.1"),
+           "address of the webhook listener (Meta must reach it); --dev: 127.0.0.1",
+           metavar="HOST"),
     Option("http_port", "WAHOOK_HTTP_PORT", "8443", "webhook listener port (0: any free port)",
-           parse_port),
+           parse_port, metavar="PORT"),
     Option("grpc_host", "WAHOOK_GRPC_HOST", "127.0.0.1",
-           "address of the gRPC EventService (loopback: only the pod's containers)"),
-    Option("grpc_port", "WAHOOK_GRPC_PORT", "50051", "gRPC port (0: any free port)", parse_port),
-    Option("data_dir", "WAHOOK_DATA_DIR", "./var", "directory of the event log (and --dev files)"),
-    Option("tls_cert", "WAHOOK_TLS_CERT", None, "PEM certificate chain for HTTPS"),
-    Option("tls_key", "WAHOOK_TLS_KEY", None, "PEM private key for HTTPS"),
+           "address of the gRPC EventService (loopback: only the pod's containers)",
+           metavar="HOST"),
+    Option("grpc_port", "WAHOOK_GRPC_PORT", "50051", "gRPC port (0: any free port)", parse_port,
+           metavar="PORT"),
+    Option("data_dir", "WAHOOK_DATA_DIR", "./var", "directory of the event log (and --dev files)",
+           metavar="DIR"),
+    Option("tls_cert", "WAHOOK_TLS_CERT", None, "PEM certificate chain for HTTPS",
+           metavar="FILE"),
+    Option("tls_key", "WAHOOK_TLS_KEY", None, "PEM private key for HTTPS", metavar="FILE"),
     Option("insecure_http", "WAHOOK_INSECURE_HTTP", "0",
            "serve plain HTTP (only behind a TLS-terminating proxy); logged at WARNING",
            parse_bool, is_flag=True),
     Option("max_body_bytes", "WAHOOK_MAX_BODY_BYTES", "4MiB",
-           "largest webhook body accepted; larger gets 413 (Meta sends up to 3 MB)", parse_size),
+           "largest webhook body accepted; larger gets 413 (Meta sends up to 3 MB)", parse_size,
+           metavar="SIZE"),
     Option("retention", "WAHOOK_RETENTION", "7d",
            "prune events older than this once every group acked them (e.g. 7d, 12h)",
-           parse_duration),
-    Option("log_level", "WAHOOK_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR", parse_level),
+           parse_duration, metavar="DURATION"),
+    Option("log_level", "WAHOOK_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR", parse_level,
+           metavar="LEVEL"),
     Option("dev_no_signature", "WAHOOK_DEV_NO_SIGNATURE", "0",
            "DEV ONLY: skip the X-Hub-Signature-256 check (warns on every request)",
            parse_bool, is_flag=True),

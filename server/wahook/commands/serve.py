@@ -31,7 +31,7 @@ def add_parser(sub: Any) -> None:
         if opt.is_flag:
             p.add_argument(opt.flag, dest=opt.name, action="store_true", default=None, help=text)
         else:
-            p.add_argument(opt.flag, dest=opt.name, default=None, metavar="VALUE", help=text)
+            p.add_argument(opt.flag, dest=opt.name, default=None, metavar=opt.metavar, help=text)
         if opt.secret_file:
             p.add_argument(
                 opt.flag + "-file",
