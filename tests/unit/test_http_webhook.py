@@ -234,3 +234,12 @@ async def test_every_sample_kind_is_accepted(http_front: HttpFront) -> None:
 async def test_secret_never_in_responses(http_front: HttpFront) -> None:
     r = await http_front.post_webhook(samples.body("text"), signature="sha256=" + "1" * 64)
     assert APP_SECRET.encode() not in r.body
+
+
+async def test_bad_content_length_is_400(http_front: HttpFront) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_front.port)
+    writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n{}")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 400"), head

@@ -20,6 +20,7 @@ import tornado.web
 
 from wahook.errors import (
     LogUnavailableError,
+    PayloadError,
     PayloadTooLargeError,
     SignatureError,
     VerificationError,
@@ -134,6 +135,10 @@ class WebhookHandler(JsonErrorHandler):
             self._counted = True
         cap = self.deps.max_body_bytes
         length = self.request.headers.get("Content-Length")
+        if length is not None and not length.isdigit():
+            # Tornado rejects it only later, while reading the body; refuse it here.
+            self.set_header("Connection", "close")
+            raise PayloadError("Content-Length is not a number")
         if self.request.method == "POST" and length is not None and int(length) > cap:
             # Refuse before reading the body. Raise tornado's own limit to the announced
             # length so it does not also answer "400 Content-Length too long" after our
