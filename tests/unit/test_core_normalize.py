@@ -79,6 +79,31 @@ def test_payload_errors(body: bytes, message: str) -> None:
     assert info.value.http_status == 400
 
 
+@pytest.mark.parametrize(
+    ("text", "lone"),
+    [
+        (b"\\ud83d\\ude00", False),  # a pair: one emoji
+        (b"\\uD83D\\uDE00 and \\ud83d\\udc4d", False),
+        (b"\\ud83d", True),
+        (b"\\ude00", True),
+        (b"\\ude00\\ud83d", True),  # reversed
+        (b"\\ud83dx\\ude00", True),  # not adjacent
+        (b"\\ud83d\\ud83d\\ude00", True),  # two highs
+        (b"\\ud83d\\\\", True),  # high, then an escaped backslash
+        (b"\\\\ud800", False),  # escaped backslash, then the text ud800
+        (b"\\\\\\ud800", True),  # escaped backslash, then a real escape
+        (b"\\\\ud83d\\ude00", True),  # text "ud83d", then a lone low escape
+    ],
+)
+def test_lone_surrogate_detection(text: bytes, lone: bool) -> None:
+    body = b'{"object":"x","s":"' + text + b'"}'
+    if lone:
+        with pytest.raises(PayloadError, match="lone UTF-16 surrogate"):
+            normalize(body, 0.0)
+    else:
+        assert normalize(body, 0.0) == []
+
+
 def test_escaped_backslash_before_u_d800_text_is_not_a_surrogate() -> None:
     # The JSON text "\\ud800" is a backslash followed by "ud800": valid Unicode.
     events = messages(msg("text", {"body": "\\ud800"}, timestamp="1"))

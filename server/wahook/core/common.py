@@ -71,31 +71,31 @@ class ContactIndex:
         self._by_wa = by_wa
         return by_wa
 
-    def match(self, wa_id: str, user_id: str) -> common_pb2.Contact | None:
-        """The contact whose wa_id equals ``wa_id``, else whose user_id equals ``user_id``."""
+    def fill(self, owner: Any, wa_id: str, user_id: str) -> None:
+        """Set ``owner.contact`` to the contact whose wa_id equals ``wa_id``, else whose
+        user_id equals ``user_id``; leave it unset when none matches."""
         if not self._contacts or not (wa_id or user_id):
-            return None
+            return
         by_wa = self._by_wa if self._by_wa is not None else self._build()
         found = by_wa.get(wa_id) if wa_id else None
         if found is None and user_id:
             found = self._by_user.get(user_id)
         if found is None:
-            return None
-        index, contact = found
-        return parse_contact(contact, f"{self._where}[{index}]")
-
-
-def parse_contact(obj: JsonObject, where: str) -> common_pb2.Contact:
-    contact = common_pb2.Contact(
-        wa_id=get_str(obj, "wa_id", where),
-        user_id=get_str(obj, "user_id", where),
-        parent_user_id=get_str(obj, "parent_user_id", where),
-    )
-    profile = get_obj(obj, "profile", where)
-    if profile is not None:
-        contact.name = get_str(profile, "name", where + ".profile")
-        contact.username = get_str(profile, "username", where + ".profile")
-    return contact
+            return
+        index, obj = found
+        target: common_pb2.Contact = owner.contact
+        try:
+            # Filled in place, sparing a message and a copy per item.
+            target.wa_id = get_str(obj, "wa_id")
+            target.user_id = get_str(obj, "user_id")
+            target.parent_user_id = get_str(obj, "parent_user_id")
+            profile = get_obj(obj, "profile")
+            if profile is not None:
+                target.name = get_str(profile, "name", "profile")
+                target.username = get_str(profile, "username", "profile")
+        except Malformed as exc:
+            # The contact is outside the item: say where it is in the value.
+            raise Malformed(f"{self._where}[{index}].{exc.reason}") from None
 
 
 def get_errors(obj: JsonObject, key: str, where: str = "") -> list[common_pb2.WhatsAppError]:

@@ -126,9 +126,7 @@ def user_preference(item: JsonObject, contacts: ContactIndex | None) -> A.UserPr
         detail=get_str(item, "detail"),
     )
     if contacts is not None:
-        contact = contacts.match(pref.wa_id, pref.user_id)
-        if contact is not None:
-            pref.contact.CopyFrom(contact)
+        contacts.fill(pref, pref.wa_id, pref.user_id)
     return pref
 
 

@@ -315,14 +315,16 @@ def parse_message(
     *,
     echo: bool = False,
     nested: bool = False,
-) -> None:
-    """Fill ``msg`` (in place, to spare a copy) from one item. ``nested`` (an edit's new
-    content) may lack an id. On ``Malformed`` the caller discards ``msg``.
+) -> str:
+    """Fill ``msg`` (in place, to spare a copy) from one item and return its wamid.
+
+    ``nested`` (an edit's new content) may lack an id. On ``Malformed`` the caller
+    discards ``msg``.
 
     The contact is the value's contacts[] entry of the user: the sender for an
     inbound message, the recipient (``to``) for an echo.
     """
-    msg.id = get_id(m, "id") if nested else require_id(m, "id")
+    msg.id = wamid = get_id(m, "id") if nested else require_id(m, "id")
     sender = get_str(m, "from")
     setattr(msg, "from", sender)
     msg.from_user_id = from_user_id = get_str(m, "from_user_id")
@@ -359,6 +361,8 @@ def parse_message(
     if "errors" in m:
         msg.errors.extend(get_errors(m, "errors"))
     if contacts is not None:
-        contact = contacts.match(to, to_user_id) if echo else contacts.match(sender, from_user_id)
-        if contact is not None:
-            msg.contact.CopyFrom(contact)
+        if echo:
+            contacts.fill(msg, to, to_user_id)
+        else:
+            contacts.fill(msg, sender, from_user_id)
+    return wamid

@@ -248,26 +248,25 @@ class _Walker:
             occurred = get_timestamp(item, "timestamp")
             if kind == "messages":
                 event.type = E.EVENT_TYPE_MESSAGE
-                parse_message(event.message, item, self.contacts)
-                key = ids.message_key(pnid, event.message.id)
+                key = ids.message_key(pnid, parse_message(event.message, item, self.contacts))
             elif kind == "statuses":
                 event.type = E.EVENT_TYPE_STATUS
-                status = event.status
-                parse_status(status, item, self.contacts)
+                wamid, name, recipient, recipient_user, participant = parse_status(
+                    event.status, item, self.contacts
+                )
                 key = ids.status_key(
                     pnid,
-                    status.id,
-                    status=status.status_name,
+                    wamid,
+                    status=name,
                     timestamp=occurred,
-                    recipient_id=status.recipient_id,
-                    recipient_user_id=status.recipient_user_id,
-                    participant_id=status.recipient_participant_id,
+                    recipient_id=recipient,
+                    recipient_user_id=recipient_user,
+                    participant_id=participant,
                 )
             elif kind == "message_echoes":
                 event.type = E.EVENT_TYPE_MESSAGE_ECHO
-                message = event.message_echo.message
-                parse_message(message, item, self.contacts, echo=True)
-                key = ids.echo_key(pnid, message.id)
+                wamid = parse_message(event.message_echo.message, item, self.contacts, echo=True)
+                key = ids.echo_key(pnid, wamid)
             else:
                 if kind == "user_preferences":
                     event.type = E.EVENT_TYPE_USER_PREFERENCE

@@ -26,9 +26,15 @@ _STATES = {
 }
 
 
-def parse_status(status: S.Status, s: JsonObject, contacts: ContactIndex | None) -> None:
-    """Fill ``status`` in place from one item; ``id`` and ``status`` are required."""
-    status.id = require_id(s, "id")
+def parse_status(
+    status: S.Status, s: JsonObject, contacts: ContactIndex | None
+) -> tuple[str, str, str, str, str]:
+    """Fill ``status`` in place from one item; ``id`` and ``status`` are required.
+
+    Returns what the dedupe key needs (wamid, status, recipient id, recipient user
+    id, participant id), sparing the caller reading them back from the message.
+    """
+    status.id = wamid = require_id(s, "id")
     name = get_str(s, "status")
     if not name:
         raise Malformed("status: missing")
@@ -39,7 +45,7 @@ def parse_status(status: S.Status, s: JsonObject, contacts: ContactIndex | None)
     status.recipient_user_id = recipient_user_id = get_str(s, "recipient_user_id")
     status.recipient_parent_user_id = get_str(s, "recipient_parent_user_id")
     status.recipient_type = get_str(s, "recipient_type")
-    status.recipient_participant_id = get_id(s, "recipient_participant_id")
+    status.recipient_participant_id = participant_id = get_id(s, "recipient_participant_id")
     status.biz_opaque_callback_data = get_str(s, "biz_opaque_callback_data")
     conversation = get_obj(s, "conversation")
     if conversation is not None:
@@ -65,6 +71,5 @@ def parse_status(status: S.Status, s: JsonObject, contacts: ContactIndex | None)
     if "errors" in s:
         status.errors.extend(get_errors(s, "errors"))
     if contacts is not None:
-        contact = contacts.match(recipient_id, recipient_user_id)
-        if contact is not None:
-            status.contact.CopyFrom(contact)
+        contacts.fill(status, recipient_id, recipient_user_id)
+    return wamid, name, recipient_id, recipient_user_id, participant_id
