@@ -137,7 +137,9 @@ class Subscriber:
         return self
 
     async def __anext__(self) -> service_pb2.Delivery:
-        if self._stopping.is_set() and self._inbox.empty():
+        if self._stopping.is_set():
+            # Whatever is still buffered was not handed out, so it is not acked: the
+            # group gets it again. Handing it out now would let acks miss the stream.
             raise StopAsyncIteration
         item = await self._inbox.get()
         if item is None:
@@ -246,5 +248,8 @@ class Subscriber:
                 self.reconnects += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._backoff(failures - 1))
+        except Exception as exc:  # a bug or an unexpected library error: surface it
+            log.exception("subscriber stopped by an unexpected error")
+            self._inbox.put_nowait(exc)
         finally:
             self._inbox.put_nowait(None)

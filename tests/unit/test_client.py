@@ -168,3 +168,19 @@ def test_start_position_words() -> None:
     assert start_position("after:41").after_sequence == 41
     with pytest.raises(ValueError, match="earliest, latest or after:SEQ"):
         start_position("yesterday")
+
+
+async def test_stop_inside_the_loop_ends_it_and_unhanded_events_come_again(live: Live) -> None:
+    seqs = await live.add(5)
+    handled: list[int] = []
+    sub = Subscriber(live.target, "g")
+    async for d in sub:
+        if not handled:
+            await asyncio.sleep(0.2)  # let the other four arrive in the buffer
+        handled.append(d.event.sequence)
+        await sub.ack(d)
+        await sub.stop()  # one is enough: the loop must end here
+    assert handled == seqs[:1]
+    async with Subscriber(live.target, "g") as again:
+        rest = await take(again, 4)
+    assert [d.event.sequence for d in rest] == seqs[1:]
