@@ -442,3 +442,20 @@ def test_null_errors_and_missing_coordinates_are_absent() -> None:
     assert (event.message.location.latitude, event.message.location.name) == (0.0, "somewhere")
     assert list(event.message.errors) == []
     assert normalize(wrap({"metadata": META, "errors": None}), 0.0) == []
+
+
+def test_null_optional_objects_and_parent_user_id() -> None:
+    item = msg(
+        "text",
+        {"body": "x"},
+        context=None,
+        referral=None,
+        identity=None,
+        from_user_id="US.1",
+        from_parent_user_id="US.P.1",
+    )
+    message = only(messages(item)).message
+    assert not message.HasField("context")
+    assert not message.HasField("referral")
+    assert not message.HasField("identity")
+    assert (message.from_user_id, message.from_parent_user_id) == ("US.1", "US.P.1")

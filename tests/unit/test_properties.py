@@ -264,3 +264,18 @@ def test_ids_are_the_same_however_updates_are_batched(names: list[str], rnd: Any
     assert sorted(rebatched) == sorted(original)
     # And all of them merged into one POST.
     assert sorted(_ids(units)) == sorted(original)
+
+
+@SETTINGS
+@given(json_values | st.floats(allow_nan=False))
+def test_fast_encoders_match_the_stdlib(value: Any) -> None:
+    # raw_json is specified as json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+    # and the digest as the SHA-256 of the sorted-keys ASCII form: the C-encoder
+    # shortcuts in jsonutil must produce exactly those strings.
+    import hashlib
+
+    from wahook.core.jsonutil import digest, dumps
+
+    assert dumps(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    assert digest(value) == hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -327,8 +327,13 @@ def parse_message(
     msg.id = wamid = get_id(m, "id") if nested else require_id(m, "id")
     sender = get_str(m, "from")
     setattr(msg, "from", sender)
-    msg.from_user_id = from_user_id = get_str(m, "from_user_id")
-    msg.from_parent_user_id = get_str(m, "from_parent_user_id")
+    # Usually absent keys are tested for first: a membership test is cheaper than a
+    # getter call and an empty assignment, and this runs for every message.
+    from_user_id = ""
+    if "from_user_id" in m:
+        msg.from_user_id = from_user_id = get_str(m, "from_user_id")
+    if "from_parent_user_id" in m:
+        msg.from_parent_user_id = get_str(m, "from_parent_user_id")
     type_name = get_str(m, "type")
     if not type_name:
         if not nested:
@@ -349,15 +354,18 @@ def parse_message(
     if echo:
         msg.to = to = get_str(m, "to")
         msg.to_user_id = to_user_id = get_str(m, "to_user_id")
-    extra = get_obj(m, "context")
-    if extra is not None:
-        _context(msg, extra)
-    extra = get_obj(m, "referral")
-    if extra is not None:
-        _referral(msg, extra)
-    extra = get_obj(m, "identity")
-    if extra is not None:
-        _identity(msg, extra)
+    if "context" in m:
+        extra = get_obj(m, "context")
+        if extra is not None:
+            _context(msg, extra)
+    if "referral" in m:
+        extra = get_obj(m, "referral")
+        if extra is not None:
+            _referral(msg, extra)
+    if "identity" in m:
+        extra = get_obj(m, "identity")
+        if extra is not None:
+            _identity(msg, extra)
     if "errors" in m:
         msg.errors.extend(get_errors(m, "errors"))
     if contacts is not None:

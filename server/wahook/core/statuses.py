@@ -42,12 +42,20 @@ def parse_status(
     # Meta may add states (e.g. "deleted" in older versions); keep the name.
     status.state = _STATES.get(name, S.DELIVERY_STATE_OTHER)
     status.recipient_id = recipient_id = get_id(s, "recipient_id")
-    status.recipient_user_id = recipient_user_id = get_str(s, "recipient_user_id")
-    status.recipient_parent_user_id = get_str(s, "recipient_parent_user_id")
-    status.recipient_type = get_str(s, "recipient_type")
-    status.recipient_participant_id = participant_id = get_id(s, "recipient_participant_id")
-    status.biz_opaque_callback_data = get_str(s, "biz_opaque_callback_data")
-    conversation = get_obj(s, "conversation")
+    # Statuses are half of all traffic and most keys below are usually absent:
+    # testing membership first skips a call and an empty assignment for each.
+    recipient_user_id = participant_id = ""
+    if "recipient_user_id" in s:
+        status.recipient_user_id = recipient_user_id = get_str(s, "recipient_user_id")
+    if "recipient_parent_user_id" in s:
+        status.recipient_parent_user_id = get_str(s, "recipient_parent_user_id")
+    if "recipient_type" in s:
+        status.recipient_type = get_str(s, "recipient_type")
+    if "recipient_participant_id" in s:
+        status.recipient_participant_id = participant_id = get_id(s, "recipient_participant_id")
+    if "biz_opaque_callback_data" in s:
+        status.biz_opaque_callback_data = get_str(s, "biz_opaque_callback_data")
+    conversation = get_obj(s, "conversation") if "conversation" in s else None
     if conversation is not None:
         conv = status.conversation
         conv.SetInParent()
@@ -58,7 +66,7 @@ def parse_status(
         origin = get_obj(conversation, "origin", "conversation")
         if origin is not None:
             conv.origin_type = get_str(origin, "type", "conversation.origin")
-    pricing = get_obj(s, "pricing")
+    pricing = get_obj(s, "pricing") if "pricing" in s else None
     if pricing is not None:
         price = status.pricing
         price.SetInParent()
