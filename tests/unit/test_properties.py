@@ -6,6 +6,7 @@ Settings are modest (about 200 examples each, no deadline) so the file runs in s
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wahook.core.jsonout import event_to_json
+from wahook.core.jsonutil import digest, dumps
 from wahook.core.normalize import normalize
 from wahook.errors import PayloadError
 from wahook.v1 import event_pb2
@@ -272,10 +274,6 @@ def test_fast_encoders_match_the_stdlib(value: Any) -> None:
     # raw_json is specified as json.dumps(item, ensure_ascii=False, separators=(",", ":"))
     # and the digest as the SHA-256 of the sorted-keys ASCII form: the C-encoder
     # shortcuts in jsonutil must produce exactly those strings.
-    import hashlib
-
-    from wahook.core.jsonutil import digest, dumps
-
     assert dumps(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
     assert digest(value) == hashlib.sha256(canonical.encode()).hexdigest()[:32]
