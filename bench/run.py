@@ -26,8 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import payloads, report, servers, suites_http, suites_sub, tools
 from benchlib.common import Ctx
 
-SUITES = ["throughput", "open_loop", "e2e", "groups", "backlog", "soak", "profile", "normalize"]
-NEEDS_WAHOOK = {"e2e", "groups", "backlog", "soak", "profile"}
+SUITES = [
+    "throughput",
+    "tls",
+    "open_loop",
+    "e2e",
+    "groups",
+    "backlog",
+    "soak",
+    "profile",
+    "normalize",
+]
+NEEDS_WAHOOK = {"tls", "e2e", "groups", "backlog", "soak", "profile"}
 
 
 def machine() -> dict[str, Any]:
@@ -56,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--servers", default="bare,hmac_json,pywa,express,wahook", help="for throughput / open_loop"
     )
     p.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per server")
-    p.add_argument("--seconds", type=float, default=10, help="length of one closed-loop run")
+    p.add_argument("--seconds", type=float, default=8, help="length of one closed-loop run")
     p.add_argument("--rate", type=float, default=1000, help="open-loop POSTs/s")
     p.add_argument("--latency-seconds", type=float, default=12)
     p.add_argument("--latency-rounds", type=int, default=1)
@@ -80,6 +90,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_suite(name: str, ctx: Ctx, args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     if name == "throughput":
         return suites_http.throughput(ctx, names, args.rounds, args.seconds)
+    if name == "tls":
+        return suites_http.tls_round(ctx, args.seconds)
     if name == "open_loop":
         return suites_http.open_loop(
             ctx, names, args.rate, args.latency_seconds, args.warmup, args.latency_rounds

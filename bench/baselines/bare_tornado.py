@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ssl
 
 import tornado.web
 
@@ -19,9 +20,14 @@ class WebhookHandler(tornado.web.RequestHandler):
         self.set_status(200)
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, cert: str, key: str) -> None:
     app = tornado.web.Application([(r"/webhook", WebhookHandler)])
-    app.listen(port, address="127.0.0.1", xheaders=False)
+    tls = None
+    if cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        tls.load_cert_chain(cert, key)
+    app.listen(port, address="127.0.0.1", ssl_options=tls)
     await asyncio.Event().wait()
 
 
@@ -29,8 +35,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--secret", default="", help="ignored; accepted so all servers share flags")
+    parser.add_argument("--tls-cert", default="", help="serve HTTPS with this certificate")
+    parser.add_argument("--tls-key", default="")
     args = parser.parse_args()
-    asyncio.run(serve(args.port))
+    asyncio.run(serve(args.port, args.tls_cert, args.tls_key))
 
 
 if __name__ == "__main__":

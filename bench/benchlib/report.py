@@ -121,6 +121,15 @@ def render(r: dict[str, Any]) -> str:
             rounds = ", ".join(str(row[k]) for row in tp["rounds"])
             rel = tp["ratio"].get(f"{k}/bare", 1.0 if k == "bare" else "")
             lines.append(f"| {k} | {v} | {rounds} | {rel} |")
+    tls = r.get("tls")
+    if tls and "rps" in tls:
+        rps = tls["rps"]
+        lines += ["", f"## TLS round (wrk, one {tls['seconds']:g} s run each)", ""]
+        lines += ["| server | HTTP | HTTPS | HTTPS / HTTP |", "|---|---|---|---|"]
+        for k in ("bare", "wahook"):
+            ratio = tls["https/http"][k]
+            lines.append(f"| {k} | {rps[k + '_http']} | {rps[k + '_https']} | {ratio} |")
+        lines.append(f"\nwahook / bare over HTTPS: {tls['wahook_https/bare_https']}x")
     ol = r.get("open_loop")
     if ol and "servers" in ol:
         lines += [
@@ -157,8 +166,8 @@ def render(r: dict[str, Any]) -> str:
     if prof and prof.get("self_pct"):
         lines += ["", f"## Profile (py-spy, {prof['samples']} samples, self time)", ""]
         lines += [f"- {pct}% {name}" for name, pct in prof["self_pct"][:12]]
-        lines += ["", "Inclusive:", ""]
-        lines += [f"- {pct}% {name}" for name, pct in prof["inclusive_pct"][:15]]
+        lines += ["", "wahook's functions, inclusive:", ""]
+        lines += [f"- {pct}% {name}" for name, pct in prof.get("wahook_inclusive_pct", [])[:15]]
     for name, err in r.get("errors", {}).items():
         lines.append(f"\nSuite {name} failed: {err}")
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -74,11 +75,12 @@ class Server:
     grpc_port: int = 0
     data_dir: Path | None = None
     log_path: Path | None = None
+    scheme: str = "http"
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/webhook"
+        return f"{self.scheme}://127.0.0.1:{self.http_port}/webhook"
 
     @property
     def grpc_target(self) -> str:
@@ -119,7 +121,15 @@ def _wait_ready(server: Server, path: str, timeout: float = 30.0) -> None:
                 f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}"
             )
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=2)
+            conn: http.client.HTTPConnection
+            if server.scheme == "https":
+                # Our own throwaway self-signed certificate: nothing to verify it against.
+                unverified = ssl._create_unverified_context()
+                conn = http.client.HTTPSConnection(
+                    "127.0.0.1", server.http_port, timeout=2, context=unverified
+                )
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=2)
             conn.request("GET", path)
             status = conn.getresponse().status
             conn.close()
@@ -145,7 +155,19 @@ def _spawn(
     return proc, log_path
 
 
-def start_baseline(kind: str, secret: str, log_dir: Path) -> Server:
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made with wahook's own helper."""
+    from wahook.tls import generate_self_signed  # noqa: PLC0415
+
+    cert, key = directory / "bench-cert.pem", directory / "bench-key.pem"
+    if not (cert.exists() and key.exists()):
+        generate_self_signed(cert, key)
+    return cert, key
+
+
+def start_baseline(
+    kind: str, secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None
+) -> Server:
     """A baseline on a free port: Tornado ("bare", "hmac_json"), "pywa" or "express" (Node)."""
     port = free_port()
     env = dict(os.environ)
@@ -157,14 +179,20 @@ def start_baseline(kind: str, secret: str, log_dir: Path) -> Server:
     else:
         argv = [sys.executable, str(BASELINES[kind])]
     argv += ["--port", str(port), "--secret", secret]
+    if tls is not None:
+        if kind != "bare":
+            raise ValueError("only the bare baseline serves HTTPS")
+        argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     proc, log_path = _spawn(kind, argv, env, log_dir)
-    server = Server(name=kind, proc=proc, http_port=port, log_path=log_path)
+    scheme = "https" if tls else "http"
+    server = Server(name=kind, proc=proc, http_port=port, log_path=log_path, scheme=scheme)
     _wait_ready(server, "/webhook")
     return server
 
 
-def start_wahook(secret: str, log_dir: Path, extra_env: dict[str, str] | None = None) -> Server:
-    """`wahook serve` on free ports, plain HTTP, SQLite in a fresh data directory."""
+def start_wahook(secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None) -> Server:
+    """`wahook serve` on free ports, SQLite in a fresh data directory; plain HTTP unless ``tls``
+    (certificate, key) is given."""
     tmp = tempfile.TemporaryDirectory(prefix="wahook-bench-")
     http_port, grpc_port = free_port(), free_port()
     env = {
@@ -176,9 +204,10 @@ def start_wahook(secret: str, log_dir: Path, extra_env: dict[str, str] | None = 
         "WAHOOK_GRPC_PORT": str(grpc_port),
         "WAHOOK_GRPC_HOST": "127.0.0.1",
         "WAHOOK_DATA_DIR": tmp.name,
-        "WAHOOK_INSECURE_HTTP": "1",
-        **(extra_env or {}),
+        "WAHOOK_INSECURE_HTTP": "0" if tls else "1",
     }
+    if tls is not None:
+        env["WAHOOK_TLS_CERT"], env["WAHOOK_TLS_KEY"] = str(tls[0]), str(tls[1])
     proc, log_path = _spawn("wahook", [str(wahook_bin()), "serve"], env, log_dir)
     server = Server(
         name="wahook",
@@ -187,16 +216,17 @@ def start_wahook(secret: str, log_dir: Path, extra_env: dict[str, str] | None = 
         grpc_port=grpc_port,
         data_dir=Path(tmp.name),
         log_path=log_path,
+        scheme="https" if tls else "http",
         _tmp=tmp,
     )
     _wait_ready(server, "/readyz")
     return server
 
 
-def start(kind: str, secret: str, log_dir: Path) -> Server:
-    return (
-        start_wahook(secret, log_dir) if kind == "wahook" else start_baseline(kind, secret, log_dir)
-    )
+def start(kind: str, secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None) -> Server:
+    if kind == "wahook":
+        return start_wahook(secret, log_dir, tls)
+    return start_baseline(kind, secret, log_dir, tls)
 
 
 def wahook_available() -> bool:

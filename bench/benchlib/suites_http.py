@@ -11,7 +11,7 @@ from typing import Any
 
 from benchlib import tools
 from benchlib.common import Ctx, Subscriber, median
-from benchlib.servers import Server, start
+from benchlib.servers import Server, make_certificate, start
 
 
 def _warm(server: Server, ctx: Ctx) -> None:
@@ -55,6 +55,32 @@ def throughput(
         "ratio": ratios,
         "errors": dict(errors),
         "body_reuse": dict(wrapped),
+    }
+
+
+def tls_round(ctx: Ctx, seconds: float, connections: int = 50) -> dict[str, Any]:
+    """One closed-loop round over HTTPS (TLS 1.2+, self-signed) for bare Tornado and wahook, next
+    to the same over plain HTTP: what TLS costs, which the plain-HTTP figures leave out."""
+    tls = make_certificate(ctx.out_dir)
+    rps: dict[str, float] = {}
+    for kind in ("bare", "wahook"):
+        for scheme, cert in (("http", None), ("https", tls)):
+            server = start(kind, ctx.secret, ctx.log_dir, cert)
+            try:
+                _warm(server, ctx)
+                res = tools.run_wrk(server.url, ctx.bodies, seconds, connections)
+            finally:
+                server.stop()
+            if res["errors"]:
+                raise RuntimeError(f"{kind} over {scheme}: {res['errors']} failed requests")
+            rps[f"{kind}_{scheme}"] = round(res["rps"], 1)
+    return {
+        "seconds": seconds,
+        "rps": rps,
+        "wahook_https/bare_https": round(rps["wahook_https"] / rps["bare_https"], 3),
+        "https/http": {
+            k: round(rps[f"{k}_https"] / rps[f"{k}_http"], 3) for k in ("bare", "wahook")
+        },
     }
 
 
@@ -176,7 +202,14 @@ def parse_collapsed(text: str, top: int = 15) -> dict[str, Any]:
             [[name, round(100 * n / total, 1)] for name, n in c.most_common(top)] if total else []
         )
 
-    return {"samples": total, "self_pct": share(self_counts), "inclusive_pct": share(incl_counts)}
+    ours = collections.Counter({k: v for k, v in incl_counts.items() if "wahook/" in k})
+    return {
+        "samples": total,
+        "self_pct": share(self_counts),
+        "inclusive_pct": share(incl_counts),
+        # wahook's own functions, inclusive: which stage of the path costs what.
+        "wahook_inclusive_pct": share(ours),
+    }
 
 
 def profile(ctx: Ctx, seconds: float) -> dict[str, Any]:
