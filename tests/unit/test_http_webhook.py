@@ -243,3 +243,24 @@ async def test_bad_content_length_is_400(http_front: HttpFront) -> None:
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     writer.close()
     assert head.startswith(b"HTTP/1.1 400"), head
+
+
+async def test_modestly_oversized_body_is_drained_then_413_on_a_live_connection(
+    http_front: HttpFront,
+) -> None:
+    # Over the cap but under the hard limit: the body is read and dropped, the client
+    # gets its 413 without being cut off mid-send, and the connection stays usable.
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_front.port)
+    body = b"x" * 100_000
+    writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+    writer.write(body)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert first.startswith(b"HTTP/1.1 413"), first
+    length = int(first.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+    second = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    assert second.startswith(b"HTTP/1.1 200"), second
+    assert await stored(http_front) == []

@@ -23,6 +23,7 @@ from wahook.http.handlers import (
     WebhookDeps,
     WebhookHandler,
     access_log,
+    hard_body_limit,
 )
 from wahook.http.metrics import Metrics
 from wahook.store.base import EventLog
@@ -98,14 +99,15 @@ def make_http_server(
 ) -> tornado.httpserver.HTTPServer:
     """An HTTPServer for ``app``; HTTPS when ``ssl_ctx`` is given.
 
-    Tornado's own body limit is a backstop at twice the cap: the handler answers 413
-    for an announced length over the cap and counts chunked bodies itself, so only a
-    chunked body far over the cap meets tornado's blunt 400-and-close.
+    Tornado's own body limit is ``hard_body_limit`` (about twice the cap): the handler
+    answers 413 for an announced length over the cap (after draining the body when it
+    is under the hard limit) and counts chunked bodies itself, so only a chunked body
+    far over the cap meets tornado's blunt 400-and-close.
     """
     return tornado.httpserver.HTTPServer(
         app,
         ssl_options=ssl_ctx,
-        max_body_size=max_body_bytes * 2 + 65536,
+        max_body_size=hard_body_limit(max_body_bytes),
         # Closes keep-alive connections idle longer than a load balancer would keep them.
         # No body_timeout: it wraps every body read in a timer (~5% of a request's CPU
         # when profiled) for slow-client protection the proxy in front already gives.

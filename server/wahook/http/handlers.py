@@ -71,6 +71,12 @@ class WebhookDeps:
     in_flight: int = 0
 
 
+def hard_body_limit(cap: int) -> int:
+    """Bodies up to this are read (and dropped when over ``cap``) before a 413; longer
+    announced lengths are refused at once and the connection closed."""
+    return cap * 2 + 65536
+
+
 class JsonErrorHandler(tornado.web.RequestHandler):
     """Base: JSON error bodies, no Server header, a name for metrics and access logs."""
 
@@ -125,27 +131,34 @@ class WebhookHandler(JsonErrorHandler):
         self._in_post = False
 
     def prepare(self) -> None:
-        if self.request.method not in ("GET", "POST"):
-            raise tornado.web.HTTPError(405)
-        if self.request.method == "POST":
-            if self.deps.draining:
-                self.set_header("Connection", "close")
-                raise LogUnavailableError("the sidecar is shutting down; retry")
-            self.deps.in_flight += 1
-            self._counted = True
-        cap = self.deps.max_body_bytes
+        # Other methods fall through to tornado's 405, raised after the (capped) body is
+        # read, so the client is not cut off mid-send and sees the answer.
         length = self.request.headers.get("Content-Length")
         if length is not None and not length.isdigit():
             # Tornado rejects it only later, while reading the body; refuse it here.
             self.set_header("Connection", "close")
             raise PayloadError("Content-Length is not a number")
-        if self.request.method == "POST" and length is not None and int(length) > cap:
-            # Refuse before reading the body. Raise tornado's own limit to the announced
-            # length so it does not also answer "400 Content-Length too long" after our
-            # 413; the connection is closed once the 413 is sent, so the body is not read.
-            self.request.connection.set_max_body_size(int(length))  # type: ignore[union-attr]
+        if self.request.method != "POST":
+            return
+        if self.deps.draining:
             self.set_header("Connection", "close")
-            raise PayloadTooLargeError(f"body of {length} bytes is over the {cap}-byte limit")
+            raise LogUnavailableError("the sidecar is shutting down; retry")
+        self.deps.in_flight += 1
+        self._counted = True
+        if length is not None and int(length) > self.deps.max_body_bytes:
+            self._too_large = True
+            if int(length) > hard_body_limit(self.deps.max_body_bytes):
+                # Far too big to read and discard: refuse before the body. Raise tornado's
+                # limit to the announced length so it does not also answer "400 Content-
+                # Length too long" after our 413; the connection closes once the 413 is
+                # sent, so the body is never read.
+                self.request.connection.set_max_body_size(int(length))  # type: ignore[union-attr]
+                self.set_header("Connection", "close")
+                raise PayloadTooLargeError(
+                    f"body of {length} bytes is over the {self.deps.max_body_bytes}-byte limit"
+                )
+            # Otherwise the body is read and dropped (data_received keeps nothing once
+            # _too_large), and post() answers 413 to a client that finished sending.
 
     def _uncount(self) -> None:
         if self._counted:
