@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.rounds, args.seconds, args.rate, args.latency_seconds = 1, 1, 200, 1
         args.warmup, args.group_rounds, args.groups, args.backlog = 0, 1, 2, 2000
-        args.soak_seconds, args.soak_rate, args.profile_seconds = 2, 100, 1
+        args.soak_seconds, args.soak_rate, args.profile_seconds = 1, 100, 1
     return args
 
 
