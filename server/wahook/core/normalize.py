@@ -8,6 +8,11 @@ Anything else that is wrong becomes an EVENT_TYPE_MALFORMED event at the level
 where it went wrong (entry, change, value or item), with a precise reason, the
 path, and the raw JSON; its neighbours are unaffected.
 
+Each event's ``raw_json`` is the compact JSON of what it came from: the item for
+per-item events (messages, statuses, echoes, user preferences, history chunks), the
+whole value for whole-value fields and unknown fields, the ``errors`` array for
+value-level errors, and the offending element itself for malformed events.
+
 Ids and dedupe keys come from ``wahook.core.ids`` (see there for why they are
 position-independent).
 """
@@ -131,6 +136,11 @@ class _Walker:
             return
         try:
             waba_id = get_id(entry, "id")
+        except Malformed as exc:
+            self.malformed(entry, path, exc.reason)
+            return
+        self.waba_id = waba_id  # known from here on, also for a malformed entry
+        try:
             entry_time = get_timestamp(entry, "time")
             changes = get_list(entry, "changes")
         except Malformed as exc:
