@@ -246,3 +246,22 @@ async def test_shutdown_ends_streams_releases_events_and_goes_not_serving(
         # Released at shutdown: the next consumer gets them at once, not in 30 s.
         again = await rpc.log.fetch("draining", "after-restart", 10, 30.0, time.time())
         assert [(d.event.sequence, d.attempt) for d in again] == [(q, 2) for q in stored]
+
+
+async def test_acks_one_per_request_and_just_before_hanging_up_all_land(rpc: Rpc) -> None:
+    stored = (await rpc.log.append([message(i) for i in range(50)])).sequences
+    sub = rpc.subscribe(consumer_group="chatty")
+    got = await sub.take(50)
+    for d in got[:49]:
+        sub.ack([d.event.sequence])
+    await rpc.wait_pending("chatty", 1)
+    sub.ack([got[49].event.sequence])
+    sub.half_close()  # the stream ends right behind the last ack
+    async with asyncio.timeout(5):
+        while rpc.handle.connected_subscribers():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    await rpc.wait_pending("chatty", 0)
+    info = await rpc.log.group_info("chatty")
+    assert info is not None
+    assert info.delivered_sequence == stored[-1]
+    await sub.cancel()

@@ -16,7 +16,7 @@ import heapq
 import logging
 import math
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from wahook.errors import InvalidArgumentError
@@ -121,6 +121,9 @@ class Session:
         # the heap finds the ones whose deadline passed (they no longer count).
         self._in_flight: dict[int, float] = {}
         self._deadlines: list[tuple[float, int]] = []
+        self._ack_buffer: list[int] = []
+        self._ack_ready = asyncio.Event()
+        self._ack_lock = asyncio.Lock()
 
     def wake(self) -> None:
         self._wake.set()
@@ -140,32 +143,63 @@ class Session:
             heapq.heapify(self._deadlines)
 
     async def read_acks(self, requests: AsyncIterator[service_pb2.SubscribeRequest]) -> None:
-        """Apply every ack and nack the subscriber sends, until it stops sending."""
-        group = self.settings.group
-        async for request in requests:
-            if request.HasField("options"):
-                raise InvalidArgumentError("options: only the first request may carry options")
-            if request.ack_sequences:
-                seqs = list(request.ack_sequences)
-                await self.log.ack(group, seqs)
+        """Apply every ack and nack the subscriber sends, until it stops sending.
+
+        Acks are not awaited one request at a time: they collect in a buffer that one
+        flusher task commits, so a subscriber acking every event separately still gets
+        its acks committed a batch per transaction instead of a transaction per ack.
+        """
+        flusher = asyncio.create_task(self._flush_acks())
+        try:
+            async for request in requests:
+                if request.HasField("options"):
+                    raise InvalidArgumentError("options: only the first request may carry options")
+                if flusher.done():
+                    flusher.result()  # a failed ack (log unavailable) ends the stream
+                if request.ack_sequences:
+                    self._ack_buffer.extend(request.ack_sequences)
+                    self._ack_ready.set()
+                if request.nacks:
+                    await self._nack(request.nacks)
+            await self._drain_acks()
+        finally:
+            flusher.cancel()
+
+    async def _flush_acks(self) -> None:
+        while True:
+            await self._ack_ready.wait()
+            self._ack_ready.clear()
+            await self._drain_acks()
+
+    async def _drain_acks(self) -> None:
+        # The lock makes a final drain (stream end) wait for the flusher's commit in
+        # progress; the shield lets that commit finish even when the flusher is
+        # cancelled, and it is queued before the release() that follows on close.
+        async with self._ack_lock:
+            while self._ack_buffer:
+                seqs, self._ack_buffer = self._ack_buffer, []
+                await asyncio.shield(self.log.ack(self.settings.group, seqs))
                 for seq in seqs:
                     self._in_flight.pop(seq, None)
                 self._compact()
-            if request.nacks:
-                now = self._clock()
-                by_time: dict[float, list[int]] = {}
-                for i, nack in enumerate(request.nacks):
-                    delay = convert.seconds_of(nack.delay, f"nacks[{i}].delay")
-                    if delay < 0:
-                        raise InvalidArgumentError(f"nacks[{i}].delay must not be negative")
-                    by_time.setdefault(now + delay, []).append(nack.sequence)
-                for at, seqs in by_time.items():
-                    await self.log.nack(group, seqs, at)
-                    for seq in seqs:
-                        self._in_flight.pop(seq, None)
-                    self.hub.schedule(group, at)
-                self.hub.poke(group)
-            self.wake()
+                self.wake()
+
+    async def _nack(self, nacks: Sequence[service_pb2.Nack]) -> None:
+        group = self.settings.group
+        now = self._clock()
+        by_time: dict[float, list[int]] = {}
+        for i, nack in enumerate(nacks):
+            delay = convert.seconds_of(nack.delay, f"nacks[{i}].delay")
+            if delay < 0:
+                raise InvalidArgumentError(f"nacks[{i}].delay must not be negative")
+            by_time.setdefault(now + delay, []).append(nack.sequence)
+        for at, seqs in by_time.items():
+            await self.log.nack(group, seqs, at)
+            for seq in seqs:
+                self._in_flight.pop(seq, None)
+            self.hub.schedule(group, at)
+        self.hub.poke(group)
+        self.wake()
 
     async def deliveries(
         self, reader: asyncio.Task[None]
@@ -173,23 +207,32 @@ class Session:
         """The responses of this stream, until shutdown or until the subscriber hangs up."""
         s = self.settings
         last_sent = self._clock()
+        # The head is read BEFORE a fetch, so that "nothing new after `head`" holds when
+        # the fetch comes back short and we sleep on wait_for_append(head). While full
+        # batches keep coming (catch-up) the read is skipped: it costs a thread hop.
+        head, read_head = 0, True
         while not self.hub.closing:
             if reader.done():
                 reader.result()  # the subscriber's error (e.g. a bad request) ends the stream
                 return  # the subscriber half-closed: it cannot ack, so stop delivering
+            fresh = read_head
+            if fresh:
+                head = await self.log.head_sequence()
             now = self._clock()
             room = s.max_in_flight - self.in_flight(now)
-            head = await self.log.head_sequence()
             if room > 0:
+                want = min(room, s.max_batch_size)
                 self._wake.clear()
-                batch = await self.log.fetch(
-                    s.group, self.consumer, min(room, s.max_batch_size), s.ack_deadline, now
-                )
+                batch = await self.log.fetch(s.group, self.consumer, want, s.ack_deadline, now)
                 if batch:
                     for response in self._responses(batch, head):
                         yield response
                     last_sent = self._clock()
+                    read_head = len(batch) < want
                     continue
+            if not fresh:
+                read_head = True
+                continue
             wait = max(0.0, last_sent + self._heartbeat_interval - self._clock())
             if wait > 0 and await self._sleep(head, wait, reader):
                 continue
@@ -237,11 +280,13 @@ class Session:
         return responses
 
     async def close(self) -> None:
-        """The stream ended: hand this consumer's pending events back to its group."""
+        """The stream ended: commit the acks still buffered, then hand this consumer's
+        pending events back to its group."""
         try:
+            await self._drain_acks()
             released = await self.log.release(self.settings.group, self.consumer, self._clock())
         except Exception:
-            _log.exception("releasing %s's pending events failed", self.consumer)
+            _log.exception("closing %s's stream: acks or release failed", self.consumer)
             return
         if released:
             self.hub.poke(self.settings.group)
