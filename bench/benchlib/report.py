@@ -164,7 +164,8 @@ def render(r: dict[str, Any]) -> str:
         for label, c in bl.get("catchup", {}).items():
             lines.append(
                 f"- catch-up {label}: {c['events']:,} events, {c['events_per_s']:,.0f}/s, "
-                f"mean batch {c['mean_batch']}, first batch after {c['first_batch_s']} s"
+                f"mean batch {c['mean_batch']}, first batch after {c['first_batch_s']} s, "
+                f"{c.get('events_per_s_after_first_batch', 0):,.0f}/s after it"
             )
     prof = r.get("profile")
     if prof and prof.get("self_pct"):

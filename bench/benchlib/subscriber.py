@@ -144,6 +144,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["seconds_from_open"] = round(end - t_open, 3)
         result["first_batch_s"] = round(t_first - t_open, 3) if t_first else None
         result["events_per_s"] = round(count / (end - t_open), 1) if end > t_open else 0.0
+        # Steady delivery rate, without group creation and the first fetch.
+        steady = end - t_first if t_first else 0.0
+        result["events_per_s_after_first_batch"] = round(count / steady, 1) if steady else 0.0
     return result
 
 
