@@ -66,9 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--servers", default="bare,hmac_json,pywa,express,wahook", help="for throughput / open_loop"
     )
     p.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per server")
-    p.add_argument("--seconds", type=float, default=8, help="length of one closed-loop run")
+    p.add_argument("--seconds", type=float, default=6, help="length of one closed-loop run")
     p.add_argument("--rate", type=float, default=1000, help="open-loop POSTs/s")
-    p.add_argument("--latency-seconds", type=float, default=12)
+    p.add_argument("--latency-seconds", type=float, default=10)
     p.add_argument("--latency-rounds", type=int, default=1)
     p.add_argument("--warmup", type=float, default=2, help="unmeasured start of open-loop runs")
     p.add_argument("--group-rounds", type=int, default=2)

@@ -76,6 +76,8 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if soak and "growth_after_warmup_pct" in soak:
         g = soak["growth_after_warmup_pct"]
         fig = f"{soak['rss_mib_warm']} -> {soak['rss_mib_end']} MiB ({g:+.1f}%)"
+        if "slope_mib_per_min" in soak:
+            fig += f", slope {soak['slope_mib_per_min']:+.2f} MiB/min"
         short = "" if soak["seconds"] >= 600 else f"(soak {soak['seconds']:g} s, target is 600 s)"
         rows.append(
             (f"RSS flat @ {soak['rate']:g}/s", fig, "within 10%", _verdict(abs(g) <= 10, short))

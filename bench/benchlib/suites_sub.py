@@ -92,7 +92,9 @@ def soak(ctx: Ctx, rate: float, seconds: float) -> dict[str, Any]:
     warm_t = min(seconds / 6, 60.0)
     warm = next((r for t, r in samples if t >= warm_t), samples[0][1])
     end = samples[-1][1]
+    after = [(t, r) for t, r in samples if t >= warm_t]
     return {
+        "slope_mib_per_min": round(_slope(after) * 60, 3),
         "rate": rate,
         "seconds": seconds,
         "rss_mib_start": round(samples[0][1], 1),
@@ -104,6 +106,18 @@ def soak(ctx: Ctx, rate: float, seconds: float) -> dict[str, Any]:
         "ack_latency_ms": {k: round(v / 1000, 3) for k, v in load["latency_us"].items()},
         "series_mib": [round(r, 1) for _, r in samples[:: max(1, len(samples) // 60)]],
     }
+
+
+def _slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope (MiB per second) of RSS after warm-up: a leak shows as a steady climb
+    even when the end point happens to land on a low sample."""
+    if len(points) < 2:
+        return 0.0
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mr = sum(r for _, r in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return sum((t - mt) * (r - mr) for t, r in points) / var if var else 0.0
 
 
 def normalize(ctx: Ctx) -> dict[str, Any]:
