@@ -222,3 +222,43 @@ async def test_prune_works_in_chunks(tmp_path: Path) -> None:
         assert await log.list_events(EventFilter(), 0, 0, 10) == []
     finally:
         await log.close()
+
+
+async def test_disk_full_is_log_unavailable_and_recovers(tmp_path: Path) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    try:
+        await log.append([event(1)])
+        # SQLite's page cap fails writes with SQLITE_FULL, exactly like a full disk.
+        conn = log._writer._conn
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        big = [event(n) for n in range(2, 200)]
+        for e in big:
+            e.raw_json = "z" * 4000
+        with pytest.raises(LogUnavailableError, match="full"):
+            await log.append(big)
+        assert await log.get(big[0].id) is None  # nothing of the failed append stayed
+        conn.execute("PRAGMA max_page_count = 1073741823")
+        assert (await log.append(big)).new_count == len(big)
+    finally:
+        await log.close()
+
+
+async def test_a_crashing_batch_fails_its_callers_and_the_writer_lives_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    try:
+        writer = log._writer
+        real = writer._run_batch
+
+        def crash_once(batch: list[object]) -> None:
+            monkeypatch.setattr(writer, "_run_batch", real)
+            raise ValueError("bug")
+
+        monkeypatch.setattr(writer, "_run_batch", crash_once)
+        with pytest.raises(LogUnavailableError):
+            await log.append([event(1)])
+        assert (await log.append([event(1)])).new_count == 1
+    finally:
+        await log.close()

@@ -172,8 +172,10 @@ class SqliteEventLog:
             return await self._loop.run_in_executor(self._pool, run)
         except sqlite3.Error as exc:
             raise as_wahook_error(exc) from exc
-        except RuntimeError as exc:  # the pool shut down under us: the log closed
-            raise LogUnavailableError("event log is closed") from exc
+        except RuntimeError as exc:
+            if self._closed:  # the pool shut down under us
+                raise LogUnavailableError("event log is closed") from exc
+            raise
 
     def _on_head(self, head: int) -> None:
         if head > self._head:

@@ -130,7 +130,11 @@ class GroupCommitWriter:
                     break
                 assert isinstance(item, _Item)
                 batch.append(item)
-            self._run_batch(batch)
+            try:
+                self._run_batch(batch)
+            except Exception:  # a bug here must not kill the only writer: callers would hang
+                _log.exception("event log writer: batch of %d jobs crashed", len(batch))
+                self._fail(batch, sqlite3.OperationalError("writer error"))
         try:
             self._conn.close()
         except sqlite3.Error:  # pragma: no cover - closing a healthy connection
@@ -161,6 +165,10 @@ class GroupCommitWriter:
                 try:
                     result = item.fn(conn)
                 except Exception as exc:  # handed to the job's caller
+                    if not conn.in_transaction and isinstance(exc, sqlite3.Error):
+                        # SQLite rolled the whole transaction back itself (disk full,
+                        # I/O error): nothing of the batch stays, every job fails.
+                        raise
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     outcomes.append((item.future, None, as_wahook_error(exc)))
@@ -170,10 +178,11 @@ class GroupCommitWriter:
             head = self._read_head(conn) if any(item.appends for item in batch) else None
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                _log.warning("rollback after a failed batch failed", exc_info=True)
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    _log.warning("rollback after a failed batch failed", exc_info=True)
             self._fail(batch, exc)
             return
         self.commits += 1
