@@ -79,6 +79,7 @@ class Subscriber:
         self.proc = subprocess.Popen(
             pinned(LOAD_CORE, argv),
             cwd=BENCH,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -97,13 +98,33 @@ class Subscriber:
         self.proc.kill()
         raise RuntimeError(f"subscriber did not get ready:\n{err[-2000:]}")
 
+    def stop(self) -> dict[str, Any]:
+        """End the subscription now (close its stdin) and return its result."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        return self.result(timeout=30)
+
     def result(self, timeout: float = 120.0) -> dict[str, Any]:
-        out, err = self.proc.communicate(timeout=timeout)
+        """Wait for the subscriber to finish by itself (count reached or ``--seconds``)."""
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        # It prints READY and one JSON line, so its pipes cannot fill while we wait.
+        out, err = self.proc.stdout.read(), self.proc.stderr.read()
         if self.proc.returncode != 0:
             raise RuntimeError(f"subscriber failed ({self.proc.returncode}):\n{err[-2000:]}")
         last = [line for line in out.splitlines() if line.startswith("{")][-1]
         parsed: dict[str, Any] = json.loads(last)
         return parsed
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def preload(

@@ -6,6 +6,7 @@ Modes (each prints ``READY`` once its group exists, then one JSON object on stdo
   catchup  group starts at "earliest"; times how fast ``--count`` stored events arrive (acked)
   stall    group starts at "earliest"; takes one response, then never reads or acks again
 
+Each stops after ``--seconds`` or when its stdin closes, whichever comes first.
 Run: ``python -m benchlib.subscriber MODE --target HOST:PORT --group NAME [...]`` from bench/.
 """
 
@@ -64,6 +65,11 @@ def _wait_group(channel: grpc.Channel, group: str, timeout: float = 15.0) -> Non
     raise RuntimeError(f"group {group} was not created within {timeout}s")
 
 
+def _cancel_on_eof(call: Any) -> None:
+    sys.stdin.read()
+    call.cancel()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     channel = grpc.insecure_channel(
         args.target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
@@ -91,6 +97,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     timer = threading.Timer(args.seconds, call.cancel)
     timer.daemon = True
     timer.start()
+    # The orchestrator ends a run by closing our stdin: more exact than a timer when several
+    # subscribers start one after another before the load begins.
+    watcher = threading.Thread(target=_cancel_on_eof, args=(call,), daemon=True)
+    watcher.start()
 
     count = 0
     batches = 0

@@ -18,12 +18,16 @@ def e2e_latency(ctx: Ctx, rate: float, seconds: float, warmup: float) -> dict[st
     """Open-loop POSTs at ``rate``; a subscriber measures arrival - event.received_time."""
     server = start("wahook", ctx.secret, ctx.log_dir)
     try:
-        sub = Subscriber(server, "latency", "e2e-probe", seconds + 1.5, warmup=warmup)
-        sub.wait_ready()
-        load = tools.run_loadgen(
-            server.url, ctx.bodies, rate, seconds, warmup, 0, ctx.run_id, ctx.secret
-        )
-        probe = sub.result()
+        sub = Subscriber(server, "latency", "e2e-probe", seconds + 120, warmup=warmup)
+        try:
+            sub.wait_ready()
+            load = tools.run_loadgen(
+                server.url, ctx.bodies, rate, seconds, warmup, 0, ctx.run_id, ctx.secret
+            )
+            time.sleep(0.3)  # the last POSTs' events reach the probe
+            probe = sub.stop()
+        finally:
+            sub.kill()
     finally:
         server.stop()
     return {
@@ -43,14 +47,17 @@ def backlog(ctx: Ctx, events: int, per_post: int = 200) -> dict[str, Any]:
     Then fresh groups catch up on the whole backlog: server default batch and the maximum (4096)."""
     server = start("wahook", ctx.secret, ctx.log_dir)
     result: dict[str, Any] = {"events": events}
+    subs: list[Subscriber] = []
     try:
         rss_idle = server.rss_mib()
         with RssSampler(server) as sampler:
             stalled = Subscriber(server, "stall", "stalled", 3600)
+            subs.append(stalled)
             stalled.wait_ready()
             result["preload"] = preload(server, ctx, events, per_post)
             time.sleep(0 if ctx.smoke else 2)  # let the server settle before measuring
             result["rss_mib_after_backlog"] = round(server.rss_mib(), 1)
+            result["rss_mib_peak_while_storing"] = round(sampler.peak(), 1)
             catchups = {}
             runs = (("default_batch", 0), ("batch_4096", 4096))
             for label, batch in runs[:1] if ctx.smoke else runs:
@@ -65,14 +72,15 @@ def backlog(ctx: Ctx, events: int, per_post: int = 200) -> dict[str, Any]:
                     # catch-up wait on ack round trips instead of measuring delivery.
                     max_in_flight=100_000,
                 )
+                subs.append(sub)
                 sub.wait_ready()
                 catchups[label] = sub.result(timeout=900)
-        stalled.proc.kill()
-        stalled.proc.wait()
         result["rss_mib_idle"] = round(rss_idle, 1)
         result["rss_mib_peak"] = round(sampler.peak(), 1)
         result["catchup"] = catchups
     finally:
+        for sub in subs:
+            sub.kill()
         server.stop()
     return result
 
