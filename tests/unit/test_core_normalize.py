@@ -288,3 +288,18 @@ def test_null_errors_and_missing_coordinates_are_absent() -> None:
     assert (event.message.location.latitude, event.message.location.name) == (0.0, "somewhere")
     assert list(event.message.errors) == []
     assert normalize(wrap({"metadata": META, "errors": None}), 0.0) == []
+
+
+def test_a_batch_of_1000_updates_gives_1000_events_in_order() -> None:
+    # Meta batches up to 1000 updates in one POST; none may be dropped or reordered.
+    items = [
+        {"from": f"1555010{i % 10000:04d}", "id": f"wamid.B{i:04d}", "type": "text", "text": {}}
+        for i in range(600)
+    ]
+    statuses = [{"id": f"wamid.S{i:04d}", "status": "read"} for i in range(400)]
+    value = {"metadata": META, "messages": items, "statuses": statuses}
+    events = normalize(wrap(value), 0.0)
+    assert len(events) == 1000
+    assert [e.message.id for e in events[:600]] == [f"wamid.B{i:04d}" for i in range(600)]
+    assert [e.status.id for e in events[600:]] == [f"wamid.S{i:04d}" for i in range(400)]
+    assert len({e.id for e in events}) == 1000
