@@ -41,7 +41,7 @@ $(GO_TOOLS_STAMP):
 # The protoc version line is dropped from the headers so that the committed code
 # does not change with the grpcio-tools release in the venv; the plugin versions,
 # which decide the code, stay.
-proto-clients-go: $(GO_TOOLS_STAMP) $(VENV_STAMP)
+proto-clients-go: $(GO_TOOLS_STAMP) | $(VENV_STAMP)
 	rm -rf $(CLIENTS_GO)/wahookv1
 	$(PY) -m grpc_tools.protoc -I proto \
 	  --plugin=protoc-gen-go=$(GO_TOOLS)/protoc-gen-go \
@@ -59,11 +59,13 @@ $(NODE_STAMP): $(CLIENTS_NODE)/package.json $(CLIENTS_NODE)/package-lock.json
 	cd $(CLIENTS_NODE) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(NODE_GEN_STAMP): $(PROTOS) $(NODE_STAMP) $(VENV_STAMP) $(CLIENTS_NODE)/generate.sh
+# The venv is order-only: it only has to exist (for grpc_tools). A newer pyproject.toml
+# must not reinstall it, and regenerate wahook.v1, under a running pytest.
+$(NODE_GEN_STAMP): $(PROTOS) $(NODE_STAMP) $(CLIENTS_NODE)/generate.sh | $(VENV_STAMP)
 	PYTHON="$(abspath $(PY))" sh $(CLIENTS_NODE)/generate.sh
 	touch $@
 
-proto-clients-node: $(NODE_STAMP) $(VENV_STAMP)
+proto-clients-node: $(NODE_STAMP) | $(VENV_STAMP)
 	rm -f $(NODE_GEN_STAMP)
 	$(MAKE) --no-print-directory $(NODE_GEN_STAMP)
 
