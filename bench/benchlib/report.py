@@ -144,14 +144,14 @@ def render(r: dict[str, Any]) -> str:
             "",
         ]
         lines += [
-            "| server | p50 | p90 | p99 | p99.9 | max | non-200 |",
-            "|---|---|---|---|---|---|---|",
+            "| server | p50 | p90 | p99 | p99.9 | max | non-200 | load tool late by |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for k, v in ol["servers"].items():
             lt = v["latency_ms"]
             lines.append(
                 f"| {k} | {lt['p50']} | {lt['p90']} | {lt['p99']} | {lt['p99.9']} | {lt['max']} "
-                f"| {v['errors']} |"
+                f"| {v['errors']} | {v['max_send_late_ms']} |"
             )
     bl = r.get("backlog")
     if bl and "preload" in bl:
