@@ -1,0 +1,1 @@
+"""The `wahook` subcommands, one module each (see wahook.cli)."""
