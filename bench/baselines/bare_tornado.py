@@ -1,7 +1,9 @@
 """Baseline: a bare Tornado handler that answers 200 to POST /webhook and does nothing else.
 
 The ceiling for any Tornado webhook receiver on one core; wahook's ingest target is 0.9x of it.
-Run: ``python bench/baselines/bare_tornado.py --port 8080``.
+Run: ``python bench/baselines/bare_tornado.py --port 8080 [--uvloop]``. With ``--uvloop`` (from
+the virtualenv that bench/benchlib/tools.py makes from baselines/tornado_uvloop/requirements.txt)
+it shows what swapping asyncio's loop for uvloop buys a Tornado receiver, one of issue 5's ideas.
 """
 
 from __future__ import annotations
@@ -37,8 +39,14 @@ def main() -> None:
     parser.add_argument("--secret", default="", help="ignored; accepted so all servers share flags")
     parser.add_argument("--tls-cert", default="", help="serve HTTPS with this certificate")
     parser.add_argument("--tls-key", default="")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop instead of asyncio's")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.tls_cert, args.tls_key))
+    if args.uvloop:
+        import uvloop  # type: ignore[import-not-found]  # noqa: PLC0415
+
+        uvloop.run(serve(args.port, args.tls_cert, args.tls_key))
+    else:
+        asyncio.run(serve(args.port, args.tls_cert, args.tls_key))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from benchlib.tools import (
     SERVER_CORE,
     ensure_express,
     ensure_pywa,
+    ensure_uvloop,
     pinned,
 )
 
@@ -168,7 +169,8 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
 def start_baseline(
     kind: str, secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None
 ) -> Server:
-    """A baseline on a free port: Tornado ("bare", "hmac_json"), "pywa" or "express" (Node)."""
+    """A baseline on a free port: Tornado ("bare", "bare_uvloop", "hmac_json"), "pywa" or
+    "express" (Node)."""
     port = free_port()
     env = dict(os.environ)
     if kind == "express":
@@ -176,6 +178,8 @@ def start_baseline(
         argv = ["node", str(EXPRESS_DIR / "server.js")]
     elif kind == "pywa":
         argv = [str(ensure_pywa()), str(PYWA_DIR / "receiver.py")]
+    elif kind == "bare_uvloop":
+        argv = [str(ensure_uvloop()), str(BASELINES["bare"]), "--uvloop"]
     else:
         argv = [sys.executable, str(BASELINES[kind])]
     argv += ["--port", str(port), "--secret", secret]

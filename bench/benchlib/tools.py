@@ -81,22 +81,32 @@ def ensure_express() -> Path:
 
 
 PYWA_DIR = BENCH / "baselines" / "pywa_starlette"
-PYWA_VENV = TOOLS_DIR.parent / ".venv-pywa"
+UVLOOP_DIR = BENCH / "baselines" / "tornado_uvloop"
 
 
-def ensure_pywa() -> Path:
-    """The python of a separate virtualenv holding pywa[server] (its requirements.txt), so the
-    baseline's dependencies never mix with wahook's."""
-    requirements = PYWA_DIR / "requirements.txt"
-    stamp = PYWA_VENV / ".installed"
-    python = PYWA_VENV / "bin" / "python"
+def _side_venv(name: str, requirements: Path) -> Path:
+    """The python of a virtualenv under bench/results/ holding ``requirements``, so a baseline's
+    dependencies never mix with wahook's."""
+    venv = TOOLS_DIR.parent / f".venv-{name}"
+    stamp = venv / ".installed"
+    python = venv / "bin" / "python"
     if stamp.exists() and stamp.stat().st_mtime >= requirements.stat().st_mtime:
         return python
-    subprocess.run([sys.executable, "-m", "venv", str(PYWA_VENV)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(python), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "-r", str(requirements)], check=True)
     stamp.touch()
     return python
+
+
+def ensure_pywa() -> Path:
+    """Python with pywa[server] (pywa_starlette/requirements.txt)."""
+    return _side_venv("pywa", PYWA_DIR / "requirements.txt")
+
+
+def ensure_uvloop() -> Path:
+    """Python with Tornado and uvloop (tornado_uvloop/requirements.txt)."""
+    return _side_venv("uvloop", UVLOOP_DIR / "requirements.txt")
 
 
 def ensure_py_spy() -> str:
