@@ -6,8 +6,9 @@ template status update that the example's filter must drop, run the example as a
 process, and check that it printed exactly those events — ids, types and key fields, in the
 one-line JSON format the four examples share — and acked them (pending_count 0). Then
 restart the sidecar on the same data directory and ports while the example runs, POST three
-more, and check it reconnects and gets them with nothing lost. Last, a new group replays
-everything from the start and the example stops cleanly on SIGTERM.
+more, and check it reconnects and gets them with nothing lost. Then a new group replays
+everything from the start and the example stops cleanly on SIGTERM; last, a subscription
+the server refuses (INVALID_ARGUMENT) ends the example with exit code 1 instead of retrying.
 
 Each client is built once per run by its make target (a no-op when already built).
 """
@@ -29,7 +30,7 @@ from typing import Any
 import grpc
 import pytest
 from wahook.core.signature import sign
-from wahook.v1 import service_pb2, service_pb2_grpc
+from wahook.v1 import event_pb2, service_pb2, service_pb2_grpc
 from wahook_testkit import APP_SECRET, Certs, WahookFactory, WahookProcess, free_port
 
 pytestmark = [pytest.mark.clients, pytest.mark.timeout(240)]
@@ -226,13 +227,13 @@ def post(server: WahookProcess, ctx: ssl.SSLContext, body: bytes) -> None:
         assert resp.status == 200
 
 
-def stored_ids(target: str) -> dict[tuple[str, str], service_pb2.Event]:
+def stored_ids(target: str) -> dict[tuple[str, str], event_pb2.Event]:
     """(type, message id) → the stored event, from ListEvents."""
     with grpc.insecure_channel(target) as ch:
         resp = service_pb2_grpc.EventServiceStub(ch).ListEvents(
             service_pb2.ListEventsRequest(page_size=1000), timeout=10
         )
-    out: dict[tuple[str, str], service_pb2.Event] = {}
+    out: dict[tuple[str, str], event_pb2.Event] = {}
     for ev in resp.events:
         kind = ev.WhichOneof("payload") or ""
         wamid = ev.message.id if kind == "message" else ev.status.id if kind == "status" else ""
@@ -307,9 +308,11 @@ class Example:
         self._stderr.close()
 
 
-def expected(fixtures: list[Fixture], stored: dict[tuple[str, str], service_pb2.Event]) -> dict:
+def expected(
+    fixtures: list[Fixture], stored: dict[tuple[str, str], event_pb2.Event]
+) -> dict[str, dict[str, Any]]:
     """Event id → the exact line (without sequence and attempt) the example must print."""
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for f in fixtures:
         ev = stored[f.key]
         out[ev.id] = {"id": ev.id, **f.line}
@@ -384,3 +387,14 @@ def test_example_receives_acks_and_survives_restart(
         assert pending(target, f"{lang}-replay") == 0
     finally:
         replay.close()
+
+    # A refusal that retrying cannot fix (a group name with a space): exit 1 at once, no
+    # reconnect loop.
+    refused = Example(command(lang, target, "not a group"), tmp_path / "example3.log")
+    try:
+        assert refused.wait_exit(timeout=20) == 1
+        err = refused.log.read_text().lower()
+        assert "invalid" in err, err
+        assert "reconnect" not in err, err
+    finally:
+        refused.close()
