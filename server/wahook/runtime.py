@@ -18,12 +18,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
 from typing import TextIO
-
-import tornado.netutil
 
 from wahook import tls
 from wahook.config import Config
@@ -64,6 +63,19 @@ async def _prune_forever(event_log: SqliteEventLog, retention: float) -> None:
         await asyncio.sleep(RETENTION_INTERVAL)
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A non-blocking listening socket on the first address ``host`` resolves to.
+
+    Not tornado.netutil.bind_sockets: it leaves the socket open when bind fails.
+    """
+    family, _, _, _, addr = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.create_server(addr, family=family, backlog=1024)
+    sock.setblocking(False)
+    return sock
+
+
 async def _drain_http(deps: WebhookDeps, limit: float) -> None:
     deadline = time.monotonic() + limit
     # Polled, not evented: in_flight is a plain counter the handlers bump, and a drain
@@ -98,10 +110,39 @@ class Sidecar:
         if config.verify_token is None:
             log.warning("no verify token configured: GET /webhook verification will answer 403")
 
-        self.event_log = event_log = await SqliteEventLog.open(config.db_path)
+        # Bind HTTP first: a port in use is the likeliest start failure and needs no cleanup.
+        try:
+            sockets = [_listen(config.http_host, config.http_port)]
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {config.http_host}:{config.http_port}: {exc.strerror}"
+            ) from None
+        try:
+            self.event_log = await SqliteEventLog.open(config.db_path)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        try:
+            _, grpc_port, self.rpc = await create_server(
+                self.event_log,
+                config.grpc_host,
+                config.grpc_port,
+                # gRPC binds with SO_REUSEPORT by default: a second sidecar on the same
+                # port would start "fine" and take half the subscribers. Refuse instead.
+                options=[("grpc.so_reuseport", 0)],
+            )
+        except BaseException as exc:
+            for sock in sockets:
+                sock.close()
+            await self.event_log.close()
+            if isinstance(exc, RuntimeError):  # grpc's "Failed to bind to address"
+                raise ConfigError(
+                    f"cannot listen for gRPC on {config.grpc_host}:{config.grpc_port}: {exc}"
+                ) from None
+            raise
+        event_log, rpc = self.event_log, self.rpc
         _add_store_metrics(self.metrics, event_log)
-        _, grpc_port, self.rpc = await create_server(event_log, config.grpc_host, config.grpc_port)
-        rpc = self.rpc
         self.metrics.add_collector(
             "wahook_grpc_subscribers",
             "gauge",
@@ -119,12 +160,6 @@ class Sidecar:
         self.http_server = make_http_server(
             make_app_from_deps(self.deps), ssl_ctx, config.max_body_bytes
         )
-        try:
-            sockets = tornado.netutil.bind_sockets(config.http_port, config.http_host)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot listen on {config.http_host}:{config.http_port}: {exc.strerror}"
-            ) from None
         self.http_server.add_sockets(sockets)
         http_port = sockets[0].getsockname()[1]
         host = config.http_host

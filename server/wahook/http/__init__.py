@@ -1,0 +1,1 @@
+"""The webhook front: Tornado handlers (app, handlers), Prometheus metrics."""
