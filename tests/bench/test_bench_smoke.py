@@ -84,6 +84,45 @@ def test_hmac_json_baseline_checks_the_signature_and_the_json(tmp_path: Path) ->
     assert server.proc.returncode is not None
 
 
+def test_report_judges_each_target_against_its_threshold() -> None:
+    results: dict[str, Any] = {
+        "throughput": {"ratio": {"wahook/bare": 0.85}, "median_rps": {"wahook": 850, "bare": 1000}},
+        "open_loop": {
+            "rate": 1000,
+            "servers": {"wahook": {"latency_ms": {"p99": 4.9, "p99.9": 21.0}, "errors": 0}},
+        },
+        "e2e": {"rate": 1000, "subscriber_latency_ms": {"p50": 2.0, "p99": 9.0}},
+        "backlog": {
+            "events": 1_000_000,
+            "rss_mib_peak": 195.0,
+            "catchup": {
+                "default_batch": {"events_per_s": 90_000.0},
+                "batch_4096": {"events_per_s": 120_000.0},
+            },
+        },
+        "groups": {"groups": 4, "ratio": 0.95, "with_groups_rps": 950, "no_subscriber_rps": 1000},
+        "soak": {
+            "rate": 500,
+            "seconds": 600,
+            "rss_mib_warm": 100.0,
+            "rss_mib_end": 111.0,
+            "growth_after_warmup_pct": 11.0,
+        },
+    }
+    verdicts = {row[0]: row[3] for row in report.targets(results)}
+    assert verdicts == {
+        "ingest vs bare Tornado": "NOT met",
+        "ack p99 @ 1000/s": "met",
+        "ack p99.9 @ 1000/s": "NOT met",
+        "POST -> subscriber @ 1000/s": "met",
+        "catch-up, one subscriber": "NOT met (only with batch 4096)",
+        "ingest with 4 groups reading": "met",
+        "RSS flat @ 500/s": "NOT met",
+        # 195 MiB is 204 MB: over the 200 MB bound.
+        "RSS, stalled subscriber + backlog": "NOT met",
+    }
+
+
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench-results")
