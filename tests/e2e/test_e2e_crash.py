@@ -132,7 +132,7 @@ async def test_kill_9_under_load_loses_nothing_answered_200(
     ctx = certs.client_context()
     acked = await _pre_acked(server, ctx)
 
-    load = Load(server, ctx, threads=4, each=60).start()
+    load = Load(server, ctx, threads=4, each=150).start()
     wait_for(lambda: load.count() >= 60, 60)
     server.kill()  # SIGKILL in the middle of the load: no drain
     load.join()
@@ -153,7 +153,7 @@ async def test_sigterm_under_load_drains_and_exits_0(
     ctx = certs.client_context()
     acked = await _pre_acked(server, ctx)
 
-    load = Load(server, ctx, threads=4, each=60).start()
+    load = Load(server, ctx, threads=4, each=150).start()
     wait_for(lambda: load.count() >= 60, 60)
     assert server.terminate(timeout=30) == 0
     load.join()
