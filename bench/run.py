@@ -16,6 +16,7 @@ import platform
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -40,6 +41,24 @@ SUITES = [
 NEEDS_WAHOOK = {"tls", "e2e", "groups", "backlog", "soak", "profile"}
 
 
+def fsync_ms(samples: int = 50) -> dict[str, float]:
+    """How long one 4 KiB write + fsync takes here: the floor under a durable 200, since wahook
+    answers only after its commit is on disk."""
+    times: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="wahook-bench-fsync-") as tmp:
+        fd = os.open(Path(tmp) / "probe", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for _ in range(samples):
+                t = time.perf_counter()
+                os.write(fd, b"x" * 4096)
+                os.fsync(fd)
+                times.append((time.perf_counter() - t) * 1000)
+        finally:
+            os.close(fd)
+    times.sort()
+    return {"p50": round(times[len(times) // 2], 3), "max": round(times[-1], 3)}
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -53,6 +72,10 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "python": platform.python_version(),
         "kernel": platform.release(),
+        # Other work on the machine during the run shows here (the load average counts
+        # runnable processes; ours add about 2 while a load runs).
+        "loadavg_start": round(os.getloadavg()[0], 2),
+        "fsync_ms": fsync_ms(),
         "git": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
         ).stdout.strip(),
@@ -174,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"bench: {name} done in {time.monotonic() - t:.0f}s", flush=True)
 
+    results["machine"]["loadavg_end"] = round(os.getloadavg()[0], 2)
+    results["machine"]["minutes"] = round((time.monotonic() - t0) / 60, 1)
     table = report.render(results)
     (out / f"results-{stamp}.json").write_text(json.dumps(results, indent=2))
     (out / f"results-{stamp}.md").write_text(table)

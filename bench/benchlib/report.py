@@ -106,6 +106,12 @@ def render(r: dict[str, Any]) -> str:
     lines = [f"# wahook bench {r['machine']['date']}", ""]
     m = r["machine"]
     lines.append(f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}, {m['kernel']}.")
+    if "fsync_ms" in m:
+        lines.append(
+            f"4 KiB write+fsync: p50 {m['fsync_ms']['p50']} ms, max {m['fsync_ms']['max']} ms. "
+            f"Load average at start {m.get('loadavg_start')}, at end {m.get('loadavg_end')}; "
+            f"run took {m.get('minutes')} min; git {m.get('git')}."
+        )
     lines.append(f"Mode: {'smoke' if r.get('smoke') else 'full'}; options: {r.get('options', {})}")
     lines += [
         "",
@@ -127,6 +133,9 @@ def render(r: dict[str, Any]) -> str:
             rounds = ", ".join(str(row[k]) for row in tp["rounds"])
             rel = tp["ratio"].get(f"{k}/bare", 1.0 if k == "bare" else "")
             lines.append(f"| {k} | {v} | {rounds} | {rel} |")
+        pywa = tp["median_rps"].get("pywa")
+        if pywa and "wahook" in tp["median_rps"]:
+            lines.append(f"\nwahook / pywa: {tp['median_rps']['wahook'] / pywa:.3f}x")
     tls = r.get("tls")
     if tls and "rps" in tls:
         rps = tls["rps"]
