@@ -7,7 +7,8 @@ process, and check that it printed exactly those events — ids, types and key f
 one-line JSON format the four examples share — and acked them (pending_count 0). Then
 restart the sidecar on the same data directory and ports while the example runs, POST three
 more, and check it reconnects and gets them with nothing lost. Then a new group replays
-everything from the start and the example stops cleanly on SIGTERM; last, a subscription
+everything from the start and the example stops cleanly on SIGTERM; the first group,
+rejoined, gets nothing more and --idle-exit ends it; last, a subscription
 the server refuses (INVALID_ARGUMENT) ends the example with exit code 1 instead of retrying.
 
 Each client is built once per run by its make target (a no-op when already built).
@@ -288,6 +289,13 @@ class Example:
             self.lines.append(json.loads(raw))
         return self.lines
 
+    def read_rest(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """After the process exited: every line it printed."""
+        while (raw := self._q.get(timeout=timeout)) is not None:
+            self.lines.append(json.loads(raw))
+        self._q.put(None)  # for a later call
+        return self.lines
+
     def wait_exit(self, timeout: float = 30.0) -> int:
         try:
             return self.proc.wait(timeout)
@@ -387,6 +395,14 @@ def test_example_receives_acks_and_survives_restart(
         assert pending(target, f"{lang}-replay") == 0
     finally:
         replay.close()
+
+    # The first group again: everything is acked, so nothing comes, and --idle-exit ends it.
+    idle = Example(command(lang, target, group, "--idle-exit", "1.5"), tmp_path / "example4.log")
+    try:
+        assert idle.wait_exit(timeout=30) == 0
+        assert idle.read_rest() == [], "an acked event was delivered again to its group"
+    finally:
+        idle.close()
 
     # A refusal that retrying cannot fix (a group name with a space): exit 1 at once, no
     # reconnect loop.
