@@ -34,7 +34,9 @@ from wahook.core.signature import sign
 from wahook.v1 import event_pb2, service_pb2, service_pb2_grpc
 from wahook_testkit import APP_SECRET, Certs, WahookFactory, WahookProcess, free_port
 
-pytestmark = [pytest.mark.clients, pytest.mark.timeout(240)]
+# Generous: when `make clients-test` has not built the examples first, the first test of
+# each language builds it (a cold Go or Maven build is minutes on two cores).
+pytestmark = [pytest.mark.clients, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = ["go", "java", "node", "python"]
