@@ -92,6 +92,7 @@ class Subscriber:
         credentials: grpc.ChannelCredentials | None = None,
         backoff_initial: float = 0.1,
         backoff_max: float = 10.0,
+        stall_timeout: float = 30.0,
     ) -> None:
         self.target = target
         self.options = service_pb2.SubscribeOptions(
@@ -106,6 +107,7 @@ class Subscriber:
         self.credentials = credentials
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.stall_timeout = stall_timeout
         self.reconnects = 0  # streams reopened after a drop (observability and tests)
         self._unsent: list[_Outgoing] = []  # acks/nacks not yet written to a stream
         self._wakeup = asyncio.Event()
@@ -180,10 +182,19 @@ class Subscriber:
 
     def _open(self) -> _Call:
         if self._channel is None:
+            # The channel's own reconnect backoff (1 s growing to 120 s by default) would
+            # otherwise fail our retries fast long after the server is back.
+            options = [
+                ("grpc.initial_reconnect_backoff_ms", max(1, int(self.backoff_initial * 1000))),
+                ("grpc.min_reconnect_backoff_ms", max(1, int(self.backoff_initial * 1000))),
+                ("grpc.max_reconnect_backoff_ms", max(1, int(self.backoff_max * 1000))),
+            ]
             if self.credentials is None:
-                self._channel = grpc.aio.insecure_channel(self.target)
+                self._channel = grpc.aio.insecure_channel(self.target, options=options)
             else:
-                self._channel = grpc.aio.secure_channel(self.target, self.credentials)
+                self._channel = grpc.aio.secure_channel(
+                    self.target, self.credentials, options=options
+                )
         stub = service_pb2_grpc.EventServiceStub(self._channel)
         call: _Call = stub.Subscribe()
         return call
@@ -227,7 +238,17 @@ class Subscriber:
                 writer = asyncio.create_task(self._write_loop(call))
                 code = grpc.StatusCode.OK
                 try:
-                    async for response in call:
+                    while True:
+                        # The server sends a heartbeat while idle (every 5 s by default);
+                        # silence for stall_timeout means a dead peer TCP has not noticed.
+                        try:
+                            response = await asyncio.wait_for(call.read(), self.stall_timeout)
+                        except TimeoutError:
+                            log.warning("no message for %gs; reconnecting", self.stall_timeout)
+                            code = grpc.StatusCode.DEADLINE_EXCEEDED
+                            break
+                        if not isinstance(response, service_pb2.SubscribeResponse):
+                            break  # grpc.aio.EOF: the server ended the stream
                         failures = 0
                         for delivery in response.deliveries:
                             self._inbox.put_nowait(delivery)

@@ -184,3 +184,21 @@ async def test_stop_inside_the_loop_ends_it_and_unhanded_events_come_again(live:
     async with Subscriber(live.target, "g") as again:
         rest = await take(again, 4)
     assert [d.event.sequence for d in rest] == seqs[1:]
+
+
+async def test_a_silent_stream_is_abandoned_and_reopened(tmp_path: Path) -> None:
+    # A server that stops heartbeating (a dead peer TCP has not noticed) is left behind.
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    _, port, rpc = await create_server(log, "127.0.0.1", free_port(), heartbeat_interval=60)
+    sub = Subscriber(f"127.0.0.1:{port}", "g", stall_timeout=0.3, backoff_initial=0.01)
+    try:
+        sub.start()
+        await asyncio.sleep(1.0)
+        assert sub.reconnects >= 2
+        (seq,) = (await log.append(normalize(samples.body("text"), 1.0))).sequences
+        (d,) = await take(sub, 1)
+        assert d.event.sequence == seq
+    finally:
+        await sub.stop()
+        await rpc.shutdown(0.2)
+        await log.close()
