@@ -12,6 +12,8 @@ it was not acked before its deadline or its stream ended, so handle events
 idempotently by ``event.id``. On UNAVAILABLE or a dropped stream the subscriber
 reopens the stream for the same group after an exponential backoff with jitter
 (``backoff_initial`` doubling up to ``backoff_max``); the group resumes where it was.
+A stream silent for ``stall_timeout`` seconds (the server heartbeats every 5 s while
+idle) counts as dropped, which catches a peer that vanished without closing TCP.
 Errors that retrying cannot fix (INVALID_ARGUMENT, FAILED_PRECONDITION, ...) are
 raised from the iteration as ``grpc.aio.AioRpcError``.
 """
@@ -71,7 +73,7 @@ def _duration(seconds: float) -> duration_pb2.Duration:
 class Subscriber:
     """One member of a consumer group, reading a Subscribe stream.
 
-    Iterate it (once) for ``wahook.v1.Delivery`` messages; ack or nack each. ``stop()``
+    Iterate it for ``wahook.v1.Delivery`` messages; ack or nack each. ``stop()``
     (or leaving ``async with``) sends the outstanding acks, closes the stream and ends
     the iteration. A background task reads the stream into a small buffer (bounded by
     ``max_in_flight``, which the server enforces) so that ``stop()`` can finish the
