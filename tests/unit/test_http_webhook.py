@@ -11,9 +11,10 @@ import json
 import urllib.parse
 
 from wahook import samples
+from wahook.core.normalize import normalize
 from wahook.errors import LogUnavailableError
 from wahook.store.base import AppendResult, EventFilter
-from wahook.v1 import event_pb2
+from wahook.v1 import event_pb2, status_pb2
 from wahook_testkit import APP_SECRET, VERIFY_TOKEN, HttpFront, sign
 
 
@@ -264,3 +265,39 @@ async def test_modestly_oversized_body_is_drained_then_413_on_a_live_connection(
     writer.close()
     assert second.startswith(b"HTTP/1.1 200"), second
     assert await stored(http_front) == []
+
+
+SAMPLE_CONTENT = {
+    "text": "text",
+    "image": "image",
+    "audio": "audio",
+    "video": "video",
+    "document": "document",
+    "sticker": "sticker",
+    "location": "location",
+    "contacts": "contacts",
+    "button": "button",
+    "button_reply": "interactive",
+    "list_reply": "interactive",
+    "flow": "interactive",
+    "reaction": "reaction",
+    "order": "order",
+}
+
+
+def test_each_sample_kind_is_what_it_says() -> None:
+    for kind in samples.KINDS:
+        (event,) = normalize(samples.body(kind), 1.0)
+        if kind in SAMPLE_CONTENT:
+            assert event.message.WhichOneof("content") == SAMPLE_CONTENT[kind], kind
+        elif kind.startswith("status-"):
+            state = status_pb2.DeliveryState.Name(event.status.state)
+            assert state.endswith(kind.removeprefix("status-").upper()), kind
+        else:
+            assert event.WhichOneof("payload") == "template_status_update"
+    (voice,) = normalize(samples.body("audio"), 1.0)
+    assert voice.message.audio.voice
+    (failed,) = normalize(samples.body("status-failed"), 1.0)
+    assert failed.status.errors[0].code == 131047
+    one, two = samples.body("text"), samples.body("text")
+    assert normalize(one, 1.0)[0].id != normalize(two, 1.0)[0].id  # fresh ids each time
