@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grpc
 import pytest
-from test_rpc_support import message, running
+from test_rpc_support import Subscriber, message, running
 from wahook.errors import InvalidArgumentError
 from wahook.rpc import convert
+from wahook.rpc.server import create_server
 from wahook.store.base import Delivery
-from wahook.v1 import service_pb2
+from wahook.store.encoded import EncodedDelivery, SupportsEncodedFetch
+from wahook.store.sqlite import SqliteEventLog
+from wahook.v1 import service_pb2, service_pb2_grpc
 
 
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16_383, 16_384, 2**35, 2**64 - 1])
@@ -84,3 +88,61 @@ async def test_responses_are_split_under_the_size_cap(tmp_path: Path) -> None:
         assert max(len(r.deliveries) for r in sub.responses) <= 2
         assert all(r.ByteSize() <= 2_000 + 100 for r in sub.responses)
         await sub.cancel()
+
+
+def test_stored_bytes_encode_like_parsed_events() -> None:
+    stored = message(3)  # as appended: sequence unset
+    parsed = message(3)
+    parsed.sequence = 42
+    encoded = convert.encode_deliveries(
+        [EncodedDelivery(42, 2, 1_800_000_000.5, stored.SerializeToString())]
+    )
+    plain = convert.encode_deliveries([Delivery(event=parsed, attempt=2, deadline=1_800_000_000.5)])
+    a = service_pb2.SubscribeResponse.FromString(convert.encode_response(encoded, 1.0, 42))
+    b = service_pb2.SubscribeResponse.FromString(convert.encode_response(plain, 1.0, 42))
+    assert a == b
+    assert a.deliveries[0].event.sequence == 42
+
+
+class PlainLog:
+    """Only the EventLog protocol's methods: no fetch_encoded, like a minimal backend."""
+
+
+async def test_subscribe_works_with_a_log_without_encoded_fetch(tmp_path: Path) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    plain = PlainLog()
+    for name in [
+        "append",
+        "get",
+        "list_events",
+        "head_sequence",
+        "message_status",
+        "create_group",
+        "fetch",
+        "ack",
+        "nack",
+        "release",
+        "group_info",
+        "prune",
+        "wait_for_append",
+        "check_writable",
+        "close",
+    ]:
+        setattr(plain, name, getattr(log, name))
+    assert not isinstance(plain, SupportsEncodedFetch)
+    _, port, handle = await create_server(plain, heartbeat_interval=0.2)  # type: ignore[arg-type]
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stored = (await log.append([message(1), message(2)])).sequences
+        sub = Subscriber(service_pb2_grpc.EventServiceStub(channel), None)
+        sub.send(service_pb2.SubscribeRequest(options={"consumer_group": "plain"}))
+        got = await sub.take(2)
+        assert [(d.event.sequence, d.event.id, d.attempt) for d in got] == [
+            (stored[0], message(1).id, 1),
+            (stored[1], message(2).id, 1),
+        ]
+        await sub.cancel()
+    finally:
+        await channel.close()
+        await handle.shutdown(0.5)
+        await log.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from wahook.errors import InvalidArgumentError
 from wahook.store import filters
 from wahook.store.base import Delivery, EventFilter, GroupInfo, StartPosition, StatusRecord
+from wahook.store.encoded import EncodedDelivery
 from wahook.v1 import event_pb2, service_pb2
 
 MAX_GROUP_NAME = 128
@@ -219,9 +221,14 @@ _DELIVERY_DEADLINE = _tag(service_pb2.Delivery, "ack_deadline", _LEN)
 _RESPONSE_DELIVERY = _tag(service_pb2.SubscribeResponse, "deliveries", _LEN)
 _RESPONSE_TIME = _tag(service_pb2.SubscribeResponse, "server_time", _LEN)
 _RESPONSE_HEAD = _tag(service_pb2.SubscribeResponse, "head_sequence", _VARINT)
+_EVENT_SEQUENCE = _tag(event_pb2.Event, "sequence", _VARINT)
 
 
-def encode_deliveries(deliveries: list[Delivery]) -> list[bytes]:
+def sequence_of(d: Delivery | EncodedDelivery) -> int:
+    return d.sequence if isinstance(d, EncodedDelivery) else d.event.sequence
+
+
+def encode_deliveries(deliveries: Sequence[Delivery | EncodedDelivery]) -> list[bytes]:
     """Each delivery as one encoded ``SubscribeResponse.deliveries`` entry."""
     deadlines: dict[float, bytes] = {}
     out: list[bytes] = []
@@ -230,7 +237,12 @@ def encode_deliveries(deliveries: list[Delivery]) -> list[bytes]:
         if deadline is None:
             ts = timestamp(d.deadline).SerializeToString()
             deadline = deadlines[d.deadline] = _DELIVERY_DEADLINE + varint(len(ts)) + ts
-        event = d.event.SerializeToString()
+        if isinstance(d, EncodedDelivery):
+            # A scalar field repeated later in the bytes wins when parsed: appending the
+            # sequence sets it whether or not the stored bytes carried one.
+            event = d.event_bytes + _EVENT_SEQUENCE + varint(d.sequence)
+        else:
+            event = d.event.SerializeToString()
         body = b"".join(
             (
                 _DELIVERY_EVENT,

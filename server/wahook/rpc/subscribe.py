@@ -23,6 +23,7 @@ from wahook.errors import InvalidArgumentError
 from wahook.rpc import convert
 from wahook.rpc.convert import SubscribeSettings
 from wahook.store.base import Delivery, EventLog
+from wahook.store.encoded import EncodedDelivery, SupportsEncodedFetch
 from wahook.v1 import service_pb2
 
 _log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ class Session:
             if room > 0:
                 want = min(room, s.max_batch_size)
                 self._wake.clear()
-                batch = await self.log.fetch(s.group, self.consumer, want, s.ack_deadline, now)
+                batch = await self._fetch(want, now)
                 if batch:
                     for response in self._responses(batch, head):
                         yield response
@@ -259,14 +260,21 @@ class Session:
         appended = waiters[0] in done and not waiters[0].cancelled() and waiters[0].result()
         return bool(appended) or waiters[1] in done or reader in done
 
-    def _responses(self, batch: list[Delivery], head: int) -> list[bytes]:
+    async def _fetch(self, count: int, now: float) -> Sequence[Delivery | EncodedDelivery]:
+        s = self.settings
+        if isinstance(self.log, SupportsEncodedFetch):
+            return await self.log.fetch_encoded(s.group, self.consumer, count, s.ack_deadline, now)
+        return await self.log.fetch(s.group, self.consumer, count, s.ack_deadline, now)
+
+    def _responses(self, batch: Sequence[Delivery | EncodedDelivery], head: int) -> list[bytes]:
         """The batch as serialised responses, split where one would pass the size cap."""
         for d in batch:
-            self._in_flight[d.event.sequence] = d.deadline
-            heapq.heappush(self._deadlines, (d.deadline, d.event.sequence))
+            seq = convert.sequence_of(d)
+            self._in_flight[seq] = d.deadline
+            heapq.heappush(self._deadlines, (d.deadline, seq))
         self.hub.schedule(self.settings.group, batch[-1].deadline)
         now = self._clock()
-        head = max(head, batch[-1].event.sequence)
+        head = max(head, convert.sequence_of(batch[-1]))
         responses: list[bytes] = []
         current: list[bytes] = []
         size = 0

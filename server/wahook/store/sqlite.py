@@ -41,6 +41,7 @@ from wahook.store.base import (
     StartPosition,
     StatusRecord,
 )
+from wahook.store.encoded import EncodedDelivery
 from wahook.store.sqlite_schema import connect, initialise
 from wahook.store.sqlite_writer import GroupCommitWriter, as_wahook_error
 from wahook.v1 import event_pb2
@@ -230,15 +231,25 @@ class SqliteEventLog:
     async def fetch(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
     ) -> list[Delivery]:
-        rows = await self._write(
+        rows = await self.fetch_encoded(group, consumer, max_count, ack_deadline, now)
+        return [
+            Delivery(
+                event=ops.to_event(r.sequence, r.event_bytes),
+                attempt=r.attempt,
+                deadline=r.deadline,
+            )
+            for r in rows
+        ]
+
+    async def fetch_encoded(
+        self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
+    ) -> list[EncodedDelivery]:
+        """``fetch`` without parsing the events (see store.encoded)."""
+        return await self._write(
             lambda conn: ops.fetch(
                 conn, group, consumer, max_count=max_count, ack_deadline=ack_deadline, now=now
             )
         )
-        return [
-            Delivery(event=ops.to_event(r.sequence, r.data), attempt=r.attempt, deadline=r.deadline)
-            for r in rows
-        ]
 
     async def ack(self, group: str, sequences: Sequence[int]) -> int:
         seqs = list(sequences)

@@ -22,6 +22,7 @@ from wahook.store.base import (
     StatusRecord,
     StatusTransition,
 )
+from wahook.store.encoded import EncodedDelivery
 from wahook.v1 import account_pb2, event_pb2, status_pb2
 
 _MAX_SEQUENCE = 2**63 - 1
@@ -57,16 +58,6 @@ class StatusUpdate:
     occurred_at: int
     recipient_id: str
     errors: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class PendingRow:
-    """A delivery as fetch hands it out; the event is parsed outside the transaction."""
-
-    sequence: int
-    attempt: int
-    deadline: float
-    data: bytes
 
 
 def prepare(event: event_pb2.Event) -> Row:
@@ -237,7 +228,7 @@ def fetch(
     max_count: int,
     ack_deadline: float,
     now: float,
-) -> list[PendingRow]:
+) -> list[EncodedDelivery]:
     row = conn.execute(
         "SELECT filter, position FROM consumer_groups WHERE name = ?", (group,)
     ).fetchone()
@@ -260,7 +251,7 @@ def fetch(
             " WHERE group_name = ? AND sequence IN (SELECT value FROM json_each(?))",
             (consumer, deadline, group, _json_ints(s for s, _, _ in expired)),
         )
-    out = [PendingRow(int(s), int(a), deadline, d) for s, a, d in expired]
+    out = [EncodedDelivery(int(s), int(a), deadline, d) for s, a, d in expired]
     remaining = max_count - len(out)
     if remaining > 0:
         where, params = filter_sql(flt)
@@ -282,8 +273,8 @@ def fetch(
                 " SELECT ?, value, ?, 1, ? FROM json_each(?)",
                 (group, consumer, deadline, _json_ints(s for s, _ in fresh)),
             )
-        out.extend(PendingRow(int(s), 1, deadline, d) for s, d in fresh)
-    out.sort(key=lambda p: p.sequence)
+        out.extend(EncodedDelivery(int(s), 1, deadline, d) for s, d in fresh)
+    out.sort(key=lambda d: d.sequence)
     return out
 
 
