@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ class Ctx:
     out_dir: Path
     log_dir: Path
     smoke: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def median(values: list[float]) -> float:

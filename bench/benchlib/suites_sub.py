@@ -134,7 +134,7 @@ def normalize(ctx: Ctx) -> dict[str, Any]:
     if not script.exists():
         return {"error": "bench/bench_normalize.py not present"}
     proc = subprocess.run(
-        tools.pinned(tools.SERVER_CORE, [sys.executable, str(script)]),
+        tools.pinned(tools.SERVER_CORE, [sys.executable, str(script), "--seconds", "2"]),
         capture_output=True,
         text=True,
         timeout=300,
