@@ -148,6 +148,9 @@ class EventService:
         finally:
             if reader is not None:
                 reader.cancel()
+                if reader.done() and not reader.cancelled() and failure is None:
+                    # The stream ended another way (shutdown); its error is moot now.
+                    reader.exception()
             if session is not None:
                 self._hub.remove(session)
                 await asyncio.shield(session.close())
