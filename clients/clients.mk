@@ -4,7 +4,8 @@
 #   make proto-clients        regenerate Go (committed), Node and Java code from proto/
 #   make proto-clients-check  regenerate Go and fail if clients/go changed (CI)
 #   make clients-build        build every example (installs the pinned tools first)
-#   make clients-test         build, then run every example against a live sidecar
+#   make clients-test         build, go test the Go subscriber, then run every example
+#                             against a live sidecar (pytest -m clients tests/clients)
 #
 # Tools are pinned here and installed from the registries, idempotently; the Go
 # module cache, ~/.m2 and the npm cache make a second run fast.
@@ -89,7 +90,9 @@ proto-clients-check: proto-clients-go
 # Python needs no build: its example imports wahook.client from the venv.
 clients-build: clients-build-go clients-build-java clients-build-node clients-build-python
 
+# The Go subscriber's own tests (a scripted fake server), then every example live.
 clients-test: clients-build
+	cd $(CLIENTS_GO) && go test -count=1 ./...
 	$(BIN)/pytest -m clients tests/clients
 
 # One language at a time (tests/clients builds each example it runs through these).
