@@ -265,3 +265,26 @@ async def test_acks_one_per_request_and_just_before_hanging_up_all_land(rpc: Rpc
     assert info is not None
     assert info.delivered_sequence == stored[-1]
     await sub.cancel()
+
+
+async def test_acks_of_unknown_sequences_do_not_spin_a_full_window(
+    rpc: Rpc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await rpc.log.append([message(i) for i in range(3)])
+    sub = rpc.subscribe(consumer_group="full", max_in_flight=2)
+    await sub.take(2)
+    calls = 0
+    real = rpc.log.head_sequence
+
+    async def counted() -> int:
+        nonlocal calls
+        calls += 1
+        return await real()
+
+    monkeypatch.setattr(rpc.log, "head_sequence", counted)
+    for n in range(20):
+        sub.ack([10_000 + n])
+    assert await sub.nothing_for(0.3)
+    # A few loop turns per ack and heartbeat; a spinning loop would make thousands.
+    assert calls <= 60, calls
+    await sub.cancel()

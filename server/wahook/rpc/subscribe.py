@@ -219,11 +219,14 @@ class Session:
             fresh = read_head
             if fresh:
                 head = await self.log.head_sequence()
+            # Cleared before the state is looked at: a wake-up from here on is not lost,
+            # and one that changed nothing (say, an ack of an unknown sequence while the
+            # window is full) cannot make the loop spin.
+            self._wake.clear()
             now = self._clock()
             room = s.max_in_flight - self.in_flight(now)
             if room > 0:
                 want = min(room, s.max_batch_size)
-                self._wake.clear()
                 batch = await self._fetch(want, now)
                 if batch:
                     for response in self._responses(batch, head):
