@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 import grpc
+
 from wahook.client import Subscriber, start_position
 from wahook.core.jsonout import event_to_json
 from wahook.v1 import event_pb2
