@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import urllib.parse
 
+import pytest
 from wahook import samples
 from wahook.core.normalize import normalize
 from wahook.errors import LogUnavailableError
@@ -301,3 +303,26 @@ def test_each_sample_kind_is_what_it_says() -> None:
     assert failed.status.errors[0].code == 131047
     one, two = samples.body("text"), samples.body("text")
     assert normalize(one, 1.0)[0].id != normalize(two, 1.0)[0].id  # fresh ids each time
+
+
+async def test_refusals_log_no_tracebacks(
+    http_front: HttpFront, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        await http_front.post_webhook(samples.body("text"), signature=None)
+        await http_front.post_webhook(b"{", signature="sign")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_a_bug_is_a_500_that_tells_nothing(
+    http_front: HttpFront, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(body: bytes, received_at: float) -> list[event_pb2.Event]:
+        raise RuntimeError("internal detail 1555010")
+
+    http_front.deps.normalize = broken
+    with caplog.at_level(logging.ERROR):
+        r = await http_front.post_webhook(samples.body("text"))
+    assert r.code == 500
+    assert json.loads(r.body) == {"error": "InternalError", "message": "internal error"}
+    assert any(rec.exc_info for rec in caplog.records)  # the traceback went to the log

@@ -91,26 +91,30 @@ class JsonErrorHandler(tornado.web.RequestHandler):
         )
         exc = exc_info[1] if exc_info else None
         if isinstance(exc, WahookError):
+            # Tornado sent a 500 for an exception it does not know; ours carry their status.
+            self.set_status(exc.http_status)
             name, message = type(exc).__name__, exc.message
         elif isinstance(exc, tornado.web.HTTPError):
             name, message = "HTTPError", self._reason
         else:
-            # An unexpected bug: tornado already logged the traceback; say nothing more.
+            # An unexpected bug: log_exception logged the traceback; say nothing more.
             name, message = "InternalError", "internal error"
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": name, "message": message}))
 
-    def _handle_request_exception(self, e: BaseException) -> None:
-        if isinstance(e, WahookError):
-            # Expected outcomes (bad signature, oversized body, ...): answered, not logged
-            # as tracebacks. The access log line records the status.
-            if self._finished:
-                return
-            if e.http_status >= 500:
-                log.warning("request failed: %s: %s", type(e).__name__, e.message)
-            self.send_error(e.http_status, exc_info=(type(e), e, e.__traceback__))
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(value, WahookError):
+            # Expected outcomes (bad signature, oversized body, ...) are answered, not
+            # logged as tracebacks; the access log line records the status.
+            if value.http_status >= 500:
+                log.warning("request failed: %s: %s", type(value).__name__, value.message)
             return
-        super()._handle_request_exception(e)
+        super().log_exception(typ, value, tb)
 
 
 @tornado.web.stream_request_body
