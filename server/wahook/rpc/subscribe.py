@@ -31,6 +31,9 @@ _log = logging.getLogger(__name__)
 # Redelivery wake-ups are rounded up to this granularity so that a burst of batches
 # with nearly equal deadlines shares one timer per group.
 _TIMER_GRANULARITY = 0.05
+# Events fetched from the log at once (when the window allows), split into responses of
+# max_batch_size.
+_FETCH_AT_LEAST = 2048
 
 
 class Hub:
@@ -226,7 +229,9 @@ class Session:
             now = self._clock()
             room = s.max_in_flight - self.in_flight(now)
             if room > 0:
-                want = min(room, s.max_batch_size)
+                # One fetch may fill several responses: a writer round trip per 256
+                # events would cap catch-up long before gRPC does.
+                want = min(room, max(s.max_batch_size, _FETCH_AT_LEAST))
                 batch = await self._fetch(want, now)
                 if batch:
                     for response in self._responses(batch, head):
@@ -270,7 +275,8 @@ class Session:
         return await self.log.fetch(s.group, self.consumer, count, s.ack_deadline, now)
 
     def _responses(self, batch: Sequence[Delivery | EncodedDelivery], head: int) -> list[bytes]:
-        """The batch as serialised responses, split where one would pass the size cap."""
+        """The batch as serialised responses of at most max_batch_size deliveries, split
+        earlier where one would pass the size cap."""
         for d in batch:
             seq = convert.sequence_of(d)
             self._in_flight[seq] = d.deadline
@@ -282,7 +288,8 @@ class Session:
         current: list[bytes] = []
         size = 0
         for item in convert.encode_deliveries(batch):
-            if current and size + len(item) > self._max_response_bytes:
+            full = len(current) >= self.settings.max_batch_size
+            if current and (full or size + len(item) > self._max_response_bytes):
                 responses.append(convert.encode_response(current, now, head))
                 current, size = [], 0
             current.append(item)
