@@ -204,8 +204,11 @@ def _tag(message: Any, field: str, wire_type: int) -> bytes:
 
 def varint(value: int) -> bytes:
     """Protobuf base-128 varint of a non-negative int."""
+    # The common cases first: attempts, small lengths (< 128), event lengths (< 16384).
     if value < 0x80:
-        return bytes((value,))
+        return _ONE_BYTE[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -214,6 +217,7 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
 _LEN, _VARINT = 2, 0
 _DELIVERY_EVENT = _tag(service_pb2.Delivery, "event", _LEN)
 _DELIVERY_ATTEMPT = _tag(service_pb2.Delivery, "attempt", _VARINT)
