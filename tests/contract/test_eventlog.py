@@ -452,3 +452,9 @@ async def test_check_writable_and_closed_log(opened: Opened) -> None:
         await log.get("evt_1")
     with pytest.raises(LogUnavailableError):
         await log.check_writable()
+
+
+async def test_empty_ack_and_nack_are_no_ops(event_log: EventLog) -> None:
+    await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
+    assert await event_log.ack("g", []) == 0
+    assert await event_log.nack("g", [], NOW) == 0

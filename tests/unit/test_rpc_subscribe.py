@@ -288,3 +288,18 @@ async def test_acks_of_unknown_sequences_do_not_spin_a_full_window(
     # A few loop turns per ack and heartbeat; a spinning loop would make thousands.
     assert calls <= 60, calls
     await sub.cancel()
+
+
+async def test_negative_nack_delay_is_invalid(rpc: Rpc) -> None:
+    stored = (await rpc.log.append([message(1)])).sequences
+    sub = rpc.subscribe(consumer_group="neg")
+    await sub.take(1)
+    sub.send(
+        service_pb2.SubscribeRequest(nacks=[{"sequence": stored[0], "delay": {"seconds": -1}}])
+    )
+    error = await sub.error()
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "nacks[0].delay" in (error.details() or "")
+    # The stream ended: its event is handed back at once.
+    again = await rpc.log.fetch("neg", "other", 10, 30.0, time.time())
+    assert [(d.event.sequence, d.attempt) for d in again] == [(stored[0], 2)]
