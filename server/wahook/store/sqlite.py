@@ -11,8 +11,8 @@ append survives kill -9 and power loss. Consumer-group bookkeeping (fetch, ack, 
 release, prune) commits with synchronous=NORMAL: it survives kill -9 (the OS has the WAL
 pages) and reaches the disk with the next append's fsync; a power cut in between can
 only roll back recent group changes, which means some events are delivered again -- the
-at-least-once contract -- never that an event is lost. This halves the fsyncs of a
-subscriber catching up (a fetch and an ack per batch would each cost one).
+at-least-once contract -- never that an event is lost. So a subscriber catching up
+costs no fsync at all (with FULL, each fetch and each ack would cost one).
 
 The log belongs to the event loop that opened it. Several processes (or several
 instances) may open the same file: SQLite's lock serialises their writers and the unique
