@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from wahook.errors import FailedPreconditionError, LogUnavailableError
@@ -50,19 +51,28 @@ def run_child(code: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
-async def test_wal_and_synchronous_full(tmp_path: Path) -> None:
-    log = await SqliteEventLog.open(tmp_path / "db" / "events.sqlite3")
+@pytest.mark.parametrize(("mode", "level"), [("full", 2), ("normal", 1)])
+async def test_wal_and_the_synchronous_level_of_appends(
+    tmp_path: Path, mode: Literal["full", "normal"], level: int
+) -> None:
+    log = await SqliteEventLog.open(tmp_path / "db" / "events.sqlite3", synchronous=mode)
     try:
         with sqlite3.connect(log.path) as other:
             assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        # synchronous is per connection: ask the writer's own connection.
+        # synchronous is per connection: ask the writer's own connection, after a
+        # bookkeeping-only transaction (NORMAL) and then an append.
         conn = log._writer._conn
-        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        await log.create_group("g", EventFilter(), StartPosition(), 1.0)
+        await log.ack("g", [1])
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+        await log.append([event(1)])
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == level
     finally:
         await log.close()
 
 
-async def test_every_acknowledged_append_survives_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["full", "normal"])
+async def test_every_acknowledged_append_survives_kill_9(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "events.sqlite3"
     child = run_child(
         """
@@ -71,7 +81,7 @@ async def test_every_acknowledged_append_survives_kill_9(tmp_path: Path) -> None
         from wahook.store.sqlite import SqliteEventLog
 
         async def main():
-            log = await SqliteEventLog.open(Path(sys.argv[1]))
+            log = await SqliteEventLog.open(Path(sys.argv[1]), synchronous=sys.argv[2])
             n = 0
             while True:
                 batch = [event(n + i) for i in range(8)]
@@ -83,6 +93,7 @@ async def test_every_acknowledged_append_survives_kill_9(tmp_path: Path) -> None
         asyncio.run(main())
         """,
         str(path),
+        mode,
     )
     assert child.stdout is not None
     acknowledged: list[tuple[str, int]] = []
