@@ -265,6 +265,7 @@ async def test_a_crashing_batch_fails_its_callers_and_the_writer_lives_on(
 
         def crash_once(batch: list[object]) -> None:
             monkeypatch.setattr(writer, "_run_batch", real)
+            writer._conn.execute("BEGIN IMMEDIATE")  # crashes with a transaction open
             raise ValueError("bug")
 
         monkeypatch.setattr(writer, "_run_batch", crash_once)

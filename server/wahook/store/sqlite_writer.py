@@ -134,11 +134,20 @@ class GroupCommitWriter:
                 self._run_batch(batch)
             except Exception:  # a bug here must not kill the only writer: callers would hang
                 _log.exception("event log writer: batch of %d jobs crashed", len(batch))
+                self._abandon_transaction()
                 self._fail(batch, sqlite3.OperationalError("writer error"))
         try:
             self._conn.close()
         except sqlite3.Error:  # pragma: no cover - closing a healthy connection
             _log.exception("closing the writer connection failed")
+
+    def _abandon_transaction(self) -> None:
+        # A transaction left open would make every later BEGIN fail.
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                _log.warning("rollback of an abandoned batch failed", exc_info=True)
 
     def _run_batch(self, batch: list[_Item]) -> None:
         # A caller that gave up (cancelled) does not want its job: skipping a fetch
@@ -178,11 +187,7 @@ class GroupCommitWriter:
             head = self._read_head(conn) if any(item.appends for item in batch) else None
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    _log.warning("rollback after a failed batch failed", exc_info=True)
+            self._abandon_transaction()
             self._fail(batch, exc)
             return
         self.commits += 1
