@@ -41,6 +41,8 @@ async def test_subscribe_receives_events_and_acks(rpc: Rpc) -> None:
     )
     assert group.group.connected_subscribers == 1
     assert group.group.delivered_sequence == stored[-1]
+    stats = rpc.handle.delivery_stats()
+    assert (stats.delivered, stats.acked, stats.streams_opened) == (3, 3, 1)
     await sub.cancel()
 
 
@@ -151,6 +153,8 @@ async def test_nack_with_delay_redelivers_later(rpc: Rpc) -> None:
     sub.nack(stored[0])
     third = await sub.take(1)
     assert third[0].attempt == 3
+    stats = rpc.handle.delivery_stats()
+    assert (stats.delivered, stats.redelivered, stats.nacked) == (3, 2, 2)
     await sub.cancel()
 
 

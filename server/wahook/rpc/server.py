@@ -21,7 +21,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from wahook.rpc.servicer import SERVICE_NAME, EventService
-from wahook.rpc.subscribe import Hub
+from wahook.rpc.subscribe import DeliveryStats, Hub
 from wahook.store.base import EventLog
 
 # A response stays under the default 4 MiB a client accepts, with room for framing.
@@ -40,6 +40,10 @@ class RpcHandle:
     def connected_subscribers(self) -> int:
         """Open Subscribe streams, for /metrics."""
         return self.hub.total()
+
+    def delivery_stats(self) -> DeliveryStats:
+        """Delivery counters since start (live object), for /metrics."""
+        return self.hub.stats
 
     async def shutdown(self, grace: float = 5.0) -> None:
         """NOT_SERVING, end Subscribe streams cleanly, then stop; see the module docstring."""

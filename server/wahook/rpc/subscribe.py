@@ -17,6 +17,7 @@ import logging
 import math
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from wahook.errors import InvalidArgumentError
@@ -36,10 +37,22 @@ _TIMER_GRANULARITY = 0.05
 _FETCH_AT_LEAST = 2048
 
 
+@dataclass
+class DeliveryStats:
+    """Counters since start, for /metrics."""
+
+    delivered: int = 0  # events sent to subscribers, redeliveries included
+    redelivered: int = 0  # of which attempt > 1
+    acked: int = 0  # sequences subscribers acked (as sent, known or not)
+    nacked: int = 0  # sequences subscribers nacked
+    streams_opened: int = 0
+
+
 class Hub:
     """Every open Session by group: wakes a group's sessions, counts them, ends them all."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
+        self.stats = DeliveryStats()
         self._clock = clock
         self._sessions: dict[str, set[Session]] = {}
         self._timers: dict[tuple[str, float], asyncio.TimerHandle] = {}
@@ -49,9 +62,12 @@ class Hub:
 
     def add(self, session: Session) -> None:
         self._sessions.setdefault(session.settings.group, set()).add(session)
+        self.stats.streams_opened += 1
+        _log.info("subscriber %s joined group %s", session.consumer, session.settings.group)
         self._idle.clear()
 
     def remove(self, session: Session) -> None:
+        _log.info("subscriber %s left group %s", session.consumer, session.settings.group)
         group = self._sessions.get(session.settings.group)
         if group is not None:
             group.discard(session)
@@ -161,6 +177,7 @@ class Session:
                 if flusher.done():
                     flusher.result()  # a failed ack (log unavailable) ends the stream
                 if request.ack_sequences:
+                    self.hub.stats.acked += len(request.ack_sequences)
                     self._ack_buffer.extend(request.ack_sequences)
                     self._ack_ready.set()
                 if request.nacks:
@@ -197,6 +214,7 @@ class Session:
             if delay < 0:
                 raise InvalidArgumentError(f"nacks[{i}].delay must not be negative")
             by_time.setdefault(now + delay, []).append(nack.sequence)
+        self.hub.stats.nacked += len(nacks)
         for at, seqs in by_time.items():
             await self.log.nack(group, seqs, at)
             for seq in seqs:
@@ -277,10 +295,14 @@ class Session:
     def _responses(self, batch: Sequence[Delivery | EncodedDelivery], head: int) -> list[bytes]:
         """The batch as serialised responses of at most max_batch_size deliveries, split
         earlier where one would pass the size cap."""
+        stats = self.hub.stats
+        stats.delivered += len(batch)
         for d in batch:
             seq = convert.sequence_of(d)
             self._in_flight[seq] = d.deadline
             heapq.heappush(self._deadlines, (d.deadline, seq))
+            if d.attempt > 1:
+                stats.redelivered += 1
         self.hub.schedule(self.settings.group, batch[-1].deadline)
         now = self._clock()
         head = max(head, convert.sequence_of(batch[-1]))
