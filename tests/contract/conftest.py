@@ -20,9 +20,14 @@ WABA_ID = "15550100900"
 
 
 class Backend(Protocol):
-    async def open(self) -> EventLog: ...
+    async def open(self) -> EventLog:
+        """A new log instance on this test's store (the same store every time)."""
+        ...
 
-    def commits(self, log: EventLog) -> int: ...
+    def commits(self, log: EventLog) -> int | None:
+        """Transactions committed by ``log`` so far; None when the backend does not batch
+        appends into commits (the group-commit test is then skipped, saying so)."""
+        ...
 
 
 class SqliteBackend:
@@ -32,7 +37,7 @@ class SqliteBackend:
     async def open(self) -> EventLog:
         return await SqliteEventLog.open(self.path)
 
-    def commits(self, log: EventLog) -> int:
+    def commits(self, log: EventLog) -> int | None:
         assert isinstance(log, SqliteEventLog)
         return log.metrics().commits
 
