@@ -4,7 +4,7 @@
 #   make proto-clients        regenerate Go (committed), Node and Java code from proto/
 #   make proto-clients-check  regenerate Go and fail if clients/go changed (CI)
 #   make clients-build        build every example (installs the pinned tools first)
-#   make clients-test         build, go test the Go subscriber, then run every example
+#   make clients-test         build, test the Go and Node subscribers, then run every example
 #                             against a live sidecar (pytest -m clients tests/clients)
 #
 # Tools are pinned here and installed from the registries, idempotently; the Go
@@ -90,9 +90,10 @@ proto-clients-check: proto-clients-go
 # Python needs no build: its example imports wahook.client from the venv.
 clients-build: clients-build-go clients-build-java clients-build-node clients-build-python
 
-# The Go subscriber's own tests (a scripted fake server), then every example live.
+# The Go and Node subscribers' own tests (scripted gRPC servers), then every example live.
 clients-test: clients-build
 	cd $(CLIENTS_GO) && go test -count=1 ./...
+	cd $(CLIENTS_NODE) && node --test dist/src/subscriber.test.js
 	$(BIN)/pytest -m clients tests/clients
 
 # One language at a time (tests/clients builds each example it runs through these).
