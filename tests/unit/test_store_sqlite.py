@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from wahook.errors import FailedPreconditionError, LogUnavailableError
+from wahook.errors import FailedPreconditionError, InvalidArgumentError, LogUnavailableError
 from wahook.store.base import EventFilter, StartPosition
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import event_pb2
@@ -272,5 +272,100 @@ async def test_a_crashing_batch_fails_its_callers_and_the_writer_lives_on(
         with pytest.raises(LogUnavailableError):
             await log.append([event(1)])
         assert (await log.append([event(1)])).new_count == 1
+    finally:
+        await log.close()
+
+
+async def test_ids_must_be_present_and_match_their_dedupe_key(tmp_path: Path) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    try:
+        no_id = event(1)
+        no_id.id = ""
+        with pytest.raises(InvalidArgumentError, match=r"events\[0\].id is empty"):
+            await log.append([no_id])
+        await log.append([event(2)])
+        clash = event(3)
+        clash.id = event(2).id  # an id not derived from this dedupe key
+        with pytest.raises(InvalidArgumentError, match=r"events\[1\].id .* another dedupe_key"):
+            await log.append([event(4), clash])
+        assert await log.get(event(4).id) is None  # the whole append was refused
+    finally:
+        await log.close()
+
+
+V1_SCHEMA = """
+CREATE TABLE events (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL UNIQUE, type INTEGER NOT NULL, message_type TEXT,
+    phone_number_id TEXT NOT NULL, waba_id TEXT NOT NULL, received_at REAL NOT NULL,
+    data BLOB NOT NULL);
+CREATE INDEX events_id ON events (id);
+CREATE INDEX events_received_at ON events (received_at);
+CREATE TABLE pending (group_name TEXT NOT NULL, sequence INTEGER NOT NULL,
+    consumer TEXT NOT NULL, attempt INTEGER NOT NULL, deadline REAL NOT NULL,
+    PRIMARY KEY (group_name, sequence)) WITHOUT ROWID;
+CREATE INDEX pending_sequence ON pending (sequence);
+PRAGMA user_version = 1;
+"""
+
+
+async def test_a_version_1_file_is_migrated_keeping_events_and_head(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.executescript(V1_SCHEMA)
+        for n in (1, 2):
+            e = event(n)
+            e_received = e.received_time.seconds
+            old.execute(
+                "INSERT INTO events (id, dedupe_key, type, message_type, phone_number_id,"
+                " waba_id, received_at, data) VALUES (?, ?, ?, 'text', ?, ?, ?, ?)",
+                (
+                    e.id,
+                    e.dedupe_key,
+                    e.type,
+                    e.phone_number_id,
+                    e.waba_id,
+                    e_received,
+                    e.SerializeToString(),
+                ),
+            )
+        # Retention had deleted sequences 3..7: the head is past the last row.
+        old.execute("UPDATE sqlite_sequence SET seq = 7 WHERE name = 'events'")
+    log = await SqliteEventLog.open(path)
+    try:
+        assert await log.head_sequence() == 7
+        stored = await log.get(event(2).id)
+        assert stored is not None
+        assert stored.sequence == 2
+        again = await log.append([event(1), event(9)])
+        assert (again.sequences[0], again.new_count) == (1, 1)
+        assert again.sequences[1] == 8
+    finally:
+        await log.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+        indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "pending_sequence" not in indexes
+        assert "events_id" not in indexes
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "events.sqlite3"
+    with sqlite3.connect(path) as newer:
+        newer.execute("PRAGMA user_version = 99")
+    with pytest.raises(LogUnavailableError, match="schema version 99"):
+        await SqliteEventLog.open(path)
+
+
+async def test_duplicates_leave_no_gaps_in_sequences(tmp_path: Path) -> None:
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    try:
+        first = await log.append([event(1), event(2)])
+        for _ in range(5):
+            await log.append([event(2), event(1)])
+        last = await log.append([event(3)])
+        assert [*first.sequences, *last.sequences] == [1, 2, 3]
+        info = await log.create_group("g", EventFilter(), StartPosition(), 1.0)
+        assert (info.head_sequence, info.lag) == (3, 3)
     finally:
         await log.close()

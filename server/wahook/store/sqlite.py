@@ -208,6 +208,8 @@ class SqliteEventLog:
         for i, event in enumerate(events):
             if not event.dedupe_key:
                 raise InvalidArgumentError(f"events[{i}].dedupe_key is empty")
+            if not event.id:
+                raise InvalidArgumentError(f"events[{i}].id is empty")
         rows = [ops.prepare(event) for event in events]
         result = await self._write(
             lambda conn: ops.append(conn, rows), appends=True, durable=self._durable_appends

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from wahook.core.status_order import advances
-from wahook.errors import FailedPreconditionError, NotFoundError
+from wahook.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from wahook.store import filters
 from wahook.store.base import (
     AppendResult,
@@ -126,11 +126,16 @@ def append(conn: sqlite3.Connection, rows: Sequence[Row]) -> AppendResult:
     new_count = 0
     # One cursor and lastrowid: about twice as fast as INSERT ... RETURNING per row.
     cur = conn.cursor()
-    for row in rows:
+    for i, row in enumerate(rows):
+        # NOT EXISTS rather than ON CONFLICT DO NOTHING alone: a conflicting INSERT still
+        # consumes an AUTOINCREMENT value, and duplicates (Meta retries) would leave gaps
+        # that count as lag. The writer holds the write lock, so the check is exact; the
+        # unique index stays the guarantee.
         cur.execute(
             "INSERT INTO events (id, dedupe_key, type, message_type, phone_number_id, waba_id,"
-            " received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (dedupe_key) DO NOTHING",
+            " received_at, data) SELECT ?, ?, ?, ?, ?, ?, ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM events WHERE id = ?)"
+            " ON CONFLICT (id) DO NOTHING",
             (
                 row.event_id,
                 row.dedupe_key,
@@ -140,6 +145,7 @@ def append(conn: sqlite3.Connection, rows: Sequence[Row]) -> AppendResult:
                 row.waba_id,
                 row.received_at,
                 row.data,
+                row.event_id,
             ),
         )
         if cur.rowcount == 1 and cur.lastrowid is not None:
@@ -147,11 +153,16 @@ def append(conn: sqlite3.Connection, rows: Sequence[Row]) -> AppendResult:
             new_count += 1
             if row.status is not None:
                 _apply_status(conn, row.status, row.event_id)
-        else:
-            existing = cur.execute(
-                "SELECT sequence FROM events WHERE dedupe_key = ?", (row.dedupe_key,)
-            ).fetchone()
-            sequences.append(int(existing[0]))
+            continue
+        sequence, dedupe_key = cur.execute(
+            "SELECT sequence, dedupe_key FROM events WHERE id = ?", (row.event_id,)
+        ).fetchone()
+        if dedupe_key != row.dedupe_key:
+            # Ids are derived from dedupe keys (see sqlite_schema): this is a caller's bug.
+            raise InvalidArgumentError(
+                f"events[{i}].id {row.event_id!r} is stored for another dedupe_key"
+            )
+        sequences.append(int(sequence))
     return AppendResult(sequences=sequences, new_count=new_count)
 
 
@@ -327,9 +338,7 @@ def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
 
 
 def get(conn: sqlite3.Connection, event_id: str) -> event_pb2.Event | None:
-    row = conn.execute(
-        "SELECT sequence, data FROM events WHERE id = ? ORDER BY sequence LIMIT 1", (event_id,)
-    ).fetchone()
+    row = conn.execute("SELECT sequence, data FROM events WHERE id = ?", (event_id,)).fetchone()
     return None if row is None else to_event(int(row[0]), row[1])
 
 
