@@ -87,8 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--suites", default=",".join(SUITES), help=f"comma list of {SUITES}")
     p.add_argument(
         "--servers",
-        default="bare,bare_uvloop,hmac_json,pywa,express,wahook",
-        help="for throughput (open_loop leaves bare_uvloop out)",
+        default="bare,bare_uvloop,hmac_json,pywa,express,wahook,wahook_quiet",
+        help="for throughput (open_loop leaves the what-ifs bare_uvloop, wahook_quiet out)",
     )
     p.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per server")
     p.add_argument("--seconds", type=float, default=6, help="length of one closed-loop run")
@@ -118,8 +118,8 @@ def run_suite(name: str, ctx: Ctx, args: argparse.Namespace, names: list[str]) -
     if name == "tls":
         return suites_http.tls_round(ctx, args.seconds)
     if name == "open_loop":
-        # uvloop is a what-if for the closed-loop ceiling; its latency adds nothing.
-        latency_names = [n for n in names if n != "bare_uvloop"]
+        # The what-ifs are about the closed-loop ceiling; their latency adds little.
+        latency_names = [n for n in names if n not in ("bare_uvloop", "wahook_quiet")]
         return suites_http.open_loop(
             ctx, latency_names, args.rate, args.latency_seconds, args.warmup, args.latency_rounds
         )

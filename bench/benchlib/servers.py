@@ -194,7 +194,12 @@ def start_baseline(
     return server
 
 
-def start_wahook(secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None) -> Server:
+def start_wahook(
+    secret: str,
+    log_dir: Path,
+    tls: tuple[Path, Path] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Server:
     """`wahook serve` on free ports, SQLite in a fresh data directory; plain HTTP unless ``tls``
     (certificate, key) is given."""
     tmp = tempfile.TemporaryDirectory(prefix="wahook-bench-")
@@ -209,6 +214,7 @@ def start_wahook(secret: str, log_dir: Path, tls: tuple[Path, Path] | None = Non
         "WAHOOK_GRPC_HOST": "127.0.0.1",
         "WAHOOK_DATA_DIR": tmp.name,
         "WAHOOK_INSECURE_HTTP": "0" if tls else "1",
+        **(extra_env or {}),
     }
     if tls is not None:
         env["WAHOOK_TLS_CERT"], env["WAHOOK_TLS_KEY"] = str(tls[0]), str(tls[1])
@@ -230,6 +236,9 @@ def start_wahook(secret: str, log_dir: Path, tls: tuple[Path, Path] | None = Non
 def start(kind: str, secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None) -> Server:
     if kind == "wahook":
         return start_wahook(secret, log_dir, tls)
+    if kind == "wahook_quiet":
+        # What-if: no per-request access log line (WARNING level), the rest unchanged.
+        return start_wahook(secret, log_dir, tls, {"WAHOOK_LOG_LEVEL": "WARNING"})
     return start_baseline(kind, secret, log_dir, tls)
 
 
