@@ -26,6 +26,10 @@ from wahook.store.base import EventLog
 
 # A response stays under the default 4 MiB a client accepts, with room for framing.
 DEFAULT_MAX_RESPONSE_BYTES = 3 * 1024 * 1024
+# A stream fetches on appends at most once per this many seconds: under heavy ingest the
+# appends of several commits then share one fetch and one ack (readers tax ingest less);
+# an append after a quiet spell is still fetched at once.
+DEFAULT_FETCH_LINGER = 0.002
 
 
 @dataclass
@@ -60,6 +64,7 @@ async def create_server(
     heartbeat_interval: float = 5.0,
     credentials: grpc.ServerCredentials | None = None,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    fetch_linger: float = DEFAULT_FETCH_LINGER,
     options: Sequence[tuple[str, Any]] = (),
     clock: Callable[[], float] = time.time,
 ) -> tuple[grpc.aio.Server, int, RpcHandle]:
@@ -67,6 +72,7 @@ async def create_server(
 
     ``port`` 0 picks a free port; the bound port is returned. ``credentials`` serves TLS
     (plain text otherwise). ``clock`` gives the wall-clock time used for ack deadlines.
+    ``fetch_linger``: least seconds between two append-driven fetches of one stream.
     Health reports SERVING for "" and "wahook.v1.EventService" once this returns.
     """
     server = grpc.aio.server(options=list(options))
@@ -77,6 +83,7 @@ async def create_server(
         clock=clock,
         heartbeat_interval=heartbeat_interval,
         max_response_bytes=max_response_bytes,
+        fetch_linger=fetch_linger,
     )
     server.add_generic_rpc_handlers((service.handler(),))
     health = health_aio.HealthServicer()

@@ -108,12 +108,14 @@ class EventService:
         clock: Callable[[], float],
         heartbeat_interval: float,
         max_response_bytes: int,
+        fetch_linger: float = 0.0,
     ) -> None:
         self._log = log
         self._hub = hub
         self._clock = clock
         self._heartbeat_interval = heartbeat_interval
         self._max_response_bytes = max_response_bytes
+        self._fetch_linger = fetch_linger
 
     async def Subscribe(
         self,
@@ -138,6 +140,7 @@ class EventService:
                 clock=self._clock,
                 heartbeat_interval=self._heartbeat_interval,
                 max_response_bytes=self._max_response_bytes,
+                linger=self._fetch_linger,
             )
             self._hub.add(session)
             reader = asyncio.create_task(session.read_acks(request_iterator))

@@ -127,6 +127,7 @@ class Session:
         clock: Callable[[], float],
         heartbeat_interval: float,
         max_response_bytes: int,
+        linger: float = 0.0,
     ) -> None:
         self.log = log
         self.hub = hub
@@ -136,6 +137,8 @@ class Session:
         self._clock = clock
         self._heartbeat_interval = heartbeat_interval
         self._max_response_bytes = max_response_bytes
+        self._linger = linger
+        self._last_fetch = 0.0
         self._wake = asyncio.Event()
         # sequence -> ack deadline of events handed to this stream and not acked/nacked;
         # the heap finds the ones whose deadline passed (they no longer count).
@@ -229,17 +232,11 @@ class Session:
         """The responses of this stream, until shutdown or until the subscriber hangs up."""
         s = self.settings
         last_sent = self._clock()
-        # The head is read BEFORE a fetch, so that "nothing new after `head`" holds when
-        # the fetch comes back short and we sleep on wait_for_append(head). While full
-        # batches keep coming (catch-up) the read is skipped: it costs a thread hop.
-        head, read_head = 0, True
+        head = 0
         while not self.hub.closing:
             if reader.done():
                 reader.result()  # the subscriber's error (e.g. a bad request) ends the stream
                 return  # the subscriber half-closed: it cannot ack, so stop delivering
-            fresh = read_head
-            if fresh:
-                head = await self.log.head_sequence()
             # Cleared before the state is looked at: a wake-up from here on is not lost,
             # and one that changed nothing (say, an ack of an unknown sequence while the
             # window is full) cannot make the loop spin.
@@ -250,32 +247,33 @@ class Session:
                 # One fetch may fill several responses: a writer round trip per 256
                 # events would cap catch-up long before gRPC does.
                 want = min(room, max(s.max_batch_size, _FETCH_AT_LEAST))
-                batch = await self._fetch(want, now)
+                batch, head = await self._fetch(want, now)
                 if batch:
                     for response in self._responses(batch, head):
                         yield response
                     last_sent = self._clock()
-                    read_head = len(batch) < want
-                    continue
-            if not fresh:
-                read_head = True
-                continue
+                if len(batch) == want:
+                    continue  # more may be waiting: fetch again at once
+                # A short fetch saw everything up to `head`: sleep until an append
+                # passes it (or another reason to wake), with no second, empty fetch.
             wait = max(0.0, last_sent + self._heartbeat_interval - self._clock())
-            if wait > 0 and await self._sleep(head, wait, reader):
+            # With a full window appends are no reason to wake; only acks and deadlines.
+            after = head if room > 0 else None
+            if wait > 0 and await self._sleep(after, wait, reader):
                 continue
             if self._clock() - last_sent >= self._heartbeat_interval:
+                head = await self.log.head_sequence()
                 yield service_pb2.SubscribeResponse(
-                    server_time=convert.timestamp(self._clock()),
-                    head_sequence=await self.log.head_sequence(),
+                    server_time=convert.timestamp(self._clock()), head_sequence=head
                 )
                 last_sent = self._clock()
 
-    async def _sleep(self, head: int, limit: float, reader: asyncio.Task[None]) -> bool:
-        """Wait for a reason to fetch again; False when the heartbeat timeout passed."""
-        waiters: list[asyncio.Future[Any]] = [
-            asyncio.ensure_future(self.log.wait_for_append(head, limit)),
-            asyncio.ensure_future(self._wake.wait()),
-        ]
+    async def _sleep(self, after: int | None, limit: float, reader: asyncio.Task[None]) -> bool:
+        """Wait for a reason to fetch again: an append past ``after`` (unless None), a
+        wake-up, the subscriber leaving. False when ``limit`` passed first."""
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+        if after is not None:
+            waiters.append(asyncio.ensure_future(self.log.wait_for_append(after, limit)))
         try:
             done, _ = await asyncio.wait(
                 [*waiters, reader], timeout=limit, return_when=asyncio.FIRST_COMPLETED
@@ -283,14 +281,32 @@ class Session:
         finally:
             for waiter in waiters:
                 waiter.cancel()
-        appended = waiters[0] in done and not waiters[0].cancelled() and waiters[0].result()
-        return bool(appended) or waiters[1] in done or reader in done
+        if waiters[0] in done or reader in done:
+            return True
+        appended = len(waiters) > 1 and waiters[1] in done and waiters[1].result()
+        if appended:
+            # At most one append-driven fetch per `linger` seconds: under heavy ingest the
+            # appends of several commits go out together (one fetch and one ack per few
+            # commits instead of per commit, so readers do not tax ingest), while an
+            # append after a quiet spell is fetched at once.
+            delay = self._last_fetch + self._linger - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        return bool(appended)
 
-    async def _fetch(self, count: int, now: float) -> Sequence[Delivery | EncodedDelivery]:
+    async def _fetch(
+        self, count: int, now: float
+    ) -> tuple[Sequence[Delivery | EncodedDelivery], int]:
+        """Up to ``count`` deliveries, and a head read no later than the fetch: when the
+        fetch comes back short, nothing up to that head is left for this group."""
         s = self.settings
+        self._last_fetch = now
         if isinstance(self.log, SupportsEncodedFetch):
-            return await self.log.fetch_encoded(s.group, self.consumer, count, s.ack_deadline, now)
-        return await self.log.fetch(s.group, self.consumer, count, s.ack_deadline, now)
+            got = await self.log.fetch_encoded(s.group, self.consumer, count, s.ack_deadline, now)
+            return got.deliveries, got.head
+        head = await self.log.head_sequence()  # before the fetch, see above
+        batch = await self.log.fetch(s.group, self.consumer, count, s.ack_deadline, now)
+        return batch, max(head, batch[-1].event.sequence) if batch else head
 
     def _responses(self, batch: Sequence[Delivery | EncodedDelivery], head: int) -> list[bytes]:
         """The batch as serialised responses of at most max_batch_size deliveries, split

@@ -23,10 +23,20 @@ class EncodedDelivery:
     event_bytes: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """What ``fetch_encoded`` returns: the deliveries, and the log's head sequence as the
+    fetch saw it (so a caller knows, without another query, that nothing after ``head``
+    was considered and can wait for appends past it)."""
+
+    deliveries: list[EncodedDelivery]
+    head: int
+
+
 @runtime_checkable
 class SupportsEncodedFetch(Protocol):
     async def fetch_encoded(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
-    ) -> list[EncodedDelivery]:
-        """``EventLog.fetch``, returning the events serialised."""
+    ) -> EncodedBatch:
+        """``EventLog.fetch``, returning the events serialised, with the head."""
         ...

@@ -42,7 +42,7 @@ from wahook.store.base import (
     StartPosition,
     StatusRecord,
 )
-from wahook.store.encoded import EncodedDelivery
+from wahook.store.encoded import EncodedBatch
 from wahook.store.sqlite_schema import connect, initialise
 from wahook.store.sqlite_writer import GroupCommitWriter, as_wahook_error
 from wahook.v1 import event_pb2
@@ -245,7 +245,8 @@ class SqliteEventLog:
     async def fetch(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
     ) -> list[Delivery]:
-        rows = await self.fetch_encoded(group, consumer, max_count, ack_deadline, now)
+        batch = await self.fetch_encoded(group, consumer, max_count, ack_deadline, now)
+        rows = batch.deliveries
         return [
             Delivery(
                 event=ops.to_event(r.sequence, r.event_bytes),
@@ -257,8 +258,8 @@ class SqliteEventLog:
 
     async def fetch_encoded(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
-    ) -> list[EncodedDelivery]:
-        """``fetch`` without parsing the events (see store.encoded)."""
+    ) -> EncodedBatch:
+        """``fetch`` without parsing the events, with the head it saw (see store.encoded)."""
         return await self._write(
             lambda conn: ops.fetch(
                 conn, group, consumer, max_count=max_count, ack_deadline=ack_deadline, now=now

@@ -22,7 +22,7 @@ from wahook.store.base import (
     StatusRecord,
     StatusTransition,
 )
-from wahook.store.encoded import EncodedDelivery
+from wahook.store.encoded import EncodedBatch, EncodedDelivery
 from wahook.v1 import account_pb2, event_pb2, status_pb2
 
 _MAX_SEQUENCE = 2**63 - 1
@@ -239,16 +239,17 @@ def fetch(
     max_count: int,
     ack_deadline: float,
     now: float,
-) -> list[EncodedDelivery]:
+) -> EncodedBatch:
     row = conn.execute(
         "SELECT filter, position FROM consumer_groups WHERE name = ?", (group,)
     ).fetchone()
     if row is None:
         raise NotFoundError(f"consumer group {group!r} does not exist")
     if max_count <= 0:
-        return []
+        return EncodedBatch([], head(conn))
     flt, position = filters.parse_canonical(row[0]), int(row[1])
     deadline = now + ack_deadline
+    head_now = head(conn)
     # Redeliveries first, most overdue first: they have waited longest.
     expired = conn.execute(
         "SELECT p.sequence, p.attempt + 1, e.data FROM pending p"
@@ -273,7 +274,7 @@ def fetch(
         ).fetchall()
         # Fewer matches than asked for means every event up to the head was looked at:
         # the non-matching ones are skipped for good by moving the position to the head.
-        new_position = int(fresh[-1][0]) if len(fresh) == remaining else head(conn)
+        new_position = int(fresh[-1][0]) if len(fresh) == remaining else head_now
         if new_position != position:
             conn.execute(
                 "UPDATE consumer_groups SET position = ? WHERE name = ?", (new_position, group)
@@ -286,7 +287,7 @@ def fetch(
             )
         out.extend(EncodedDelivery(int(s), 1, deadline, d) for s, d in fresh)
     out.sort(key=lambda d: d.sequence)
-    return out
+    return EncodedBatch(out, head_now)
 
 
 def ack(conn: sqlite3.Connection, group: str, sequences: Sequence[int]) -> int:
