@@ -67,9 +67,14 @@ lint: $(VENV_STAMP)
 typecheck: $(PY_GEN_STAMP)
 	$(BIN)/mypy
 
+# BUF_AGAINST: what `buf breaking` compares proto/ with (FILE rules, proto/buf.yaml):
+# the main branch by default, so a branch that would break a generated client fails.
+BUF_AGAINST ?= .git\#branch=main,subdir=proto
+
 buflint: $(BUF_STAMP)
 	cd proto && ../$(BUF) lint
 	cd proto && ../$(BUF) format --diff --exit-code
+	$(BUF) breaking proto --against '$(BUF_AGAINST)'
 
 run: $(PY_GEN_STAMP)
 	$(BIN)/wahook serve --dev
