@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -307,3 +308,29 @@ async def test_negative_nack_delay_is_invalid(rpc: Rpc) -> None:
     # The stream ended: its event is handed back at once.
     again = await rpc.log.fetch("neg", "other", 10, 30.0, time.time())
     assert [(d.event.sequence, d.attempt) for d in again] == [(stored[0], 2)]
+
+
+async def test_append_driven_fetches_are_spaced_by_the_linger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(tmp_path, fetch_linger=0.02) as rpc:
+        sub = rpc.subscribe(consumer_group="busy")
+        assert await sub.nothing_for(0.1)
+        calls = 0
+        real = rpc.log.fetch_encoded
+
+        async def counted(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await real(*args)
+
+        monkeypatch.setattr(rpc.log, "fetch_encoded", counted)
+        started = time.monotonic()
+        for i in range(150):
+            await rpc.log.append([message(i)])  # one commit each
+        got = await sub.take(150)
+        elapsed = time.monotonic() - started
+        assert sorted(d.event.sequence for d in got) == list(range(1, 151))
+        # One fetch per commit would be ~150; spaced by 20 ms they are a handful.
+        assert calls <= elapsed / 0.02 + 5, (calls, elapsed)
+        await sub.cancel()
