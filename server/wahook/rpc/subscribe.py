@@ -1,12 +1,13 @@
 """One Subscribe stream (a Session) and the Hub that knows every open stream.
 
-A session runs two things at once: a task reading acks and nacks from the subscriber,
-and the delivery loop, which fetches up to ``max_batch_size`` events while the stream's
-in-flight count is under ``max_in_flight``, and otherwise sleeps until one of: an
-append (EventLog.wait_for_append), an ack or nack freeing room, a redelivery time in
-its group (an ack deadline or a nack delay, scheduled on the Hub), a heartbeat being
-due, or shutdown. When the stream ends, however it ends, the consumer's pending events
-are released so that another subscriber gets them at once (with attempt + 1).
+A session runs two things at once: a task reading acks and nacks from the subscriber
+(acks are coalesced into one commit at a time), and the delivery loop, which fetches
+events while the stream's in-flight count is under ``max_in_flight`` and sends them in
+responses of at most ``max_batch_size``, and otherwise sleeps until one of: an append
+(EventLog.wait_for_append), an ack or nack freeing room, a redelivery time in its group
+(an ack deadline or a nack delay, scheduled on the Hub), a heartbeat being due, or
+shutdown. When the stream ends, however it ends, the consumer's pending events are
+released so that another subscriber gets them at once (with attempt + 1).
 """
 
 from __future__ import annotations
