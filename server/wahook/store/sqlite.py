@@ -34,6 +34,7 @@ from typing import Literal, TypeVar
 
 from wahook.errors import InvalidArgumentError, LogUnavailableError
 from wahook.store import sqlite_ops as ops
+from wahook.store import sqlite_status
 from wahook.store.base import (
     AppendResult,
     Delivery,
@@ -232,7 +233,7 @@ class SqliteEventLog:
         return await self._read(ops.head)
 
     async def message_status(self, message_id: str) -> StatusRecord | None:
-        return await self._read(lambda conn: ops.message_status(conn, message_id))
+        return await self._read(lambda conn: sqlite_status.message_status(conn, message_id))
 
     async def create_group(
         self, name: str, flt: EventFilter, start: StartPosition, now: float

@@ -11,7 +11,6 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from wahook.core.status_order import advances
 from wahook.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from wahook.store import filters
 from wahook.store.base import (
@@ -19,10 +18,9 @@ from wahook.store.base import (
     EventFilter,
     GroupInfo,
     StartPosition,
-    StatusRecord,
-    StatusTransition,
 )
 from wahook.store.encoded import EncodedBatch, EncodedDelivery
+from wahook.store.sqlite_status import StatusUpdate, apply_status
 from wahook.v1 import account_pb2, event_pb2, status_pb2
 
 _MAX_SEQUENCE = 2**63 - 1
@@ -47,17 +45,6 @@ class Row:
     received_at: float
     data: bytes
     status: StatusUpdate | None
-
-
-@dataclass(frozen=True, slots=True)
-class StatusUpdate:
-    """The part of a status event the per-message status record needs."""
-
-    message_id: str
-    state: int
-    occurred_at: int
-    recipient_id: str
-    errors: bytes | None
 
 
 def prepare(event: event_pb2.Event) -> Row:
@@ -152,7 +139,7 @@ def append(conn: sqlite3.Connection, rows: Sequence[Row]) -> AppendResult:
             sequences.append(cur.lastrowid)
             new_count += 1
             if row.status is not None:
-                _apply_status(conn, row.status, row.event_id)
+                apply_status(conn, row.status, row.event_id)
             continue
         sequence, dedupe_key = cur.execute(
             "SELECT sequence, dedupe_key FROM events WHERE id = ?", (row.event_id,)
@@ -164,38 +151,6 @@ def append(conn: sqlite3.Connection, rows: Sequence[Row]) -> AppendResult:
             )
         sequences.append(int(sequence))
     return AppendResult(sequences=sequences, new_count=new_count)
-
-
-def _apply_status(conn: sqlite3.Connection, st: StatusUpdate, event_id: str) -> None:
-    current = conn.execute(
-        "SELECT state FROM message_status WHERE message_id = ?", (st.message_id,)
-    ).fetchone()
-    current_state = int(current[0]) if current else status_pb2.DELIVERY_STATE_UNSPECIFIED
-    applied = advances(current_state, st.state)
-    if current is None:
-        conn.execute(
-            "INSERT INTO message_status (message_id, state, state_time, recipient_id, errors)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (
-                st.message_id,
-                st.state if applied else status_pb2.DELIVERY_STATE_UNSPECIFIED,
-                st.occurred_at if applied else 0,
-                st.recipient_id,
-                st.errors if applied else None,
-            ),
-        )
-    elif applied:
-        conn.execute(
-            "UPDATE message_status SET state = ?, state_time = ?, errors = ?,"
-            " recipient_id = CASE WHEN ? != '' THEN ? ELSE recipient_id END"
-            " WHERE message_id = ?",
-            (st.state, st.occurred_at, st.errors, st.recipient_id, st.recipient_id, st.message_id),
-        )
-    conn.execute(
-        "INSERT INTO status_history (message_id, state, occurred_at, event_id, applied)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (st.message_id, st.state, st.occurred_at, event_id, int(applied)),
-    )
 
 
 def create_group(
@@ -353,32 +308,6 @@ def list_events(
         (after, until if until > 0 else _MAX_SEQUENCE, *params, max(limit, 0)),
     ).fetchall()
     return [to_event(int(s), d) for s, d in rows]
-
-
-def message_status(conn: sqlite3.Connection, message_id: str) -> StatusRecord | None:
-    row = conn.execute(
-        "SELECT state, state_time, recipient_id, errors FROM message_status WHERE message_id = ?",
-        (message_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    history = [
-        StatusTransition(state=int(s), occurred_at=int(t), event_id=e, applied=bool(a))
-        for s, t, e, a in conn.execute(
-            "SELECT state, occurred_at, event_id, applied FROM status_history"
-            " WHERE message_id = ? ORDER BY rowid",
-            (message_id,),
-        )
-    ]
-    errors = list(account_pb2.ValueErrors.FromString(row[3]).errors) if row[3] else []
-    return StatusRecord(
-        message_id=message_id,
-        state=int(row[0]),
-        state_time=int(row[1]),
-        recipient_id=row[2],
-        errors=errors,
-        history=history,
-    )
 
 
 def group_info(conn: sqlite3.Connection, name: str) -> GroupInfo | None:
