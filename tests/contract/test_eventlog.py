@@ -462,3 +462,12 @@ async def test_empty_ack_and_nack_are_no_ops(event_log: EventLog) -> None:
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
     assert await event_log.ack("g", []) == 0
     assert await event_log.nack("g", [], NOW) == 0
+
+
+async def test_a_start_past_the_head_is_kept(event_log: EventLog) -> None:
+    s = (await event_log.append([message(1)])).sequences
+    start = StartPosition(kind="after_sequence", after_sequence=s[0] + 3)
+    await event_log.create_group("future", EventFilter(), start, NOW)
+    assert await event_log.fetch("future", "c", 10, 30.0, NOW) == []
+    more = (await event_log.append([message(i) for i in range(2, 8)])).sequences
+    assert await seqs_of(event_log, "future", "c", 10) == [q for q in more if q > s[0] + 3]

@@ -229,7 +229,7 @@ def fetch(
         ).fetchall()
         # Fewer matches than asked for means every event up to the head was looked at:
         # the non-matching ones are skipped for good by moving the position to the head.
-        new_position = int(fresh[-1][0]) if len(fresh) == remaining else head_now
+        new_position = int(fresh[-1][0]) if len(fresh) == remaining else max(position, head_now)
         if new_position != position:
             conn.execute(
                 "UPDATE consumer_groups SET position = ? WHERE name = ?", (new_position, group)
