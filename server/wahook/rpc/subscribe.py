@@ -234,40 +234,62 @@ class Session:
         s = self.settings
         last_sent = self._clock()
         head = 0
-        while not self.hub.closing:
-            if reader.done():
-                reader.result()  # the subscriber's error (e.g. a bad request) ends the stream
-                return  # the subscriber half-closed: it cannot ack, so stop delivering
-            # Cleared before the state is looked at: a wake-up from here on is not lost,
-            # and one that changed nothing (say, an ack of an unknown sequence while the
-            # window is full) cannot make the loop spin.
-            self._wake.clear()
-            now = self._clock()
-            room = s.max_in_flight - self.in_flight(now)
-            if room > 0:
-                # One fetch may fill several responses: a writer round trip per 256
-                # events would cap catch-up long before gRPC does.
-                want = min(room, max(s.max_batch_size, _FETCH_AT_LEAST))
-                batch, head = await self._fetch(want, now)
-                if batch:
-                    for response in self._responses(batch, head):
-                        yield response
+        # While catching up, the next fetch runs in the writer thread while this one's
+        # responses are encoded and sent (SQLite releases the GIL): about a third faster.
+        ahead: asyncio.Task[tuple[Sequence[Delivery | EncodedDelivery], int]] | None = None
+        ahead_want = 0
+        try:
+            while not self.hub.closing:
+                if reader.done():
+                    reader.result()  # the subscriber's error (a bad request) ends the stream
+                    return  # the subscriber half-closed: it cannot ack, so stop delivering
+                # Cleared before the state is looked at: a wake-up from here on is not
+                # lost, and one that changed nothing (say, an ack of an unknown sequence
+                # while the window is full) cannot make the loop spin.
+                self._wake.clear()
+                now = self._clock()
+                room = s.max_in_flight - self.in_flight(now)
+                if ahead is not None or room > 0:
+                    if ahead is not None:
+                        want, (batch, head) = ahead_want, await ahead
+                        ahead = None
+                    else:
+                        # One fetch may fill several responses: a writer round trip per
+                        # 256 events would cap catch-up long before gRPC does.
+                        want = min(room, max(s.max_batch_size, _FETCH_AT_LEAST))
+                        batch, head = await self._fetch(want, now)
+                    if batch:
+                        self._track(batch)
+                        if len(batch) == want:
+                            ahead_want = min(
+                                s.max_in_flight - self.in_flight(self._clock()),
+                                max(s.max_batch_size, _FETCH_AT_LEAST),
+                            )
+                            if ahead_want > 0:
+                                ahead = asyncio.create_task(self._fetch(ahead_want, self._clock()))
+                        for response in self._responses(batch, head):
+                            yield response
+                        last_sent = self._clock()
+                    if len(batch) == want:
+                        continue  # more may be waiting: fetch again at once
+                    # A short fetch saw everything up to `head`: sleep until an append
+                    # passes it (or another reason to wake), with no second, empty fetch.
+                wait = max(0.0, last_sent + self._heartbeat_interval - self._clock())
+                # With a full window appends are no reason to wake; only acks, deadlines.
+                after = head if room > 0 else None
+                if wait > 0 and await self._sleep(after, wait, reader):
+                    continue
+                if self._clock() - last_sent >= self._heartbeat_interval:
+                    head = await self.log.head_sequence()
+                    yield service_pb2.SubscribeResponse(
+                        server_time=convert.timestamp(self._clock()), head_sequence=head
+                    )
                     last_sent = self._clock()
-                if len(batch) == want:
-                    continue  # more may be waiting: fetch again at once
-                # A short fetch saw everything up to `head`: sleep until an append
-                # passes it (or another reason to wake), with no second, empty fetch.
-            wait = max(0.0, last_sent + self._heartbeat_interval - self._clock())
-            # With a full window appends are no reason to wake; only acks and deadlines.
-            after = head if room > 0 else None
-            if wait > 0 and await self._sleep(after, wait, reader):
-                continue
-            if self._clock() - last_sent >= self._heartbeat_interval:
-                head = await self.log.head_sequence()
-                yield service_pb2.SubscribeResponse(
-                    server_time=convert.timestamp(self._clock()), head_sequence=head
-                )
-                last_sent = self._clock()
+        finally:
+            if ahead is not None:
+                # Its events, if the fetch already ran, are pending for this consumer:
+                # close() releases them with everything else the stream held.
+                ahead.cancel()
 
     async def _sleep(self, after: int | None, limit: float, reader: asyncio.Task[None]) -> bool:
         """Wait for a reason to fetch again: an append past ``after`` (unless None), a
@@ -309,9 +331,8 @@ class Session:
         batch = await self.log.fetch(s.group, self.consumer, count, s.ack_deadline, now)
         return batch, max(head, batch[-1].event.sequence) if batch else head
 
-    def _responses(self, batch: Sequence[Delivery | EncodedDelivery], head: int) -> list[bytes]:
-        """The batch as serialised responses of at most max_batch_size deliveries, split
-        earlier where one would pass the size cap."""
+    def _track(self, batch: Sequence[Delivery | EncodedDelivery]) -> None:
+        """Count a fetched batch as in flight on this stream, due at its deadline."""
         stats = self.hub.stats
         stats.delivered += len(batch)
         for d in batch:
@@ -321,6 +342,10 @@ class Session:
             if d.attempt > 1:
                 stats.redelivered += 1
         self.hub.schedule(self.settings.group, batch[-1].deadline)
+
+    def _responses(self, batch: Sequence[Delivery | EncodedDelivery], head: int) -> list[bytes]:
+        """The batch as serialised responses of at most max_batch_size deliveries, split
+        earlier where one would pass the size cap."""
         now = self._clock()
         head = max(head, convert.sequence_of(batch[-1]))
         responses: list[bytes] = []
