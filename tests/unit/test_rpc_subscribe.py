@@ -334,3 +334,15 @@ async def test_append_driven_fetches_are_spaced_by_the_linger(
         # One fetch per commit would be ~150; spaced by 20 ms they are a handful.
         assert calls <= elapsed / 0.02 + 5, (calls, elapsed)
         await sub.cancel()
+
+
+async def test_a_stream_cancelled_mid_catch_up_loses_nothing(rpc: Rpc) -> None:
+    stored = (await rpc.log.append([message(i) for i in range(5000)])).sequences
+    first = rpc.subscribe(consumer_group="midway", max_batch_size=64, max_in_flight=100_000)
+    await first.take(64)  # more is being fetched ahead while we read
+    await first.cancel()
+    second = rpc.subscribe(consumer_group="midway", max_batch_size=1024, max_in_flight=100_000)
+    got = await second.take(5000, within=10.0)  # the ack deadline is 30 s: no waiting
+    assert sorted(d.event.sequence for d in got) == stored
+    assert {d.attempt for d in got} <= {1, 2}
+    await second.cancel()
