@@ -148,7 +148,9 @@ class EventLog(Protocol):
         """Hand up to ``max_count`` events to ``consumer``: first pending events whose
         deadline passed (attempt + 1), then new events after the group's position that
         match its filter (attempt 1; non-matching ones are skipped for good). Each
-        handed-out event is pending until ``now + ack_deadline``. Durable on return."""
+        handed-out event is pending until ``now + ack_deadline``. Committed on return
+        (survives a crash of the process); a backend may skip the fsync here, since losing
+        group state to a power cut only means some events are delivered again."""
         ...
 
     async def ack(self, group: str, sequences: Sequence[int]) -> int:
