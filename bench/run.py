@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -149,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     log_dir = out / "logs" / stamp
     log_dir.mkdir(parents=True, exist_ok=True)
+    # Server logs hold an access line per request (tens of MB a run): keep the last three runs.
+    for old in sorted((out / "logs").iterdir())[:-3]:
+        shutil.rmtree(old, ignore_errors=True)
 
     has_wahook = servers.wahook_available()
     if not has_wahook:
