@@ -262,8 +262,9 @@ def wait_pending_zero(target: str, group: str, timeout: float = 15.0) -> None:
 class Example:
     """An example client process whose stdout lines are collected as JSON."""
 
-    def __init__(self, cmd: list[str], log: Path) -> None:
+    def __init__(self, cmd: list[str], log: Path, sidecar_dir: Path) -> None:
         self.log = log
+        self.sidecar_dir = sidecar_dir  # its stderr-*.log files go into failure messages
         self._stderr = log.open("w")
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True, encoding="utf-8"
@@ -306,7 +307,13 @@ class Example:
 
     def explain(self, what: str) -> str:
         self._stderr.flush()
-        return f"example {what}; stdout so far {self.lines}; stderr:\n{self.log.read_text()}"
+        sidecar = "".join(
+            f"\n--- {p.name} (tail) ---\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted(self.sidecar_dir.glob("stderr-*.log"))
+        )
+        return (
+            f"example {what}; stdout so far {self.lines}; stderr:\n{self.log.read_text()}{sidecar}"
+        )
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -356,7 +363,9 @@ def test_example_receives_acks_and_survives_restart(
     stored = stored_ids(target)
     want1 = expected(batch1, stored)
 
-    example = Example(command(lang, target, group, "--count", "10"), tmp_path / "example1.log")
+    example = Example(
+        command(lang, target, group, "--count", "10"), tmp_path / "example1.log", data_dir
+    )
     try:
         got = example.wait_lines(len(batch1))
         assert {line["id"]: without_delivery_fields(line) for line in got} == want1
@@ -385,7 +394,7 @@ def test_example_receives_acks_and_survives_restart(
         example.close()
 
     # A new group starts from the earliest event and sees all ten; SIGTERM stops it cleanly.
-    replay = Example(command(lang, target, f"{lang}-replay"), tmp_path / "example2.log")
+    replay = Example(command(lang, target, f"{lang}-replay"), tmp_path / "example2.log", data_dir)
     try:
         got = replay.wait_lines(10)
         assert {line["id"] for line in got} == set(want1) | set(want2)
@@ -399,7 +408,9 @@ def test_example_receives_acks_and_survives_restart(
         replay.close()
 
     # The first group again: everything is acked, so nothing comes, and --idle-exit ends it.
-    idle = Example(command(lang, target, group, "--idle-exit", "1.5"), tmp_path / "example4.log")
+    idle = Example(
+        command(lang, target, group, "--idle-exit", "1.5"), tmp_path / "example4.log", data_dir
+    )
     try:
         assert idle.wait_exit(timeout=30) == 0
         assert idle.read_rest() == [], "an acked event was delivered again to its group"
@@ -408,7 +419,7 @@ def test_example_receives_acks_and_survives_restart(
 
     # A refusal that retrying cannot fix (a group name with a space): exit 1 at once, no
     # reconnect loop.
-    refused = Example(command(lang, target, "not a group"), tmp_path / "example3.log")
+    refused = Example(command(lang, target, "not a group"), tmp_path / "example3.log", data_dir)
     try:
         assert refused.wait_exit(timeout=20) == 1
         err = refused.log.read_text().lower()
