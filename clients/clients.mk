@@ -3,7 +3,8 @@
 #
 #   make proto-clients        regenerate Go (committed), Node and Java code from proto/
 #   make proto-clients-check  regenerate Go and fail if clients/go changed (CI)
-#   make clients-build        build every example (installs the pinned tools first)
+#   make clients-build        build every example (installs the pinned tools first;
+#                             Maven runs the Java subscriber's tests as part of the build)
 #   make clients-test         build, test the Go and Node subscribers, then run every example
 #                             against a live sidecar (pytest -m clients tests/clients)
 #

@@ -1,0 +1,177 @@
+package dev.wahook.example;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.wahook.v1.Delivery;
+import dev.wahook.v1.Event;
+import dev.wahook.v1.EventServiceGrpc;
+import dev.wahook.v1.SubscribeOptions;
+import dev.wahook.v1.SubscribeRequest;
+import dev.wahook.v1.SubscribeResponse;
+import io.grpc.Grpc;
+import io.grpc.InsecureChannelCredentials;
+import io.grpc.InsecureServerCredentials;
+import io.grpc.ManagedChannel;
+import io.grpc.Server;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.stub.StreamObserver;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Subscriber against a scripted gRPC server on 127.0.0.1:0: batch acks and nacks, reconnect after
+ * a dropped stream, half-close after the last ack on stop, and a permanent refusal thrown.
+ */
+class SubscriberTest {
+
+  /** What a scripted stream does when the subscriber sends its n-th request (0: options). */
+  private interface Script {
+    void onRequest(int n, SubscribeRequest req, StreamObserver<SubscribeResponse> out);
+  }
+
+  private final List<Long> acks = new CopyOnWriteArrayList<>();
+  private final List<Long> nacks = new CopyOnWriteArrayList<>();
+  private final AtomicInteger opened = new AtomicInteger();
+  private final AtomicBoolean halfClosed = new AtomicBoolean();
+  private Server server;
+  private ManagedChannel channel;
+
+  private EventServiceGrpc.EventServiceStub serve(List<Script> scripts) throws Exception {
+    server =
+        Grpc.newServerBuilderForPort(0, InsecureServerCredentials.create())
+            .addService(
+                new EventServiceGrpc.EventServiceImplBase() {
+                  @Override
+                  public StreamObserver<SubscribeRequest> subscribe(
+                      StreamObserver<SubscribeResponse> out) {
+                    Script script = scripts.get(Math.min(opened.getAndIncrement(), scripts.size() - 1));
+                    return new StreamObserver<>() {
+                      private int n;
+
+                      @Override
+                      public void onNext(SubscribeRequest req) {
+                        acks.addAll(req.getAckSequencesList());
+                        req.getNacksList().forEach(x -> nacks.add(x.getSequence()));
+                        script.onRequest(n++, req, out);
+                      }
+
+                      @Override
+                      public void onError(Throwable t) {}
+
+                      @Override
+                      public void onCompleted() {
+                        halfClosed.set(true);
+                        out.onCompleted();
+                      }
+                    };
+                  }
+                })
+            .build()
+            .start();
+    channel =
+        Grpc.newChannelBuilderForAddress(
+                "127.0.0.1", server.getPort(), InsecureChannelCredentials.create())
+            .build();
+    return EventServiceGrpc.newStub(channel);
+  }
+
+  @AfterEach
+  void close() throws Exception {
+    if (channel != null) {
+      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+    if (server != null) {
+      server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+  }
+
+  private static SubscribeResponse deliveries(long... seqs) {
+    SubscribeResponse.Builder b = SubscribeResponse.newBuilder();
+    for (long s : seqs) {
+      b.addDeliveries(
+          Delivery.newBuilder().setAttempt(1).setEvent(Event.newBuilder().setId("evt_test").setSequence(s)));
+    }
+    return b.build();
+  }
+
+  private static SubscribeOptions group(String name) {
+    return SubscribeOptions.newBuilder().setConsumerGroup(name).build();
+  }
+
+  @Test
+  void acksNacksReconnectsAndHalfClosesOnStop() throws Exception {
+    EventServiceGrpc.EventServiceStub stub =
+        serve(
+            List.of(
+                // First stream: two events, one ack request back, then the server drops it.
+                (n, req, out) -> {
+                  if (n == 0) {
+                    out.onNext(deliveries(1, 2));
+                  } else {
+                    out.onError(Status.UNAVAILABLE.withDescription("restarting").asRuntimeException());
+                  }
+                },
+                // Second stream: one more event; the subscriber acks it and half-closes.
+                (n, req, out) -> {
+                  if (n == 0) {
+                    out.onNext(deliveries(3));
+                  }
+                }));
+    List<Long> handled = new CopyOnWriteArrayList<>();
+    Subscriber[] self = new Subscriber[1];
+    self[0] =
+        new Subscriber(
+            stub,
+            group("g1"),
+            d -> {
+              long seq = d.getEvent().getSequence();
+              handled.add(seq);
+              if (seq == 2) {
+                throw new IllegalStateException("not now"); // nacked
+              }
+              if (seq == 3) {
+                self[0].stop(); // run() acks 3, half-closes and returns
+              }
+            },
+            line -> {});
+    assertTimeoutPreemptively(Duration.ofSeconds(20), () -> self[0].run());
+    assertEquals(List.of(1L, 2L, 3L), handled);
+    assertEquals(List.of(1L, 3L), acks);
+    assertEquals(List.of(2L), nacks);
+    assertEquals(2, opened.get());
+    assertTrue(halfClosed.get(), "the subscriber half-closes after its last ack");
+  }
+
+  @Test
+  void permanentRefusalIsThrownNotRetried() throws Exception {
+    EventServiceGrpc.EventServiceStub stub =
+        serve(
+            List.of(
+                (n, req, out) ->
+                    out.onError(
+                        Status.INVALID_ARGUMENT.withDescription("consumer_group: bad").asRuntimeException())));
+    Subscriber s = new Subscriber(stub, group("g"), d -> {}, line -> {});
+    StatusRuntimeException e =
+        assertThrows(
+            StatusRuntimeException.class, () -> assertTimeoutPreemptively(Duration.ofSeconds(20), s::run));
+    assertEquals(Status.Code.INVALID_ARGUMENT, e.getStatus().getCode());
+    assertEquals(1, opened.get());
+  }
+
+  @Test
+  void groupIsRequired() {
+    assertThrows(
+        IllegalArgumentException.class,
+        () -> new Subscriber(null, SubscribeOptions.getDefaultInstance(), d -> {}, line -> {}));
+  }
+}
