@@ -32,6 +32,7 @@ from wahook.http.app import build_deps, make_app_from_deps, make_http_server
 from wahook.http.handlers import DEV_NO_SIGNATURE_WARNING, WebhookDeps
 from wahook.http.metrics import Metrics
 from wahook.rpc.server import create_server
+from wahook.store.retention import prune_periodically
 from wahook.store.sqlite import SqliteEventLog
 
 log = logging.getLogger("wahook")
@@ -50,17 +51,6 @@ class Listening:
 
     def line(self) -> str:
         return f"wahook: listening http={self.http_url} grpc={self.grpc_target}"
-
-
-async def _prune_forever(event_log: SqliteEventLog, retention: float) -> None:
-    while True:
-        try:
-            pruned = await event_log.prune(time.time() - retention)
-            if pruned:
-                log.info("retention: pruned %d events older than %gs", pruned, retention)
-        except Exception:
-            log.exception("retention: prune failed; retrying in an hour")
-        await asyncio.sleep(RETENTION_INTERVAL)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -165,7 +155,9 @@ class Sidecar:
         host = config.http_host
         if host in ("", "0.0.0.0", "::"):  # noqa: S104 (a comparison, not a bind)
             host = "127.0.0.1"
-        self.pruner = asyncio.create_task(_prune_forever(event_log, config.retention))
+        self.pruner = asyncio.create_task(
+            prune_periodically(event_log, max_age=config.retention, every=RETENTION_INTERVAL)
+        )
         return Listening(
             http_url=f"{config.http_scheme}://{host}:{http_port}",
             grpc_target=f"{config.grpc_host}:{grpc_port}",

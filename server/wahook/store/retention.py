@@ -31,6 +31,9 @@ async def prune_periodically(
         except LogUnavailableError as exc:
             # Retention can wait for the next round; the log's users see the outage.
             _log.warning("pruning the event log failed: %s", exc)
+        except Exception:
+            # A bug in pruning must not end retention for the life of the process.
+            _log.exception("pruning the event log failed unexpectedly; retrying next round")
         else:
             if pruned:
                 _log.info("pruned %d events older than %.0f s", pruned, max_age)
