@@ -4,7 +4,8 @@ Writes go through one writer thread with group commit (store.sqlite_writer); rea
 a small pool of reader threads, each with its own connection. WAL lets those readers see
 the last committed state without waiting for the writer, so a long ListEvents never delays
 a webhook's commit, and the asyncio loop never waits on the disk. Durability settings
-and the schema are in store.sqlite_schema; the SQL in store.sqlite_ops.
+and the schema are in store.sqlite_schema; the SQL in store.sqlite_ops (events)
+and store.sqlite_groups (consumer groups).
 
 Durability: appends (and group creation) commit with synchronous=FULL, so a returned
 append survives kill -9 and power loss (``open(..., synchronous="normal")`` trades the
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from wahook.errors import InvalidArgumentError, LogUnavailableError
+from wahook.store import sqlite_groups as groups
 from wahook.store import sqlite_ops as ops
 from wahook.store import sqlite_status
 from wahook.store.base import (
@@ -239,7 +241,7 @@ class SqliteEventLog:
         self, name: str, flt: EventFilter, start: StartPosition, now: float
     ) -> GroupInfo:
         return await self._write(
-            lambda conn: ops.create_group(conn, name, flt, start, now),
+            lambda conn: groups.create_group(conn, name, flt, start, now),
             durable=self._durable_appends,
         )
 
@@ -262,7 +264,7 @@ class SqliteEventLog:
     ) -> EncodedBatch:
         """``fetch`` without parsing the events, with the head it saw (see store.encoded)."""
         return await self._write(
-            lambda conn: ops.fetch(
+            lambda conn: groups.fetch(
                 conn, group, consumer, max_count=max_count, ack_deadline=ack_deadline, now=now
             )
         )
@@ -271,19 +273,19 @@ class SqliteEventLog:
         seqs = list(sequences)
         if not seqs:
             return 0
-        return await self._write(lambda conn: ops.ack(conn, group, seqs))
+        return await self._write(lambda conn: groups.ack(conn, group, seqs))
 
     async def nack(self, group: str, sequences: Sequence[int], redeliver_at: float) -> int:
         seqs = list(sequences)
         if not seqs:
             return 0
-        return await self._write(lambda conn: ops.nack(conn, group, seqs, redeliver_at))
+        return await self._write(lambda conn: groups.nack(conn, group, seqs, redeliver_at))
 
     async def release(self, group: str, consumer: str, now: float) -> int:
-        return await self._write(lambda conn: ops.release(conn, group, consumer, now))
+        return await self._write(lambda conn: groups.release(conn, group, consumer, now))
 
     async def group_info(self, group: str) -> GroupInfo | None:
-        return await self._read(lambda conn: ops.group_info(conn, group))
+        return await self._read(lambda conn: groups.group_info(conn, group))
 
     async def prune(self, older_than: float) -> int:
         # In chunks, each its own write job: appends queued meanwhile commit in between

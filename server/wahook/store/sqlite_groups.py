@@ -1,0 +1,159 @@
+"""The SQL of consumer groups in the SQLite event log: creating a group, fetching a
+batch for a consumer (redeliveries first, then new events), ack, nack and release, and a
+group's figures. Functions of a connection, run inside the writer's transaction (reads:
+on a reader connection); times come in as arguments.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from wahook.errors import FailedPreconditionError, NotFoundError
+from wahook.store import filters
+from wahook.store.base import EventFilter, GroupInfo, StartPosition
+from wahook.store.encoded import EncodedBatch, EncodedDelivery
+from wahook.store.sqlite_ops import filter_sql, head, json_ints
+
+
+def create_group(
+    conn: sqlite3.Connection, name: str, flt: EventFilter, start: StartPosition, now: float
+) -> GroupInfo:
+    row = conn.execute("SELECT filter FROM consumer_groups WHERE name = ?", (name,)).fetchone()
+    if row is not None:
+        if not flt.is_empty() and filters.canonical(flt) != row[0]:
+            raise FailedPreconditionError(
+                f"consumer group {name!r} exists with a different filter; "
+                "send the same filter or an empty one"
+            )
+    else:
+        conn.execute(
+            "INSERT INTO consumer_groups (name, filter, position, created_at) VALUES (?, ?, ?, ?)",
+            (name, filters.canonical(flt), _start_position(conn, start), now),
+        )
+    info = group_info(conn, name)
+    assert info is not None
+    return info
+
+
+def _start_position(conn: sqlite3.Connection, start: StartPosition) -> int:
+    if start.kind == "latest":
+        return head(conn)
+    if start.kind == "after_sequence":
+        return max(0, start.after_sequence)
+    if start.kind == "from_time":
+        row = conn.execute(
+            "SELECT min(sequence) FROM events WHERE received_at >= ?", (start.from_time,)
+        ).fetchone()
+        return head(conn) if row[0] is None else int(row[0]) - 1
+    return 0
+
+
+def fetch(
+    conn: sqlite3.Connection,
+    group: str,
+    consumer: str,
+    *,
+    max_count: int,
+    ack_deadline: float,
+    now: float,
+) -> EncodedBatch:
+    row = conn.execute(
+        "SELECT filter, position FROM consumer_groups WHERE name = ?", (group,)
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"consumer group {group!r} does not exist")
+    if max_count <= 0:
+        return EncodedBatch([], head(conn))
+    flt, position = filters.parse_canonical(row[0]), int(row[1])
+    deadline = now + ack_deadline
+    head_now = head(conn)
+    # Redeliveries first, most overdue first: they have waited longest.
+    expired = conn.execute(
+        "SELECT p.sequence, p.attempt + 1, e.data FROM pending p"
+        " JOIN events e ON e.sequence = p.sequence"
+        " WHERE p.group_name = ? AND p.deadline <= ? ORDER BY p.deadline, p.sequence LIMIT ?",
+        (group, now, max_count),
+    ).fetchall()
+    if expired:
+        conn.execute(
+            "UPDATE pending SET consumer = ?, attempt = attempt + 1, deadline = ?"
+            " WHERE group_name = ? AND sequence IN (SELECT value FROM json_each(?))",
+            (consumer, deadline, group, json_ints(s for s, _, _ in expired)),
+        )
+    out = [EncodedDelivery(int(s), int(a), deadline, d) for s, a, d in expired]
+    remaining = max_count - len(out)
+    if remaining > 0:
+        where, params = filter_sql(flt)
+        fresh = conn.execute(
+            f"SELECT sequence, data FROM events WHERE sequence > ?{where}"  # noqa: S608 - fixed column names
+            " ORDER BY sequence LIMIT ?",
+            (position, *params, remaining),
+        ).fetchall()
+        # Fewer matches than asked for means every event up to the head was looked at:
+        # the non-matching ones are skipped for good by moving the position to the head.
+        new_position = int(fresh[-1][0]) if len(fresh) == remaining else max(position, head_now)
+        if new_position != position:
+            conn.execute(
+                "UPDATE consumer_groups SET position = ? WHERE name = ?", (new_position, group)
+            )
+        if fresh:
+            conn.execute(
+                "INSERT INTO pending (group_name, sequence, consumer, attempt, deadline)"
+                " SELECT ?, value, ?, 1, ? FROM json_each(?)",
+                (group, consumer, deadline, json_ints(s for s, _ in fresh)),
+            )
+        out.extend(EncodedDelivery(int(s), 1, deadline, d) for s, d in fresh)
+    out.sort(key=lambda d: d.sequence)
+    return EncodedBatch(out, head_now)
+
+
+def ack(conn: sqlite3.Connection, group: str, sequences: Sequence[int]) -> int:
+    cur = conn.execute(
+        "DELETE FROM pending WHERE group_name = ? AND sequence IN (SELECT value FROM json_each(?))",
+        (group, json_ints(sequences)),
+    )
+    return max(cur.rowcount, 0)
+
+
+def nack(
+    conn: sqlite3.Connection, group: str, sequences: Sequence[int], redeliver_at: float
+) -> int:
+    # The entry loses its consumer so that the nacking stream's release() on close
+    # does not cut the requested delay short.
+    cur = conn.execute(
+        "UPDATE pending SET deadline = ?, consumer = ''"
+        " WHERE group_name = ? AND sequence IN (SELECT value FROM json_each(?))",
+        (redeliver_at, group, json_ints(sequences)),
+    )
+    return max(cur.rowcount, 0)
+
+
+def release(conn: sqlite3.Connection, group: str, consumer: str, now: float) -> int:
+    cur = conn.execute(
+        "UPDATE pending SET deadline = ? WHERE group_name = ? AND consumer = ? AND deadline > ?",
+        (now, group, consumer, now),
+    )
+    return max(cur.rowcount, 0)
+
+
+def group_info(conn: sqlite3.Connection, name: str) -> GroupInfo | None:
+    row = conn.execute(
+        "SELECT filter, position, created_at FROM consumer_groups WHERE name = ?", (name,)
+    ).fetchone()
+    if row is None:
+        return None
+    pending = conn.execute("SELECT count(*) FROM pending WHERE group_name = ?", (name,)).fetchone()[
+        0
+    ]
+    head_sequence = head(conn)
+    position = int(row[1])
+    return GroupInfo(
+        name=name,
+        filter=filters.parse_canonical(row[0]),
+        delivered_sequence=position,
+        pending_count=int(pending),
+        lag=max(0, head_sequence - position),
+        head_sequence=head_sequence,
+        created_at=float(row[2]),
+    )
