@@ -16,7 +16,7 @@ import tornado.httpclient
 import tornado.netutil
 from wahook import tls
 from wahook.core.signature import Keyring
-from wahook.http.app import build_deps, make_app_from_deps, make_http_server
+from wahook.http.app import build_deps, make_http_server
 from wahook.store.sqlite import SqliteEventLog
 from wahook_testkit import (
     APP_SECRET,
@@ -70,7 +70,7 @@ async def http_front(tmp_path: Path) -> AsyncIterator[HttpFront]:
         verify_token=VERIFY_TOKEN,
         max_body_bytes=64 * 1024,
     )
-    server = make_http_server(make_app_from_deps(deps), None, deps.max_body_bytes)
+    server = make_http_server(deps, None)
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]

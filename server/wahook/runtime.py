@@ -28,7 +28,7 @@ from wahook import tls
 from wahook.config import Config
 from wahook.core.signature import Keyring
 from wahook.errors import ConfigError, LogUnavailableError
-from wahook.http.app import build_deps, make_app_from_deps, make_http_server
+from wahook.http.app import build_deps, make_http_server
 from wahook.http.handlers import DEV_NO_SIGNATURE_WARNING, WebhookDeps
 from wahook.http.metrics import Metrics
 from wahook.rpc.server import create_server
@@ -147,9 +147,7 @@ class Sidecar:
             metrics=self.metrics,
             ready=self._ready,
         )
-        self.http_server = make_http_server(
-            make_app_from_deps(self.deps), ssl_ctx, config.max_body_bytes
-        )
+        self.http_server = make_http_server(self.deps, ssl_ctx)
         self.http_server.add_sockets(sockets)
         http_port = sockets[0].getsockname()[1]
         host = config.http_host

@@ -13,7 +13,7 @@ import tornado.netutil
 from wahook import samples, tls
 from wahook.core.signature import Keyring
 from wahook.errors import ConfigError, LogUnavailableError
-from wahook.http.app import build_deps, make_app_from_deps, make_http_server
+from wahook.http.app import build_deps, make_http_server
 from wahook.store.sqlite import SqliteEventLog
 from wahook_testkit import APP_SECRET, VERIFY_TOKEN, Certs, HttpFront, sign
 
@@ -85,7 +85,7 @@ async def test_no_signature_mode_accepts_and_warns_every_time(
 ) -> None:
     event_log = await SqliteEventLog.open(tmp_path / "e.sqlite3")
     deps = build_deps(keyring=None, event_log=event_log, verify_token=None)
-    server = make_http_server(make_app_from_deps(deps), None, deps.max_body_bytes)
+    server = make_http_server(deps, None)
     socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
     server.add_sockets(socks)
     client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
@@ -108,7 +108,7 @@ async def test_https_front_with_tls12_minimum(tmp_path: Path, certs: Certs) -> N
     deps = build_deps(keyring=Keyring([APP_SECRET]), event_log=event_log, verify_token=None)
     ctx = tls.server_context(certs.cert, certs.key)
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
-    server = make_http_server(make_app_from_deps(deps), ctx, deps.max_body_bytes)
+    server = make_http_server(deps, ctx)
     socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
     server.add_sockets(socks)
     port = socks[0].getsockname()[1]

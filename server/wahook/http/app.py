@@ -1,4 +1,4 @@
-"""The webhook front's factories: ``make_app`` (routes + dependencies) and ``make_http_server``.
+"""The webhook front's factories: ``build_deps``, ``make_app`` (routes) and ``make_http_server``.
 
 The Application holds no globals: every handler gets the same ``WebhookDeps`` through
 the route table, so a test builds an app around a real log on 127.0.0.1:0.
@@ -26,6 +26,7 @@ from wahook.http.handlers import (
     hard_body_limit,
 )
 from wahook.http.metrics import Metrics
+from wahook.http.webhook_post import WebhookFront
 from wahook.store.base import EventLog
 
 
@@ -55,31 +56,9 @@ def build_deps(
     )
 
 
-def make_app(
-    *,
-    keyring: Verifier | None,
-    event_log: EventLog,
-    verify_token: str | None,
-    max_body_bytes: int = 4 * 1024 * 1024,
-    metrics: Metrics | None = None,
-    ready: Callable[[], Awaitable[None]] | None = None,
-    clock: Callable[[], float] = time.time,
-) -> tornado.web.Application:
-    """The Tornado application around ``event_log`` (see ``build_deps``)."""
-    deps = build_deps(
-        keyring=keyring,
-        event_log=event_log,
-        verify_token=verify_token,
-        max_body_bytes=max_body_bytes,
-        metrics=metrics,
-        ready=ready,
-        clock=clock,
-    )
-    return make_app_from_deps(deps)
-
-
-def make_app_from_deps(deps: WebhookDeps) -> tornado.web.Application:
-    """The routes, each handler getting ``deps`` from the route table."""
+def make_app(deps: WebhookDeps) -> tornado.web.Application:
+    """The routes, each handler getting ``deps`` from the route table. ``POST /webhook``
+    is served in front of this Application (see ``make_http_server``)."""
     return tornado.web.Application(
         [
             (r"/webhook", WebhookHandler, {"deps": deps}),
@@ -95,9 +74,12 @@ def make_app_from_deps(deps: WebhookDeps) -> tornado.web.Application:
 
 
 def make_http_server(
-    app: tornado.web.Application, ssl_ctx: ssl.SSLContext | None, max_body_bytes: int
+    deps: WebhookDeps, ssl_ctx: ssl.SSLContext | None
 ) -> tornado.httpserver.HTTPServer:
-    """An HTTPServer for ``app``; HTTPS when ``ssl_ctx`` is given.
+    """The front's HTTPServer; HTTPS when ``ssl_ctx`` is given.
+
+    ``POST /webhook`` is served by http.webhook_post.WebhookFront on Tornado's HTTP layer;
+    every other request goes on to ``make_app(deps)``.
 
     Tornado's own body limit is ``hard_body_limit`` (about twice the cap): the handler
     answers 413 for an announced length over the cap (after draining the body when it
@@ -105,9 +87,9 @@ def make_http_server(
     far over the cap meets tornado's blunt 400-and-close.
     """
     return tornado.httpserver.HTTPServer(
-        app,
+        WebhookFront(make_app(deps), deps),
         ssl_options=ssl_ctx,
-        max_body_size=hard_body_limit(max_body_bytes),
+        max_body_size=hard_body_limit(deps.max_body_bytes),
         # Closes keep-alive connections idle longer than a load balancer would keep them.
         # No body_timeout: it wraps every body read in a timer (~5% of a request's CPU
         # when profiled) for slow-client protection the proxy in front already gives.

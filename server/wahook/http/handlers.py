@@ -19,10 +19,7 @@ from typing import Any, Protocol
 import tornado.web
 
 from wahook.errors import (
-    LogUnavailableError,
     PayloadError,
-    PayloadTooLargeError,
-    SignatureError,
     VerificationError,
     WahookError,
 )
@@ -117,76 +114,25 @@ class JsonErrorHandler(tornado.web.RequestHandler):
         super().log_exception(typ, value, tb)
 
 
-@tornado.web.stream_request_body
 class WebhookHandler(JsonErrorHandler):
-    """GET: Meta's verification challenge. POST: verify, normalise, append, then 200."""
+    """GET /webhook: Meta's verification challenge; other methods but POST get 405.
+
+    ``POST /webhook`` never reaches this class: http.webhook_post serves it on Tornado's
+    HTTP layer directly (see there why).
+    """
 
     metric_name = "webhook"
     deps: WebhookDeps
 
     def initialize(self, deps: WebhookDeps) -> None:
         self.deps = deps
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._too_large = False
-        self.events_received: int | None = None  # for the access log
-        self.events_new = 0
-        self._counted = False
-        self._in_post = False
 
     def prepare(self) -> None:
-        # Other methods fall through to tornado's 405, raised after the (capped) body is
-        # read, so the client is not cut off mid-send and sees the answer.
         length = self.request.headers.get("Content-Length")
         if length is not None and not length.isdigit():
             # Tornado rejects it only later, while reading the body; refuse it here.
             self.set_header("Connection", "close")
             raise PayloadError("Content-Length is not a number")
-        if self.request.method != "POST":
-            return
-        if self.deps.draining:
-            self.set_header("Connection", "close")
-            raise LogUnavailableError("the sidecar is shutting down; retry")
-        self.deps.in_flight += 1
-        self._counted = True
-        if length is not None and int(length) > self.deps.max_body_bytes:
-            self._too_large = True
-            if int(length) > hard_body_limit(self.deps.max_body_bytes):
-                # Far too big to read and discard: refuse before the body. Raise tornado's
-                # limit to the announced length so it does not also answer "400 Content-
-                # Length too long" after our 413; the connection closes once the 413 is
-                # sent, so the body is never read.
-                self.request.connection.set_max_body_size(int(length))  # type: ignore[union-attr]
-                self.set_header("Connection", "close")
-                raise PayloadTooLargeError(
-                    f"body of {length} bytes is over the {self.deps.max_body_bytes}-byte limit"
-                )
-            # Otherwise the body is read and dropped (data_received keeps nothing once
-            # _too_large), and post() answers 413 to a client that finished sending.
-
-    def _uncount(self) -> None:
-        if self._counted:
-            self._counted = False
-            self.deps.in_flight -= 1
-
-    def on_finish(self) -> None:
-        self._uncount()
-
-    def on_connection_close(self) -> None:
-        # A client gone mid-append: post() still finishes the append and uncounts then,
-        # so a drain does not close the log under it.
-        if not self._in_post:
-            self._uncount()
-        super().on_connection_close()
-
-    def data_received(self, chunk: bytes) -> None:
-        # Chunked bodies announce no length: count as they arrive and stop keeping them.
-        self._size += len(chunk)
-        if self._size > self.deps.max_body_bytes:
-            self._too_large = True
-            self._chunks.clear()
-        elif not self._too_large:
-            self._chunks.append(chunk)
 
     def get(self) -> None:
         query = {k: self.get_query_argument(k, strip=False) for k in self.request.query_arguments}
@@ -195,45 +141,6 @@ class WebhookHandler(JsonErrorHandler):
         challenge = self.deps.verify_challenge(query, self.deps.verify_token)
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish(challenge.encode("utf-8"))
-
-    async def post(self) -> None:
-        self._in_post = True
-        try:
-            await self._post()
-        finally:
-            self._uncount()
-
-    async def _post(self) -> None:
-        deps = self.deps
-        if self._too_large:
-            raise PayloadTooLargeError(f"body is over the {deps.max_body_bytes}-byte limit")
-        body = b"".join(self._chunks)
-        self._chunks = []
-        if deps.keyring is None:
-            log.warning(DEV_NO_SIGNATURE_WARNING)
-        else:
-            try:
-                deps.keyring.verify(body, self.request.headers.get("X-Hub-Signature-256"))
-            except SignatureError:
-                deps.metrics.signature_failures += 1
-                raise
-        events = deps.normalize(body, deps.clock())
-        new = 0
-        if events:
-            try:
-                result = await deps.event_log.append(events)
-            except WahookError:
-                raise
-            except Exception as exc:
-                # Any store failure is a 503 so that Meta retries; the cause goes to the log.
-                log.exception("event log append failed")
-                raise LogUnavailableError("the event log cannot take the write") from exc
-            new = result.new_count
-            deps.metrics.events_appended += new
-            deps.metrics.events_duplicate += len(events) - new
-        self.events_received, self.events_new = len(events), new
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"received": len(events), "new": new}))
 
 
 class HealthHandler(JsonErrorHandler):
@@ -279,34 +186,55 @@ class MetricsHandler(JsonErrorHandler):
         self.finish(self.deps.metrics.render())
 
 
-def access_log(metrics: Metrics) -> Callable[[tornado.web.RequestHandler], None]:
-    """Tornado's log_function: one key=value line per request, and the request metrics.
+_access = logging.getLogger("wahook.access")
+
+
+def log_access(
+    metrics: Metrics,
+    name: str,
+    status: int,
+    seconds: float,
+    *,
+    method: str,
+    path: str,
+    length: str,
+    remote: str,
+    extra: str = "",
+) -> None:
+    """Count the request in the metrics and write its access log line (key=value).
 
     Logs the path without the query string (the verify token travels there) and never
     the body (message content).
     """
-    access = logging.getLogger("wahook.access")
+    metrics.observe_request(name, method, status, seconds)
+    if not _access.isEnabledFor(logging.INFO):
+        return
+    _access.info(
+        "method=%s path=%s status=%d duration_ms=%.2f bytes_in=%s remote=%s%s",
+        method,
+        json.dumps(path),
+        status,
+        seconds * 1000.0,
+        length,
+        remote,
+        extra,
+    )
+
+
+def access_log(metrics: Metrics) -> Callable[[tornado.web.RequestHandler], None]:
+    """Tornado's log_function for the Application's requests (see ``log_access``)."""
 
     def log_request(handler: tornado.web.RequestHandler) -> None:
         req = handler.request
-        status = handler.get_status()
-        seconds = req.request_time()
-        name = getattr(handler, "metric_name", "other")
-        metrics.observe_request(name, req.method or "", status, seconds)
-        if not access.isEnabledFor(logging.INFO):
-            return
-        extra = ""
-        if isinstance(handler, WebhookHandler) and handler.events_received is not None:
-            extra = f" events={handler.events_received} new={handler.events_new}"
-        access.info(
-            "method=%s path=%s status=%d duration_ms=%.2f bytes_in=%s remote=%s%s",
-            req.method,
-            json.dumps(req.path),
-            status,
-            seconds * 1000.0,
-            req.headers.get("Content-Length", "-"),
-            req.remote_ip,
-            extra,
+        log_access(
+            metrics,
+            getattr(handler, "metric_name", "other"),
+            handler.get_status(),
+            req.request_time(),
+            method=req.method or "",
+            path=req.path,
+            length=req.headers.get("Content-Length", "-"),
+            remote=req.remote_ip or "-",
         )
 
     return log_request
