@@ -96,7 +96,12 @@ class SqliteEventLog:
             max_workers=len(reader_conns), thread_name_prefix="wahook-sqlite-read"
         )
         self._writer = GroupCommitWriter(
-            writer_conn, loop, max_batch=max_batch, read_head=ops.head, on_head=self._on_head
+            writer_conn,
+            loop,
+            max_batch=max_batch,
+            read_head=ops.head,
+            on_head=self._on_head,
+            append_many=ops.append_many,
         )
 
     @classmethod
@@ -214,9 +219,9 @@ class SqliteEventLog:
             if not event.id:
                 raise InvalidArgumentError(f"events[{i}].id is empty")
         rows = [ops.prepare(event) for event in events]
-        result = await self._write(
-            lambda conn: ops.append(conn, rows), appends=True, durable=self._durable_appends
-        )
+        self._check_open()
+        # Not a job of its own: every append of a group commit is one set-based write.
+        result: AppendResult = await self._writer.submit_append(rows, durable=self._durable_appends)
         self._appended += result.new_count
         self._duplicates += len(rows) - result.new_count
         return result

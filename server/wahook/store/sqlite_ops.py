@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from wahook.errors import InvalidArgumentError
 from wahook.store import filters
@@ -17,7 +16,7 @@ from wahook.store.base import (
     AppendResult,
     EventFilter,
 )
-from wahook.store.sqlite_status import StatusUpdate, apply_status
+from wahook.store.sqlite_status import StatusUpdate, apply_statuses
 from wahook.v1 import account_pb2, event_pb2, status_pb2
 
 _MAX_SEQUENCE = 2**63 - 1
@@ -29,19 +28,26 @@ def json_ints(values: Iterable[int]) -> str:
     return json.dumps([int(v) for v in values])
 
 
-@dataclass(frozen=True, slots=True)
 class Row:
-    """One event prepared for INSERT (serialised in the caller, outside the transaction)."""
+    """One event prepared for INSERT (serialised in the caller, outside the transaction).
 
-    event_id: str
-    dedupe_key: str
-    type: int
-    message_type: str | None
-    phone_number_id: str
-    waba_id: str
-    received_at: float
-    data: bytes
-    status: StatusUpdate | None
+    ``params`` are the INSERT's values after the sequence, in column order, built once
+    here so the writer thread only prepends the sequence.
+    """
+
+    __slots__ = ("dedupe_key", "event_id", "params", "status")
+
+    def __init__(
+        self,
+        event_id: str,
+        dedupe_key: str,
+        params: tuple[str, str, int, str | None, str, str, float, bytes],
+        status: StatusUpdate | None,
+    ) -> None:
+        self.event_id = event_id
+        self.dedupe_key = dedupe_key
+        self.params = params
+        self.status = status
 
 
 def prepare(event: event_pb2.Event) -> Row:
@@ -60,17 +66,19 @@ def prepare(event: event_pb2.Event) -> Row:
             errors=errors,
         )
     received = event.received_time
-    return Row(
-        event_id=event.id,
-        dedupe_key=event.dedupe_key,
-        type=event.type,
-        message_type=filters.message_type_of(event),
-        phone_number_id=event.phone_number_id,
-        waba_id=event.waba_id,
-        received_at=received.seconds + received.nanos / 1e9,
-        data=event.SerializeToString(),
-        status=status,
+    event_id = event.id
+    dedupe_key = event.dedupe_key
+    params = (
+        event_id,
+        dedupe_key,
+        event.type,
+        filters.message_type_of(event),
+        event.phone_number_id,
+        event.waba_id,
+        received.seconds + received.nanos / 1e9,
+        event.SerializeToString(),
     )
+    return Row(event_id, dedupe_key, params, status)
 
 
 def to_event(sequence: int, data: bytes) -> event_pb2.Event:
@@ -105,49 +113,80 @@ def head(conn: sqlite3.Connection) -> int:
 # -- writes ------------------------------------------------------------------------------
 
 
-def append(conn: sqlite3.Connection, rows: Sequence[Row]) -> AppendResult:
-    sequences: list[int] = []
-    new_count = 0
-    # One cursor and lastrowid: about twice as fast as INSERT ... RETURNING per row.
-    cur = conn.cursor()
-    for i, row in enumerate(rows):
-        # NOT EXISTS rather than ON CONFLICT DO NOTHING alone: a conflicting INSERT still
-        # consumes an AUTOINCREMENT value, and duplicates (Meta retries) would leave gaps
-        # that count as lag. The writer holds the write lock, so the check is exact; the
-        # unique index stays the guarantee.
-        cur.execute(
-            "INSERT INTO events (id, dedupe_key, type, message_type, phone_number_id, waba_id,"
-            " received_at, data) SELECT ?, ?, ?, ?, ?, ?, ?, ?"
-            " WHERE NOT EXISTS (SELECT 1 FROM events WHERE id = ?)"
-            " ON CONFLICT (id) DO NOTHING",
-            (
-                row.event_id,
-                row.dedupe_key,
-                row.type,
-                row.message_type,
-                row.phone_number_id,
-                row.waba_id,
-                row.received_at,
-                row.data,
-                row.event_id,
-            ),
+def append_many(
+    conn: sqlite3.Connection, appends: Sequence[Sequence[Row]]
+) -> list[AppendResult | InvalidArgumentError]:
+    """Every append of a group commit as one set-based write; one result per append.
+
+    One SELECT finds which ids are stored already (Meta's retries), new rows get the
+    sequences after the head in order (two appends of the same new id in one batch --
+    concurrent POSTs of one retry -- store it once and both get its sequence), one
+    executemany inserts them and apply_statuses records their statuses. No sequence is
+    consumed by a duplicate, so duplicates leave no gaps that would count as lag.
+
+    An id stored (or added earlier in the batch) for another dedupe key refuses its whole
+    append with InvalidArgumentError -- returned, not raised, and nothing of that append
+    is written -- while the other appends go on. Ids are derived from dedupe keys (see
+    sqlite_schema), so that is a caller's bug.
+
+    The sequences are given explicitly, from the head read under the write lock (the
+    writer holds it), so they cannot differ from what AUTOINCREMENT would pick, and
+    AUTOINCREMENT's counter follows them; a clash would fail the INSERT, not reuse one.
+    """
+    ids = {row.event_id for rows in appends for row in rows}
+    # id -> (sequence, dedupe_key): stored ones, then the batch's new ones as they come.
+    known: dict[str, tuple[int, str]] = {
+        event_id: (int(sequence), dedupe_key)
+        for event_id, sequence, dedupe_key in conn.execute(
+            "SELECT id, sequence, dedupe_key FROM events"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(ids)),),
         )
-        if cur.rowcount == 1 and cur.lastrowid is not None:
-            sequences.append(cur.lastrowid)
-            new_count += 1
-            if row.status is not None:
-                apply_status(conn, row.status, row.event_id)
+    }
+    next_sequence = head(conn) + 1
+    inserts: list[tuple[object, ...]] = []
+    statuses: list[tuple[StatusUpdate, str]] = []
+    results: list[AppendResult | InvalidArgumentError] = []
+    for rows in appends:
+        sequences: list[int] = []
+        added: dict[str, tuple[int, str]] = {}
+        refused: InvalidArgumentError | None = None
+        for i, row in enumerate(rows):
+            event_id = row.event_id
+            hit = known.get(event_id) or added.get(event_id)
+            if hit is None:
+                sequence = next_sequence + len(added)
+                added[event_id] = (sequence, row.dedupe_key)
+                sequences.append(sequence)
+            elif hit[1] == row.dedupe_key:
+                sequences.append(hit[0])
+            else:
+                refused = InvalidArgumentError(
+                    f"events[{i}].id {event_id!r} is stored for another dedupe_key"
+                )
+                break
+        if refused is not None:
+            results.append(refused)
             continue
-        sequence, dedupe_key = cur.execute(
-            "SELECT sequence, dedupe_key FROM events WHERE id = ?", (row.event_id,)
-        ).fetchone()
-        if dedupe_key != row.dedupe_key:
-            # Ids are derived from dedupe keys (see sqlite_schema): this is a caller's bug.
-            raise InvalidArgumentError(
-                f"events[{i}].id {row.event_id!r} is stored for another dedupe_key"
-            )
-        sequences.append(int(sequence))
-    return AppendResult(sequences=sequences, new_count=new_count)
+        new_count = len(added)
+        if added:
+            known.update(added)
+            next_sequence += new_count
+            for row in rows:
+                entry = added.pop(row.event_id, None)
+                if entry is not None:
+                    inserts.append((entry[0], *row.params))
+                    if row.status is not None:
+                        statuses.append((row.status, row.event_id))
+        results.append(AppendResult(sequences=sequences, new_count=new_count))
+    if inserts:
+        conn.executemany(
+            "INSERT INTO events (sequence, id, dedupe_key, type, message_type,"
+            " phone_number_id, waba_id, received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            inserts,
+        )
+        apply_statuses(conn, statuses)
+    return results
 
 
 def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:

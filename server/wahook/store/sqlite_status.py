@@ -4,12 +4,17 @@ in the transaction that appends the status event."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from wahook.core.status_order import advances
 from wahook.store.base import StatusRecord, StatusTransition
 from wahook.v1 import account_pb2, status_pb2
+
+_UNSPECIFIED = status_pb2.DELIVERY_STATE_UNSPECIFIED
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,36 +28,59 @@ class StatusUpdate:
     errors: bytes | None
 
 
-def apply_status(conn: sqlite3.Connection, st: StatusUpdate, event_id: str) -> None:
-    """Record one new status event: history always, the state only when it advances."""
-    current = conn.execute(
-        "SELECT state FROM message_status WHERE message_id = ?", (st.message_id,)
-    ).fetchone()
-    current_state = int(current[0]) if current else status_pb2.DELIVERY_STATE_UNSPECIFIED
-    applied = advances(current_state, st.state)
-    if current is None:
-        conn.execute(
+def apply_statuses(conn: sqlite3.Connection, updates: Sequence[tuple[StatusUpdate, str]]) -> None:
+    """Record new status events (each with its event id), in order: history always, a
+    message's state only when an update advances it (core.status_order).
+
+    Set-based, for a whole group commit at once: one SELECT of the current records of
+    every message concerned, the forward-only rule applied here in order (two updates of
+    one message in the batch see each other), then one upsert per changed record and
+    one history row per update, each with a single executemany.
+    """
+    if not updates:
+        return
+    ids = list({st.message_id for st, _ in updates})
+    # message_id -> [state, state_time, recipient_id, errors], as stored or as updated.
+    records: dict[str, list[Any]] = {
+        row[0]: list(row[1:])
+        for row in conn.execute(
+            "SELECT message_id, state, state_time, recipient_id, errors FROM message_status"
+            " WHERE message_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+    }
+    changed: dict[str, list[Any]] = {}
+    history: list[tuple[str, int, int, str, int]] = []
+    for st, event_id in updates:
+        message_id = st.message_id
+        record = records.get(message_id)
+        applied = advances(record[0] if record else _UNSPECIFIED, st.state)
+        if record is None:
+            # The first update of a message creates its record, applied or not.
+            record = (
+                [st.state, st.occurred_at, st.recipient_id, st.errors]
+                if applied
+                else [_UNSPECIFIED, 0, st.recipient_id, None]
+            )
+            records[message_id] = changed[message_id] = record
+        elif applied:
+            record[0], record[1], record[3] = st.state, st.occurred_at, st.errors
+            if st.recipient_id:
+                record[2] = st.recipient_id
+            changed[message_id] = record
+        history.append((message_id, st.state, st.occurred_at, event_id, int(applied)))
+    if changed:
+        conn.executemany(
             "INSERT INTO message_status (message_id, state, state_time, recipient_id, errors)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (
-                st.message_id,
-                st.state if applied else status_pb2.DELIVERY_STATE_UNSPECIFIED,
-                st.occurred_at if applied else 0,
-                st.recipient_id,
-                st.errors if applied else None,
-            ),
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET"
+            " state = excluded.state, state_time = excluded.state_time,"
+            " recipient_id = excluded.recipient_id, errors = excluded.errors",
+            [(message_id, *record) for message_id, record in changed.items()],
         )
-    elif applied:
-        conn.execute(
-            "UPDATE message_status SET state = ?, state_time = ?, errors = ?,"
-            " recipient_id = CASE WHEN ? != '' THEN ? ELSE recipient_id END"
-            " WHERE message_id = ?",
-            (st.state, st.occurred_at, st.errors, st.recipient_id, st.recipient_id, st.message_id),
-        )
-    conn.execute(
+    conn.executemany(
         "INSERT INTO status_history (message_id, state, occurred_at, event_id, applied)"
         " VALUES (?, ?, ?, ?, ?)",
-        (st.message_id, st.state, st.occurred_at, event_id, int(applied)),
+        history,
     )
 
 

@@ -4,8 +4,20 @@ Every write (append, fetch, ack, nack, release, create_group, prune) is a *job*:
 function of the connection. Coroutines queue jobs and await a future; the writer thread
 takes everything queued at that moment (up to ``max_batch`` jobs) and runs it in ONE
 ``BEGIN IMMEDIATE ... COMMIT`` transaction, so 100 concurrent webhook POSTs pay for a
-handful of fsyncs instead of 100. Each job runs inside its own SAVEPOINT: a job that
-raises is rolled back alone and its caller gets the error, its neighbours still commit.
+handful of fsyncs instead of 100.
+
+The jobs of a batch run straight, one after the other, with no SAVEPOINT around each:
+a savepoint and its RELEASE are two statements per job, which cost the writer more than
+a small append itself. Jobs almost never fail, so the failure pays instead: when a job
+raises, the whole transaction is rolled back and the batch is replayed job by job, each
+in its own SAVEPOINT, so the failing job is rolled back alone, its caller gets the
+error and its neighbours still commit (once: the first attempt was rolled back). Jobs
+are pure functions of the connection, so running one twice is safe.
+
+Appends are not ordinary jobs: every append of a batch is handed to ``append_many`` at
+once (one set-based write, see store.sqlite_ops), which returns each append's result or
+its own error (a refused append is not written, so it needs no rollback).
+
 A failed BEGIN or COMMIT (disk full, lock held too long) fails every job of the batch
 with ``LogUnavailableError``; nothing of it was committed.
 
@@ -27,6 +39,9 @@ from wahook.errors import LogUnavailableError
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
+# Every append of a batch at once: one result (or the error of that append alone) each.
+AppendMany = Callable[[sqlite3.Connection, list[Any]], list[Any]]
+Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 _log = logging.getLogger(__name__)
 
@@ -41,15 +56,26 @@ def as_wahook_error(exc: BaseException) -> BaseException:
 
 
 class _Item:
-    __slots__ = ("appends", "durable", "fn", "future")
+    __slots__ = ("appends", "durable", "fn", "future", "payload")
 
     def __init__(
-        self, fn: Job, future: asyncio.Future[Any], *, appends: bool, durable: bool
+        self,
+        fn: Job | None,
+        future: asyncio.Future[Any],
+        *,
+        appends: bool,
+        durable: bool,
+        payload: Any = None,
     ) -> None:
-        self.fn = fn
+        self.fn = fn  # None: an append, ``payload`` goes to append_many
         self.future = future
         self.appends = appends
         self.durable = durable
+        self.payload = payload
+
+
+class _JobFailed(Exception):
+    """A job raised while the batch ran straight: roll back and replay it job by job."""
 
 
 class GroupCommitWriter:
@@ -57,6 +83,8 @@ class GroupCommitWriter:
 
     ``on_head(head)`` is called on the loop after every committed batch that contained an
     append job, with the log's head sequence as that transaction saw it.
+    ``append_many(conn, payloads)`` runs the payloads of every ``submit_append`` of a
+    batch and returns, for each, its result or the exception its caller gets.
     """
 
     def __init__(
@@ -67,12 +95,14 @@ class GroupCommitWriter:
         max_batch: int,
         read_head: Callable[[sqlite3.Connection], int],
         on_head: Callable[[int], None],
+        append_many: AppendMany,
     ) -> None:
         self._conn = conn
         self._loop = loop
         self._max_batch = max_batch
         self._read_head = read_head
         self._on_head = on_head
+        self._append_many = append_many
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._closed = False
         self._synchronous_full = True  # what sqlite_schema.connect set
@@ -100,6 +130,14 @@ class GroupCommitWriter:
             raise LogUnavailableError("event log is closed")
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put(_Item(fn, future, appends=appends, durable=durable))
+        return future
+
+    def submit_append(self, payload: Any, *, durable: bool) -> asyncio.Future[Any]:
+        """Queue an append: ``payload`` joins the batch's single ``append_many`` call."""
+        if self._closed:
+            raise LogUnavailableError("event log is closed")
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.put(_Item(None, future, appends=True, durable=durable, payload=payload))
         return future
 
     async def close(self) -> None:
@@ -149,14 +187,8 @@ class GroupCommitWriter:
             except sqlite3.Error:
                 _log.warning("rollback of an abandoned batch failed", exc_info=True)
 
-    def _run_batch(self, batch: list[_Item]) -> None:
-        # A caller that gave up (cancelled) does not want its job: skipping a fetch
-        # avoids handing out events nobody will receive.
-        batch = [item for item in batch if not item.future.cancelled()]
-        if not batch:
-            return
+    def _begin(self, batch: list[_Item]) -> bool:
         conn = self._conn
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             durable = any(item.durable for item in batch)
             if durable != self._synchronous_full:
@@ -167,23 +199,24 @@ class GroupCommitWriter:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self._fail(batch, exc)
+            return False
+        return True
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        # A caller that gave up (cancelled) does not want its job: skipping a fetch
+        # avoids handing out events nobody will receive.
+        batch = [item for item in batch if not item.future.cancelled()]
+        if not batch or not self._begin(batch):
             return
+        conn = self._conn
         try:
-            for item in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    result = item.fn(conn)
-                except Exception as exc:  # handed to the job's caller
-                    if not conn.in_transaction and isinstance(exc, sqlite3.Error):
-                        # SQLite rolled the whole transaction back itself (disk full,
-                        # I/O error): nothing of the batch stays, every job fails.
-                        raise
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((item.future, None, as_wahook_error(exc)))
-                else:
-                    conn.execute("RELEASE job")
-                    outcomes.append((item.future, result, None))
+            try:
+                outcomes = self._run_straight(batch)
+            except _JobFailed:
+                conn.execute("ROLLBACK")
+                if not self._begin(batch):
+                    return
+                outcomes = self._run_isolated(batch)
             head = self._read_head(conn) if any(item.appends for item in batch) else None
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -195,11 +228,61 @@ class GroupCommitWriter:
         self.largest_batch = max(self.largest_batch, len(batch))
         self._call_soon(outcomes, head)
 
-    def _call_soon(
-        self,
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
-        head: int | None,
-    ) -> None:
+    def _run_straight(self, batch: list[_Item]) -> list[Outcome]:
+        """Every job in the one transaction; _JobFailed if any raised (roll back all)."""
+        conn = self._conn
+        outcomes: list[Outcome] = []
+        appended: list[Any] | None = None
+        try:
+            for item in batch:
+                if item.fn is not None:
+                    outcomes.append((item.future, item.fn(conn), None))
+                    continue
+                if appended is None:
+                    # At the first append: every append of the batch, in batch order.
+                    payloads = [i.payload for i in batch if i.fn is None]
+                    appended = self._append_many(conn, payloads)[::-1]
+                result = appended.pop()
+                if isinstance(result, BaseException):
+                    outcomes.append((item.future, None, result))
+                else:
+                    outcomes.append((item.future, result, None))
+        except Exception as exc:
+            if not conn.in_transaction and isinstance(exc, sqlite3.Error):
+                # SQLite rolled the whole transaction back itself (disk full, I/O
+                # error): nothing of the batch stays, every job fails.
+                raise
+            raise _JobFailed from exc
+        return outcomes
+
+    def _run_isolated(self, batch: list[_Item]) -> list[Outcome]:
+        """The replay after a failure: each job in its own SAVEPOINT, errors its own."""
+        conn = self._conn
+        outcomes: list[Outcome] = []
+        for item in batch:
+            conn.execute("SAVEPOINT job")
+            try:
+                result = self._run_one(item)
+            except Exception as exc:  # handed to the job's caller
+                if not conn.in_transaction and isinstance(exc, sqlite3.Error):
+                    raise  # as in _run_straight: the transaction is gone
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                outcomes.append((item.future, None, as_wahook_error(exc)))
+            else:
+                conn.execute("RELEASE job")
+                outcomes.append((item.future, result, None))
+        return outcomes
+
+    def _run_one(self, item: _Item) -> Any:
+        if item.fn is not None:
+            return item.fn(self._conn)
+        (result,) = self._append_many(self._conn, [item.payload])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _call_soon(self, outcomes: list[Outcome], head: int | None) -> None:
         try:
             self._loop.call_soon_threadsafe(self._resolve, outcomes, head)
         except RuntimeError:  # the loop closed without closing the log: nobody is waiting
@@ -208,16 +291,10 @@ class GroupCommitWriter:
     def _fail(self, batch: list[_Item], exc: sqlite3.Error) -> None:
         _log.error("event log batch of %d jobs failed: %s", len(batch), exc)
         error = as_wahook_error(exc)
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = [
-            (item.future, None, error) for item in batch
-        ]
+        outcomes: list[Outcome] = [(item.future, None, error) for item in batch]
         self._call_soon(outcomes, None)
 
-    def _resolve(
-        self,
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
-        head: int | None,
-    ) -> None:
+    def _resolve(self, outcomes: list[Outcome], head: int | None) -> None:
         for future, result, error in outcomes:
             if future.done():
                 continue
