@@ -11,12 +11,15 @@ from wahook.errors import InvalidArgumentError
 from wahook.rpc import convert
 from wahook.rpc.server import create_server
 from wahook.store.base import Delivery
-from wahook.store.encoded import EncodedDelivery, SupportsEncodedFetch
+from wahook.store.encoded import EncodedBatch, SupportsEncodedFetch
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import service_pb2, service_pb2_grpc
 
 
-@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16_383, 16_384, 2**35, 2**64 - 1])
+@pytest.mark.parametrize(
+    "value",
+    [0, 1, 127, 128, 300, 16_383, 16_384, 2**21 - 1, 2**21, 2**28 - 1, 2**28, 2**35, 2**64 - 1],
+)
 def test_varint_matches_protobuf(value: int) -> None:
     encoded = service_pb2.SubscribeResponse(head_sequence=value).SerializeToString()
     if value:
@@ -34,16 +37,50 @@ def test_encoded_response_parses_as_the_message_it_stands_for() -> None:
     # A long text makes one delivery's length need a multi-byte varint.
     events[2].raw_json = "x" * 20_000
     deliveries = [
-        Delivery(event=e, attempt=1 + i % 3, deadline=1_800_000_000.25 + (i > 2))
+        Delivery(event=e, attempt=1 + i % 3, deadline=1_800_000_000.25)
         for i, e in enumerate(events)
     ]
-    encoded = convert.encode_response(convert.encode_deliveries(deliveries), 1_800_000_000.5, 104)
+    [encoded] = convert.encode_responses(
+        convert.encoded_batch(deliveries, 1_800_000_000.25, 104),
+        server_time=1_800_000_000.5,
+        head=104,
+        max_count=10,
+        max_bytes=1 << 20,
+    )
     expected = service_pb2.SubscribeResponse(
         deliveries=[convert.delivery(d) for d in deliveries],
         server_time=convert.timestamp(1_800_000_000.5),
         head_sequence=104,
     )
     assert service_pb2.SubscribeResponse.FromString(encoded) == expected
+
+
+def test_responses_split_by_count_and_size_and_keep_order() -> None:
+    sizes = [100, 100, 100, 5000, 100, 100, 100, 100]
+    stored = [message(i) for i in range(len(sizes))]
+    for event, size in zip(stored, sizes, strict=True):
+        event.raw_json = "z" * size
+    batch = EncodedBatch(
+        list(range(10, 10 + len(sizes))),
+        [1, 1, 2, 1, 1, 1, 3, 1],
+        [e.SerializeToString() for e in stored],
+        1_800_000_000.0,
+        99,
+    )
+    responses = [
+        service_pb2.SubscribeResponse.FromString(r)
+        for r in convert.encode_responses(
+            batch, server_time=1.0, head=99, max_count=3, max_bytes=2_000
+        )
+    ]
+    # Three at most; the 5000-byte event passes the cap alone and goes alone.
+    assert [len(r.deliveries) for r in responses] == [3, 1, 3, 1]
+    got = [d for r in responses for d in r.deliveries]
+    assert [(d.event.sequence, d.attempt) for d in got] == list(
+        zip(batch.sequences, batch.attempts, strict=True)
+    )
+    assert {d.ack_deadline.seconds for d in got} == {1_800_000_000}
+    assert {r.head_sequence for r in responses} == {99}
 
 
 def test_timestamp_keeps_fractions() -> None:
@@ -94,12 +131,16 @@ def test_stored_bytes_encode_like_parsed_events() -> None:
     stored = message(3)  # as appended: sequence unset
     parsed = message(3)
     parsed.sequence = 42
-    encoded = convert.encode_deliveries(
-        [EncodedDelivery(42, 2, 1_800_000_000.5, stored.SerializeToString())]
+    encoded = EncodedBatch([42], [2], [stored.SerializeToString()], 1_800_000_000.5, 42)
+    plain = convert.encoded_batch(
+        [Delivery(event=parsed, attempt=2, deadline=1_800_000_000.5)], 1_800_000_000.5, 42
     )
-    plain = convert.encode_deliveries([Delivery(event=parsed, attempt=2, deadline=1_800_000_000.5)])
-    a = service_pb2.SubscribeResponse.FromString(convert.encode_response(encoded, 1.0, 42))
-    b = service_pb2.SubscribeResponse.FromString(convert.encode_response(plain, 1.0, 42))
+    a, b = (
+        service_pb2.SubscribeResponse.FromString(
+            convert.encode_responses(x, server_time=1.0, head=42, max_count=5, max_bytes=9999)[0]
+        )
+        for x in (encoded, plain)
+    )
     assert a == b
     assert a.deliveries[0].event.sequence == 42
 

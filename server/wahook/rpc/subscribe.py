@@ -24,8 +24,8 @@ from typing import Any
 from wahook.errors import InvalidArgumentError
 from wahook.rpc import convert
 from wahook.rpc.convert import SubscribeSettings
-from wahook.store.base import Delivery, EventLog
-from wahook.store.encoded import EncodedDelivery, SupportsEncodedFetch
+from wahook.store.base import EventLog
+from wahook.store.encoded import EncodedBatch, SupportsEncodedFetch
 from wahook.v1 import service_pb2
 
 _log = logging.getLogger(__name__)
@@ -142,9 +142,13 @@ class Session:
         self._last_fetch = 0.0
         self._wake = asyncio.Event()
         # sequence -> ack deadline of events handed to this stream and not acked/nacked;
-        # the heap finds the ones whose deadline passed (they no longer count).
+        # the heap, one entry per fetched batch (deadline, tie-breaker, its sequences),
+        # finds the ones whose deadline passed (they no longer count). Per batch, not per
+        # event: a catch-up hands out 100,000 events a second.
         self._in_flight: dict[int, float] = {}
-        self._deadlines: list[tuple[float, int]] = []
+        self._deadlines: list[tuple[float, int, list[int]]] = []
+        self._heap_size = 0  # sequences held by the heap's entries, acked ones included
+        self._batches = 0
         self._ack_buffer: list[int] = []
         self._ack_ready = asyncio.Event()
         self._ack_lock = asyncio.Lock()
@@ -154,17 +158,28 @@ class Session:
 
     def in_flight(self, now: float) -> int:
         while self._deadlines and self._deadlines[0][0] <= now:
-            deadline, seq = heapq.heappop(self._deadlines)
-            if self._in_flight.get(seq) == deadline:
-                del self._in_flight[seq]
+            deadline, _, seqs = heapq.heappop(self._deadlines)
+            self._heap_size -= len(seqs)
+            for seq in seqs:
+                if self._in_flight.get(seq) == deadline:
+                    del self._in_flight[seq]
         return len(self._in_flight)
 
+    def _push(self, deadline: float, seqs: list[int]) -> None:
+        self._batches += 1
+        heapq.heappush(self._deadlines, (deadline, self._batches, seqs))
+        self._heap_size += len(seqs)
+
     def _compact(self) -> None:
-        # Acked entries stay in the heap until their deadline; at 100k events/s and a
+        # Acked sequences stay in the heap until their deadline; at 100k events/s and a
         # 30 s deadline that would be millions of dead entries, so rebuild when most are.
-        if len(self._deadlines) > 2 * len(self._in_flight) + 1024:
-            self._deadlines = [(d, seq) for seq, d in self._in_flight.items()]
-            heapq.heapify(self._deadlines)
+        if self._heap_size > 2 * len(self._in_flight) + 1024:
+            by_deadline: dict[float, list[int]] = {}
+            for seq, deadline in self._in_flight.items():
+                by_deadline.setdefault(deadline, []).append(seq)
+            self._deadlines, self._heap_size = [], 0
+            for deadline, seqs in by_deadline.items():
+                self._push(deadline, seqs)
 
     async def read_acks(self, requests: AsyncIterator[service_pb2.SubscribeRequest]) -> None:
         """Apply every ack and nack the subscriber sends, until it stops sending.
@@ -236,7 +251,7 @@ class Session:
         head = 0
         # While catching up, the next fetch runs in the writer thread while this one's
         # responses are encoded and sent (SQLite releases the GIL): about a third faster.
-        ahead: asyncio.Task[tuple[Sequence[Delivery | EncodedDelivery], int]] | None = None
+        ahead: asyncio.Task[EncodedBatch] | None = None
         ahead_want = 0
         try:
             while not self.hub.closing:
@@ -251,13 +266,14 @@ class Session:
                 room = s.max_in_flight - self.in_flight(now)
                 if ahead is not None or room > 0:
                     if ahead is not None:
-                        want, (batch, head) = ahead_want, await ahead
+                        want, batch = ahead_want, await ahead
                         ahead = None
                     else:
                         # One fetch may fill several responses: a writer round trip per
                         # 256 events would cap catch-up long before gRPC does.
                         want = min(room, max(s.max_batch_size, _FETCH_AT_LEAST))
-                        batch, head = await self._fetch(want, now)
+                        batch = await self._fetch(want, now)
+                    head = batch.head
                     if batch:
                         self._track(batch)
                         if len(batch) == want:
@@ -267,7 +283,13 @@ class Session:
                             )
                             if ahead_want > 0:
                                 ahead = asyncio.create_task(self._fetch(ahead_want, self._clock()))
-                        for response in self._responses(batch, head):
+                        for response in convert.encode_responses(
+                            batch,
+                            server_time=self._clock(),
+                            head=max(head, batch.sequences[-1]),
+                            max_count=s.max_batch_size,
+                            max_bytes=self._max_response_bytes,
+                        ):
                             yield response
                         last_sent = self._clock()
                     if len(batch) == want:
@@ -317,49 +339,26 @@ class Session:
                 await asyncio.sleep(delay)
         return bool(appended)
 
-    async def _fetch(
-        self, count: int, now: float
-    ) -> tuple[Sequence[Delivery | EncodedDelivery], int]:
+    async def _fetch(self, count: int, now: float) -> EncodedBatch:
         """Up to ``count`` deliveries, and a head read no later than the fetch: when the
         fetch comes back short, nothing up to that head is left for this group."""
         s = self.settings
         self._last_fetch = now
         if isinstance(self.log, SupportsEncodedFetch):
-            got = await self.log.fetch_encoded(s.group, self.consumer, count, s.ack_deadline, now)
-            return got.deliveries, got.head
+            return await self.log.fetch_encoded(s.group, self.consumer, count, s.ack_deadline, now)
         head = await self.log.head_sequence()  # before the fetch, see above
-        batch = await self.log.fetch(s.group, self.consumer, count, s.ack_deadline, now)
-        return batch, max(head, batch[-1].event.sequence) if batch else head
+        got = await self.log.fetch(s.group, self.consumer, count, s.ack_deadline, now)
+        head = max(head, got[-1].event.sequence) if got else head
+        return convert.encoded_batch(got, now + s.ack_deadline, head)
 
-    def _track(self, batch: Sequence[Delivery | EncodedDelivery]) -> None:
+    def _track(self, batch: EncodedBatch) -> None:
         """Count a fetched batch as in flight on this stream, due at its deadline."""
         stats = self.hub.stats
         stats.delivered += len(batch)
-        for d in batch:
-            seq = convert.sequence_of(d)
-            self._in_flight[seq] = d.deadline
-            heapq.heappush(self._deadlines, (d.deadline, seq))
-            if d.attempt > 1:
-                stats.redelivered += 1
-        self.hub.schedule(self.settings.group, batch[-1].deadline)
-
-    def _responses(self, batch: Sequence[Delivery | EncodedDelivery], head: int) -> list[bytes]:
-        """The batch as serialised responses of at most max_batch_size deliveries, split
-        earlier where one would pass the size cap."""
-        now = self._clock()
-        head = max(head, convert.sequence_of(batch[-1]))
-        responses: list[bytes] = []
-        current: list[bytes] = []
-        size = 0
-        for item in convert.encode_deliveries(batch):
-            full = len(current) >= self.settings.max_batch_size
-            if current and (full or size + len(item) > self._max_response_bytes):
-                responses.append(convert.encode_response(current, now, head))
-                current, size = [], 0
-            current.append(item)
-            size += len(item)
-        responses.append(convert.encode_response(current, now, head))
-        return responses
+        self._in_flight.update(dict.fromkeys(batch.sequences, batch.deadline))
+        self._push(batch.deadline, batch.sequences)
+        stats.redelivered += len(batch) - batch.attempts.count(1)
+        self.hub.schedule(self.settings.group, batch.deadline)
 
     async def close(self) -> None:
         """The stream ended: commit the acks still buffered, then hand this consumer's

@@ -4,6 +4,11 @@ A Subscribe stream only forwards events, so parsing each stored Event and serial
 again is wasted work (a third of the CPU of a catch-up). A backend that keeps events
 serialised implements ``fetch_encoded`` with exactly the semantics of
 ``EventLog.fetch``; the gRPC layer uses it when present and falls back to ``fetch``.
+
+The batch is columnar (parallel lists, one deadline) rather than one object per event:
+every delivery of one fetch shares its deadline (``now + ack_deadline``), and building
+a small object per event in the writer thread cost 1.8 us of the ~14 us of server CPU
+a catch-up spent per event.
 """
 
 from __future__ import annotations
@@ -13,24 +18,22 @@ from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
-class EncodedDelivery:
-    """One event handed to one consumer, as stored: ``event_bytes`` is a serialised
-    ``wahook.v1.Event`` whose ``sequence`` field may be unset; ``sequence`` is the truth."""
-
-    sequence: int
-    attempt: int
-    deadline: float
-    event_bytes: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class EncodedBatch:
-    """What ``fetch_encoded`` returns: the deliveries, and the log's head sequence as the
-    fetch saw it (so a caller knows, without another query, that nothing after ``head``
-    was considered and can wait for appends past it)."""
+    """What ``fetch_encoded`` returns. Delivery ``i`` is ``sequences[i]``, its
+    ``attempts[i]`` and ``events[i]``, a serialised ``wahook.v1.Event`` whose ``sequence``
+    field may be unset (``sequences[i]`` is the truth); sequences ascend. ``deadline`` is
+    the ack deadline of them all. ``head`` is the log's head sequence as the fetch saw
+    it, so a caller knows, without another query, that nothing after ``head`` was
+    considered and can wait for appends past it."""
 
-    deliveries: list[EncodedDelivery]
+    sequences: list[int]
+    attempts: list[int]
+    events: list[bytes]
+    deadline: float
     head: int
+
+    def __len__(self) -> int:
+        return len(self.sequences)
 
 
 @runtime_checkable

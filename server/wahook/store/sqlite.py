@@ -254,14 +254,11 @@ class SqliteEventLog:
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
     ) -> list[Delivery]:
         batch = await self.fetch_encoded(group, consumer, max_count, ack_deadline, now)
-        rows = batch.deliveries
         return [
-            Delivery(
-                event=ops.to_event(r.sequence, r.event_bytes),
-                attempt=r.attempt,
-                deadline=r.deadline,
+            Delivery(event=ops.to_event(seq, data), attempt=attempt, deadline=batch.deadline)
+            for seq, attempt, data in zip(
+                batch.sequences, batch.attempts, batch.events, strict=True
             )
-            for r in rows
         ]
 
     async def fetch_encoded(

@@ -6,13 +6,15 @@ on a reader connection); times come in as arguments.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
+from operator import itemgetter
 
 from wahook.errors import FailedPreconditionError, NotFoundError
 from wahook.store import filters
 from wahook.store.base import EventFilter, GroupInfo, StartPosition
-from wahook.store.encoded import EncodedBatch, EncodedDelivery
+from wahook.store.encoded import EncodedBatch
 from wahook.store.sqlite_ops import filter_sql, head, json_ints
 
 
@@ -63,10 +65,10 @@ def fetch(
     ).fetchone()
     if row is None:
         raise NotFoundError(f"consumer group {group!r} does not exist")
-    if max_count <= 0:
-        return EncodedBatch([], head(conn))
-    flt, position = filters.parse_canonical(row[0]), int(row[1])
     deadline = now + ack_deadline
+    if max_count <= 0:
+        return EncodedBatch([], [], [], deadline, head(conn))
+    flt, position = filters.parse_canonical(row[0]), int(row[1])
     head_now = head(conn)
     # Redeliveries first, most overdue first: they have waited longest.
     expired = conn.execute(
@@ -79,10 +81,10 @@ def fetch(
         conn.execute(
             "UPDATE pending SET consumer = ?, attempt = attempt + 1, deadline = ?"
             " WHERE group_name = ? AND sequence IN (SELECT value FROM json_each(?))",
-            (consumer, deadline, group, json_ints(s for s, _, _ in expired)),
+            (consumer, deadline, group, json.dumps([s for s, _, _ in expired])),
         )
-    out = [EncodedDelivery(int(s), int(a), deadline, d) for s, a, d in expired]
-    remaining = max_count - len(out)
+    fresh: list[tuple[int, bytes]] = []
+    remaining = max_count - len(expired)
     if remaining > 0:
         where, params = filter_sql(flt)
         fresh = conn.execute(
@@ -92,28 +94,64 @@ def fetch(
         ).fetchall()
         # Fewer matches than asked for means every event up to the head was looked at:
         # the non-matching ones are skipped for good by moving the position to the head.
-        new_position = int(fresh[-1][0]) if len(fresh) == remaining else max(position, head_now)
+        new_position = fresh[-1][0] if len(fresh) == remaining else max(position, head_now)
         if new_position != position:
             conn.execute(
                 "UPDATE consumer_groups SET position = ? WHERE name = ?", (new_position, group)
             )
         if fresh:
-            conn.execute(
+            # The same range and filter as the SELECT, in the same transaction: exactly
+            # the fresh rows, without sending their sequences back in as a parameter.
+            insert = (
                 "INSERT INTO pending (group_name, sequence, consumer, attempt, deadline)"
-                " SELECT ?, value, ?, 1, ? FROM json_each(?)",
-                (group, consumer, deadline, json_ints(s for s, _ in fresh)),
+                " SELECT ?, sequence, ?, 1, ? FROM events WHERE sequence > ? AND sequence <= ?"
             )
-        out.extend(EncodedDelivery(int(s), 1, deadline, d) for s, d in fresh)
-    out.sort(key=lambda d: d.sequence)
-    return EncodedBatch(out, head_now)
+            conn.execute(
+                insert + where,
+                (group, consumer, deadline, position, fresh[-1][0], *params),
+            )
+    if not expired:
+        sequences, events = (list(c) for c in zip(*fresh, strict=True)) if fresh else ([], [])
+        return EncodedBatch(sequences, [1] * len(sequences), events, deadline, head_now)
+    rows = sorted([*expired, *((s, 1, d) for s, d in fresh)], key=itemgetter(0))
+    return EncodedBatch(
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], deadline, head_now
+    )
 
 
 def ack(conn: sqlite3.Connection, group: str, sequences: Sequence[int]) -> int:
-    cur = conn.execute(
-        "DELETE FROM pending WHERE group_name = ? AND sequence IN (SELECT value FROM json_each(?))",
-        (group, json_ints(sequences)),
-    )
+    runs = _runs(sequences)
+    if len(runs) * 4 <= len(sequences):
+        # Mostly consecutive (a catch-up acks whole batches): one range DELETE per run
+        # skips the JSON round trip and the IN lookups, about a third cheaper. A range
+        # holds only acked sequences, so it cannot touch anything else pending.
+        cur = conn.executemany(
+            "DELETE FROM pending WHERE group_name = ? AND sequence BETWEEN ? AND ?",
+            [(group, first, last) for first, last in runs],
+        )
+    else:
+        cur = conn.execute(
+            "DELETE FROM pending WHERE group_name = ?"
+            " AND sequence IN (SELECT value FROM json_each(?))",
+            (group, json_ints(sequences)),
+        )
     return max(cur.rowcount, 0)
+
+
+def _runs(sequences: Sequence[int]) -> list[tuple[int, int]]:
+    """The distinct sequences as ascending runs of consecutive integers, (first, last)."""
+    runs: list[tuple[int, int]] = []
+    ordered = sorted(set(sequences))
+    if not ordered:
+        return runs
+    first = last = ordered[0]
+    for seq in ordered[1:]:
+        if seq != last + 1:
+            runs.append((first, last))
+            first = seq
+        last = seq
+    runs.append((first, last))
+    return runs
 
 
 def nack(
