@@ -103,6 +103,18 @@ def parse_level(text: str) -> str:
     return level
 
 
+ACCESS_LOG_CHOICES = ("all", "errors", "off")
+
+
+def parse_access_log(text: str) -> str:
+    which = text.strip().lower()
+    if which not in ACCESS_LOG_CHOICES:
+        raise ValueError(
+            f"unknown access log choice {text!r} (one of {', '.join(ACCESS_LOG_CHOICES)})"
+        )
+    return which
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: its Config attribute, flag, environment variable, default and meaning."""
@@ -154,6 +166,9 @@ OPTIONS: tuple[Option, ...] = (
            parse_duration, metavar="DURATION"),
     Option("log_level", "WAHOOK_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR", parse_level,
            metavar="LEVEL"),
+    Option("access_log", "WAHOOK_ACCESS_LOG", "errors",
+           "access log lines (logger wahook.access, INFO): all requests, errors (answers of "
+           "400 and up) or off; --dev: all", parse_access_log, metavar="WHICH"),
     Option("dev_no_signature", "WAHOOK_DEV_NO_SIGNATURE", "0",
            "DEV ONLY: skip the X-Hub-Signature-256 check (warns on every request)",
            parse_bool, is_flag=True),
@@ -179,6 +194,7 @@ class Config:
     max_body_bytes: int
     retention: float
     log_level: str
+    access_log: str
     dev_no_signature: bool
     dev: bool = False
 
@@ -290,6 +306,7 @@ def load(
         max_body_bytes=values["max_body_bytes"],
         retention=values["retention"],
         log_level=values["log_level"],
+        access_log=values["access_log"],
         dev_no_signature=values["dev_no_signature"],
         dev=dev,
     )

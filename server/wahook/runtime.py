@@ -147,6 +147,7 @@ class Sidecar:
             max_body_bytes=config.max_body_bytes,
             metrics=self.metrics,
             ready=self._ready,
+            access_log=config.access_log,
         )
         self.http_server = make_http_server(self.deps, ssl_ctx)
         self.http_server.add_sockets(sockets)

@@ -33,6 +33,7 @@ def test_defaults() -> None:
     assert c.max_body_bytes == 4 * 1024 * 1024
     assert c.retention == 7 * 86400
     assert c.log_level == "INFO"
+    assert c.access_log == "errors"
     assert c.insecure_http is False
     assert c.dev_no_signature is False
     assert [s.reveal() for s in c.app_secrets] == ["env-secret"]
@@ -53,6 +54,7 @@ def test_environment_sets_everything() -> None:
         "WAHOOK_MAX_BODY_BYTES": "512KiB",
         "WAHOOK_RETENTION": "12h",
         "WAHOOK_LOG_LEVEL": "debug",
+        "WAHOOK_ACCESS_LOG": "ALL",
     }
     c = cfg.load({}, env)
     assert [s.reveal() for s in c.app_secrets] == ["old", "new"]
@@ -63,6 +65,7 @@ def test_environment_sets_everything() -> None:
     assert c.max_body_bytes == 512 * 1024
     assert c.retention == 12 * 3600
     assert c.log_level == "DEBUG"
+    assert c.access_log == "all"
 
 
 def test_flags_win_over_environment() -> None:
@@ -150,6 +153,7 @@ def test_insecure_http_needs_no_certificate() -> None:
         ("WAHOOK_RETENTION", "a week", "WAHOOK_RETENTION"),
         ("WAHOOK_MAX_BODY_BYTES", "0", "WAHOOK_MAX_BODY_BYTES"),
         ("WAHOOK_LOG_LEVEL", "loud", "WAHOOK_LOG_LEVEL"),
+        ("WAHOOK_ACCESS_LOG", "some", "WAHOOK_ACCESS_LOG"),
         ("WAHOOK_INSECURE_HTTP", "maybe", "WAHOOK_INSECURE_HTTP"),
     ],
 )

@@ -64,6 +64,7 @@ async def test_metrics_count_requests_events_and_latency(http_front: HttpFront) 
 async def test_access_log_has_no_query_secrets_or_content(
     http_front: HttpFront, caplog: pytest.LogCaptureFixture
 ) -> None:
+    http_front.deps.access_log = "all"
     q = urllib.parse.urlencode(
         {"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "42"}
     )
@@ -78,6 +79,34 @@ async def test_access_log_has_no_query_secrets_or_content(
         assert VERIFY_TOKEN not in line
         assert "Hello from wahook send" not in line
         assert APP_SECRET not in line
+
+
+async def test_access_log_errors_mode_logs_refusals_only(
+    http_front: HttpFront, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert http_front.deps.access_log == "errors"  # the default
+    with caplog.at_level(logging.INFO, logger="wahook.access"):
+        ok = await http_front.post_webhook(samples.body("text"))
+        refused = await http_front.post_webhook(
+            b'{"object": "whatsapp_business_account"}', signature="sha256=" + "0" * 64
+        )
+        await http_front.fetch("/healthz")
+    assert (ok.code, refused.code) == (200, 401)
+    lines = [r.getMessage() for r in caplog.records if r.name == "wahook.access"]
+    assert len(lines) == 1, lines
+    assert "method=POST" in lines[0]
+    assert "status=401" in lines[0]
+
+
+async def test_access_log_off_logs_nothing_but_still_counts(
+    http_front: HttpFront, caplog: pytest.LogCaptureFixture
+) -> None:
+    http_front.deps.access_log = "off"
+    with caplog.at_level(logging.INFO, logger="wahook.access"):
+        await http_front.post_webhook(b"{}", signature="sha256=" + "0" * 64)
+    assert [r for r in caplog.records if r.name == "wahook.access"] == []
+    text = (await http_front.fetch("/metrics")).body.decode()
+    assert 'wahook_http_requests_total{handler="webhook",method="POST",code="401"} 1' in text
 
 
 async def test_no_signature_mode_accepts_and_warns_every_time(

@@ -71,6 +71,9 @@ def ensure_dev_materials(data_dir: Path) -> dict[str, str]:
         "tls_cert": str(cert_path),
         "tls_key": str(key_path),
         "http_host": "127.0.0.1",
+        # Trying it out, every POST should show; in production only refusals do (see
+        # WAHOOK_ACCESS_LOG).
+        "access_log": "all",
     }
 
 

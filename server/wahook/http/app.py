@@ -22,8 +22,8 @@ from wahook.http.handlers import (
     Verifier,
     WebhookDeps,
     WebhookHandler,
-    access_log,
     hard_body_limit,
+    tornado_log_function,
 )
 from wahook.http.metrics import Metrics
 from wahook.http.webhook_post import WebhookFront
@@ -39,6 +39,7 @@ def build_deps(
     metrics: Metrics | None = None,
     ready: Callable[[], Awaitable[None]] | None = None,
     clock: Callable[[], float] = time.time,
+    access_log: str = "errors",
 ) -> WebhookDeps:
     """The handlers' dependencies with the core's normaliser and challenge check.
     ``keyring`` None disables signature checks (dev only); ``ready`` defaults to the
@@ -53,6 +54,7 @@ def build_deps(
         ready=ready or event_log.check_writable,
         metrics=metrics or Metrics(),
         clock=clock,
+        access_log=access_log,
     )
 
 
@@ -66,7 +68,7 @@ def make_app(deps: WebhookDeps) -> tornado.web.Application:
             (r"/readyz", ReadyHandler, {"deps": deps}),
             (r"/metrics", MetricsHandler, {"deps": deps}),
         ],
-        log_function=access_log(deps.metrics),
+        log_function=tornado_log_function(deps),
         # Tornado's defaults we do not want in a sidecar: no XSRF, no debug reloads,
         # no gzip (Meta's POSTs are small and the answers smaller).
         compress_response=False,

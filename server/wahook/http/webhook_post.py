@@ -305,8 +305,10 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
         except tornado.httputil.HTTPOutputError:  # pragma: no cover - a closed stream
             log.debug("response not written: connection gone")
         context = getattr(conn, "context", None)
+        deps = self._front.deps
         log_access(
-            self._front.deps.metrics,
+            deps.metrics,
+            deps.access_log,
             "webhook",
             status,
             time.time() - self._start,
