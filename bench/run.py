@@ -88,8 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--suites", default=",".join(SUITES), help=f"comma list of {SUITES}")
     p.add_argument(
         "--servers",
-        default="bare,bare_uvloop,hmac_json,pywa,express,wahook,wahook_quiet",
-        help="for throughput (open_loop leaves the what-ifs bare_uvloop, wahook_quiet out)",
+        default="bare,bare_uvloop,bare_delegate,hmac_json,pywa,express,wahook,wahook_access_all",
+        help="for throughput (open_loop leaves the what-ifs bare_uvloop, bare_delegate, "
+        "wahook_access_all out)",
     )
     p.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per server")
     p.add_argument("--seconds", type=float, default=6, help="length of one closed-loop run")
@@ -113,6 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+_WHAT_IFS = ("bare_uvloop", "bare_delegate", "wahook_access_all")
+
+
 def run_suite(name: str, ctx: Ctx, args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     if name == "throughput":
         return suites_http.throughput(ctx, names, args.rounds, args.seconds)
@@ -120,7 +124,7 @@ def run_suite(name: str, ctx: Ctx, args: argparse.Namespace, names: list[str]) -
         return suites_http.tls_round(ctx, args.seconds)
     if name == "open_loop":
         # The what-ifs are about the closed-loop ceiling; their latency adds little.
-        latency_names = [n for n in names if n not in ("bare_uvloop", "wahook_quiet")]
+        latency_names = [n for n in names if n not in _WHAT_IFS]
         return suites_http.open_loop(
             ctx, latency_names, args.rate, args.latency_seconds, args.warmup, args.latency_rounds
         )

@@ -34,6 +34,7 @@ from benchlib.tools import (
 BASELINES = {
     "bare": BENCH / "baselines" / "bare_tornado.py",
     "hmac_json": BENCH / "baselines" / "hmac_json_tornado.py",
+    "bare_delegate": BENCH / "baselines" / "bare_tornado_delegate.py",
 }
 
 
@@ -169,8 +170,8 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
 def start_baseline(
     kind: str, secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None
 ) -> Server:
-    """A baseline on a free port: Tornado ("bare", "bare_uvloop", "hmac_json"), "pywa" or
-    "express" (Node)."""
+    """A baseline on a free port: Tornado ("bare", "bare_uvloop", "bare_delegate",
+    "hmac_json"), "pywa" or "express" (Node)."""
     port = free_port()
     env = dict(os.environ)
     if kind == "express":
@@ -236,9 +237,9 @@ def start_wahook(
 def start(kind: str, secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None) -> Server:
     if kind == "wahook":
         return start_wahook(secret, log_dir, tls)
-    if kind == "wahook_quiet":
-        # What-if: no per-request access log line (WARNING level), the rest unchanged.
-        return start_wahook(secret, log_dir, tls, {"WAHOOK_LOG_LEVEL": "WARNING"})
+    if kind == "wahook_access_all":
+        # What-if: an access log line for every request (the default logs refusals only).
+        return start_wahook(secret, log_dir, tls, {"WAHOOK_ACCESS_LOG": "all"})
     return start_baseline(kind, secret, log_dir, tls)
 
 

@@ -84,6 +84,22 @@ def test_hmac_json_baseline_checks_the_signature_and_the_json(tmp_path: Path) ->
     assert server.proc.returncode is not None
 
 
+def test_delegate_baseline_answers_every_post_on_one_connection(tmp_path: Path) -> None:
+    server = servers.start("bare_delegate", "smoke-secret", tmp_path)
+    try:
+        body = payloads.statuses_body("0badc0de", 1, 2)
+        conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+        for _ in range(3):  # keep-alive: three requests, one connection
+            conn.request(
+                "POST", "/webhook", body=body, headers={"Content-Type": "application/json"}
+            )
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b'{"received": 1, "new": 1}')
+        conn.close()
+    finally:
+        server.stop()
+
+
 def test_report_judges_each_target_against_its_threshold() -> None:
     results: dict[str, Any] = {
         "throughput": {"ratio": {"wahook/bare": 0.85}, "median_rps": {"wahook": 850, "bare": 1000}},
