@@ -346,3 +346,36 @@ async def test_a_stream_cancelled_mid_catch_up_loses_nothing(rpc: Rpc) -> None:
     assert sorted(d.event.sequence for d in got) == stored
     assert {d.attempt for d in got} <= {1, 2}
     await second.cancel()
+
+
+async def test_acks_with_room_in_the_window_cause_no_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live stream fetches on appends (spaced by the linger), not once per ack round
+    trip: an ack only wakes the delivery loop when the window is full."""
+    async with running(tmp_path, heartbeat_interval=30.0) as rpc:
+        stored = (await rpc.log.append([message(i) for i in range(3)])).sequences
+        sub = rpc.subscribe(consumer_group="quiet", max_in_flight=10)
+        await sub.take(3)
+        calls = 0
+        real = rpc.log.fetch_encoded
+
+        async def counted(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return await real(*args)
+
+        monkeypatch.setattr(rpc.log, "fetch_encoded", counted)
+        for seq in stored:
+            sub.ack([seq])
+        await rpc.wait_pending("quiet", 0)
+        assert await sub.nothing_for(0.2)
+        assert calls == 0
+        # A full window still wakes on the ack that frees room.
+        more = (await rpc.log.append([message(i) for i in range(10, 22)])).sequences
+        got = await sub.take(10)
+        assert seqs(got) == more[:10]
+        assert await sub.nothing_for(0.1)
+        sub.ack(seqs(got))
+        assert seqs(await sub.take(2)) == more[10:]
+        await sub.cancel()

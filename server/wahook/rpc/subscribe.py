@@ -141,6 +141,11 @@ class Session:
         self._linger = linger
         self._last_fetch = 0.0
         self._wake = asyncio.Event()
+        # True while the delivery loop sleeps on a full window: only then does an ack
+        # wake it. Waking it on every ack made a live stream fetch once per ack round
+        # trip (fetch, send, ack, fetch, ...), ignoring the linger: with 4 groups reading
+        # live that was most of what readers cost ingest.
+        self._awaiting_room = False
         # sequence -> ack deadline of events handed to this stream and not acked/nacked;
         # the heap, one entry per fetched batch (deadline, tie-breaker, its sequences),
         # finds the ones whose deadline passed (they no longer count). Per batch, not per
@@ -222,7 +227,8 @@ class Session:
                 for seq in seqs:
                     self._in_flight.pop(seq, None)
                 self._compact()
-                self.wake()
+                if self._awaiting_room:
+                    self.wake()
 
     async def _nack(self, nacks: Sequence[service_pb2.Nack]) -> None:
         group = self.settings.group
@@ -299,7 +305,12 @@ class Session:
                 wait = max(0.0, last_sent + self._heartbeat_interval - self._clock())
                 # With a full window appends are no reason to wake; only acks, deadlines.
                 after = head if room > 0 else None
-                if wait > 0 and await self._sleep(after, wait, reader):
+                self._awaiting_room = after is None
+                try:
+                    woken = wait > 0 and await self._sleep(after, wait, reader)
+                finally:
+                    self._awaiting_room = False
+                if woken:
                     continue
                 if self._clock() - last_sent >= self._heartbeat_interval:
                     head = await self.log.head_sequence()
