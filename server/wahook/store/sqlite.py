@@ -79,6 +79,7 @@ class SqliteEventLog:
         head: int,
         max_batch: int,
         durable_appends: bool = True,
+        checkpoint_conn: sqlite3.Connection | None = None,
     ) -> None:
         self.path = path
         self._loop = loop
@@ -102,6 +103,7 @@ class SqliteEventLog:
             read_head=ops.head,
             on_head=self._on_head,
             append_many=ops.append_many,
+            checkpoint_conn=checkpoint_conn,
         )
 
     @classmethod
@@ -128,31 +130,33 @@ class SqliteEventLog:
 
         def open_sync() -> tuple[sqlite3.Connection, list[sqlite3.Connection], int]:
             path.parent.mkdir(parents=True, exist_ok=True)
-            writer = connect(path, busy_timeout=busy_timeout)
+            writer = connect(path, busy_timeout=busy_timeout, writer=True)
             try:
                 initialise(writer)
                 head = ops.head(writer)
-                reader_conns = [
+                # The last one checkpoints the WAL off the commit path (sqlite_schema).
+                others = [
                     connect(path, busy_timeout=busy_timeout, readonly=True)
                     for _ in range(max(1, readers))
-                ]
+                ] + [connect(path, busy_timeout=busy_timeout)]
             except BaseException:
                 writer.close()
                 raise
-            return writer, reader_conns, head
+            return writer, others, head
 
         try:
-            writer, reader_conns, head = await asyncio.to_thread(open_sync)
+            writer, others, head = await asyncio.to_thread(open_sync)
         except (sqlite3.Error, OSError) as exc:
             raise LogUnavailableError(f"cannot open the event log at {path}: {exc}") from exc
         return cls(
             path,
             loop,
             writer_conn=writer,
-            reader_conns=reader_conns,
+            reader_conns=others[:-1],
             head=head,
             max_batch=max_batch,
             durable_appends=synchronous == "full",
+            checkpoint_conn=others[-1],
         )
 
     # -- plumbing ------------------------------------------------------------------------

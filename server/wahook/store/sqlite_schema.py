@@ -11,6 +11,23 @@ see store.sqlite.)
 deleted the newest events: a consumer group's position must never point past a
 sequence that is handed out again.
 
+Checkpoints are off the commit path. SQLite's WAL auto-checkpoint runs inside the COMMIT
+that crosses 1000 WAL pages (about every 100 small commits here: ~10 pages each), copying
+them into the database file and fsyncing it while every append of that batch, and every
+one queued behind it, waits: a 1000-page checkpoint takes ~2-10 ms on this project's VM.
+So the writer's connection has ``wal_autocheckpoint = 0`` and a thread with a connection
+of its own runs PASSIVE checkpoints every 0.1 s (sqlite_writer.WalCheckpointer): they take
+no lock, so commits and readers go on meanwhile. The WAL starts over from its beginning
+only when a write transaction begins with every frame copied, and under load the writer
+commits during the copy, so the writer runs one more PASSIVE checkpoint between two
+batches (after their futures were handed back): just the few frames committed
+meanwhile. A WAL that keeps growing anyway (a reader holding an old snapshot) gets a
+RESTART checkpoint past 16384 pages (64 MiB), and ``journal_size_limit`` cuts a WAL
+grown past 64 MiB back when it starts over. A WAL that grows instead of starting over
+is not just disk: appending past the end of the file makes every commit's fsync dearer.
+Measured with sequential single-POST appends (bench mix, median of 5-6 interleaved runs):
+append latency p99 8.1 -> 4.6 ms, p99.9 14.0 -> 9.4 ms, max 51 -> 19 ms.
+
 Dedupe is on ``events.id`` (UNIQUE), not on a second unique index over ``dedupe_key``:
 an event's id is derived from its dedupe key (core.ids: a hash of it), so unique ids
 are unique dedupe keys, and append checks the stored dedupe key on every id conflict.
@@ -25,6 +42,11 @@ import sqlite3
 from pathlib import Path
 
 SCHEMA_VERSION = 2
+
+# A WAL that a burst (or a RESTART checkpoint) grew past this is cut back to it when it
+# starts over: the file stays allocated up to here (rewriting allocated blocks is what
+# keeps a commit's fsync cheap) and no further.
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 _EVENTS = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -103,11 +125,14 @@ DROP INDEX IF EXISTS pending_sequence;
 )
 
 
-def connect(path: Path, *, busy_timeout: float, readonly: bool = False) -> sqlite3.Connection:
+def connect(
+    path: Path, *, busy_timeout: float, readonly: bool = False, writer: bool = False
+) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, synchronous=FULL.
 
     ``busy_timeout`` is how long a statement waits for another connection's (or
-    process's) write lock before failing with "database is locked".
+    process's) write lock before failing with "database is locked". ``writer``: the
+    group-commit writer's connection, which never checkpoints (see the module docstring).
     """
     conn = sqlite3.connect(
         str(path),
@@ -123,6 +148,9 @@ def connect(path: Path, *, busy_timeout: float, readonly: bool = False) -> sqlit
     conn.execute("PRAGMA cache_size = -16384")
     if readonly:
         conn.execute("PRAGMA query_only = 1")
+    if writer:
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     return conn
 
 
