@@ -301,6 +301,31 @@ async def test_unacked_event_comes_again_after_its_deadline(event_log: EventLog)
     assert [(d.event.sequence, d.attempt) for d in third] == [(s[0], 3)]
 
 
+async def test_a_shorter_ack_deadline_of_another_stream_still_expires_on_time(
+    event_log: EventLog,
+) -> None:
+    s = (await event_log.append([message(i) for i in range(4)])).sequences
+    await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
+    assert [d.event.sequence for d in await event_log.fetch("g", "slow", 2, 60.0, NOW)] == s[:2]
+    assert [d.event.sequence for d in await event_log.fetch("g", "fast", 1, 10.0, NOW)] == [s[2]]
+    got = await event_log.fetch("g", "c", 1, 100.0, NOW + 10)
+    assert [(d.event.sequence, d.attempt) for d in got] == [(s[2], 2)]
+    got = await event_log.fetch("g", "c", 10, 30.0, NOW + 60)
+    assert [(d.event.sequence, d.attempt) for d in got] == [(s[0], 2), (s[1], 2), (s[3], 1)]
+
+
+async def test_due_entries_beyond_one_fetch_come_in_the_next(event_log: EventLog) -> None:
+    s = (await event_log.append([message(i) for i in range(5)])).sequences
+    await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
+    await event_log.fetch("g", "c", 5, 10.0, NOW)
+    later = NOW + 11
+    chunks = [await seqs_of(event_log, "g", "c2", 2, later) for _ in range(4)]
+    assert chunks == [s[:2], s[2:4], s[4:], []]
+    info = await event_log.group_info("g")
+    assert info is not None
+    assert info.pending_count == 5
+
+
 async def test_redeliveries_come_before_new_events(event_log: EventLog) -> None:
     s = (await event_log.append([message(1), message(2)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)

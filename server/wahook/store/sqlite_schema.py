@@ -41,7 +41,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # A WAL that a burst (or a RESTART checkpoint) grew past this is cut back to it when it
 # starts over: the file stays allocated up to here (rewriting allocated blocks is what
@@ -93,7 +93,8 @@ CREATE TABLE IF NOT EXISTS consumer_groups (
     name       TEXT PRIMARY KEY,
     filter     TEXT NOT NULL,
     position   INTEGER NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    next_due   REAL NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS pending (
@@ -104,7 +105,13 @@ CREATE TABLE IF NOT EXISTS pending (
     deadline   REAL NOT NULL,
     PRIMARY KEY (group_name, sequence)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS pending_deadline ON pending (group_name, deadline);
+"""
+
+# Version 3: no index on pending deadlines (each delivery inserted and each ack deleted an
+# entry in it); consumer_groups.next_due, a lower bound on the group's earliest pending
+# deadline, tells a fetch when to look for due entries at all (see store.sqlite_groups).
+_MIGRATE_2_TO_3 = """
+DROP INDEX IF EXISTS pending_deadline;
 """
 
 # Version 1 (this project's first days) deduplicated on a unique dedupe_key plus an
@@ -167,6 +174,11 @@ def initialise(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
         for statement in _statements(_DDL + _DDL_REST):
             conn.execute(statement)
+        for statement in _statements(_MIGRATE_2_TO_3):
+            conn.execute(statement)
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(consumer_groups)")}
+        if "next_due" not in columns:  # 0: every group looks for due entries once
+            conn.execute("ALTER TABLE consumer_groups ADD COLUMN next_due REAL NOT NULL DEFAULT 0")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
