@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import urllib.parse
@@ -161,3 +162,46 @@ async def test_https_front_with_tls12_minimum(tmp_path: Path, certs: Certs) -> N
 def test_server_context_refuses_missing_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         tls.server_context(tmp_path / "no.pem", tmp_path / "no.key")
+
+
+async def test_idle_keep_alive_connections_are_closed_busy_ones_are_not(tmp_path: Path) -> None:
+    event_log = await SqliteEventLog.open(tmp_path / "e.sqlite3")
+    deps = build_deps(keyring=Keyring([APP_SECRET]), event_log=event_log, verify_token=None)
+    server = make_http_server(deps, None, idle_timeout=0.5)
+    socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server.add_sockets(socks)
+    port = socks[0].getsockname()[1]
+    body = samples.body("text")
+    request = (
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Hub-Signature-256: %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (sign(body).encode(), len(body), body)
+    )
+    try:
+        silent = await asyncio.open_connection("127.0.0.1", port)  # never sends a byte
+        served = await asyncio.open_connection("127.0.0.1", port)  # one request, then idle
+        busy = await asyncio.open_connection("127.0.0.1", port)  # a request every 0.1 s
+        served[1].write(request)
+        assert (await served[0].readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 1.5
+        while loop.time() < until:
+            busy[1].write(request)
+            head = await asyncio.wait_for(busy[0].readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            await busy[0].readexactly(length)
+            await asyncio.sleep(0.1)
+        # Idle 1.5 s > 0.5 s: closed by the server (EOF), the busy one still answers.
+        assert await asyncio.wait_for(silent[0].read(), 1) == b""
+        rest = await asyncio.wait_for(served[0].read(), 1)
+        assert rest.endswith(b'"new": 1}') or rest == b""
+        assert served[0].at_eof()
+        busy[1].write(request)
+        assert (await busy[0].readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        for _, writer in (silent, served, busy):
+            writer.close()
+    finally:
+        server.stop()
+        await server.close_all_connections()
+        await event_log.close()

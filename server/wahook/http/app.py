@@ -76,24 +76,27 @@ def make_app(deps: WebhookDeps) -> tornado.web.Application:
 
 
 def make_http_server(
-    deps: WebhookDeps, ssl_ctx: ssl.SSLContext | None
+    deps: WebhookDeps, ssl_ctx: ssl.SSLContext | None, *, idle_timeout: float = 75.0
 ) -> tornado.httpserver.HTTPServer:
     """The front's HTTPServer; HTTPS when ``ssl_ctx`` is given.
 
     ``POST /webhook`` is served by http.webhook_post.WebhookFront on Tornado's HTTP layer;
-    every other request goes on to ``make_app(deps)``.
+    every other request goes on to ``make_app(deps)``. Keep-alive connections waiting
+    longer than ``idle_timeout`` seconds for a request are closed (by the front's sweep,
+    not by Tornado's per-request header timer: see WebhookFront).
 
     Tornado's own body limit is ``hard_body_limit`` (about twice the cap): the handler
     answers 413 for an announced length over the cap (after draining the body when it
     is under the hard limit) and counts chunked bodies itself, so only a chunked body
     far over the cap meets tornado's blunt 400-and-close.
     """
-    return tornado.httpserver.HTTPServer(
-        WebhookFront(make_app(deps), deps),
+    server = tornado.httpserver.HTTPServer(
+        WebhookFront(make_app(deps), deps, idle_timeout=idle_timeout),
         ssl_options=ssl_ctx,
         max_body_size=hard_body_limit(deps.max_body_bytes),
-        # Closes keep-alive connections idle longer than a load balancer would keep them.
         # No body_timeout: it wraps every body read in a timer (~5% of a request's CPU
         # when profiled) for slow-client protection the proxy in front already gives.
-        idle_connection_timeout=75.0,
     )
+    # No header timer per request either: WebhookFront sweeps idle connections instead.
+    server.conn_params.header_timeout = None
+    return server
