@@ -45,6 +45,14 @@ def checkpointer(log: SqliteEventLog) -> WalCheckpointer:
     return ck
 
 
+def by_hand(log: SqliteEventLog) -> WalCheckpointer:
+    """The checkpointer with its thread stopped: rounds run only when the test says."""
+    ck = checkpointer(log)
+    ck._stop.set()
+    ck._thread.join()
+    return ck
+
+
 def wal_frames(path: Path) -> int:
     """Frames in the WAL now (a PASSIVE checkpoint reports them; it blocks nobody)."""
     with sqlite3.connect(path) as conn:
@@ -82,13 +90,37 @@ async def test_an_idle_log_is_not_checkpointed(log: SqliteEventLog) -> None:
 
 
 async def test_a_wal_past_its_limit_gets_a_restart_checkpoint(log: SqliteEventLog) -> None:
-    ck = checkpointer(log)
+    ck = by_hand(log)
     await log.append([event(n) for n in range(50)])
     ck._limit_frames = 0  # anything is past it
     frames, copied = await asyncio.to_thread(ck.checkpoint)
     assert (ck.restarts, copied) == (1, frames)
     await log.append([event(100)])  # the next writer starts the WAL over
     assert wal_frames(log.path) < frames
+    await asyncio.to_thread(ck.checkpoint)
+    assert ck.restarts == 1  # at most one RESTART a second
+
+
+async def test_a_restart_waits_for_an_old_snapshot_only_briefly(log: SqliteEventLog) -> None:
+    ck = by_hand(log)
+    await log.append([event(n) for n in range(50)])
+    reader = sqlite3.connect(log.path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()  # holds its snapshot
+        await log.append([event(n) for n in range(50, 100)])
+        ck._limit_frames = 0
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        restart = asyncio.ensure_future(asyncio.to_thread(ck.checkpoint))
+        appended = await log.append([event(100)])  # waits for the RESTART at most
+        frames, copied = await restart
+        assert loop.time() - start < 1.5
+        assert appended.sequences == [101]
+        assert copied < frames  # the reader's snapshot kept the newer frames in the WAL
+        assert ck.restarts == 1
+    finally:
+        reader.close()
 
 
 async def test_a_failing_checkpoint_is_logged_and_retried(

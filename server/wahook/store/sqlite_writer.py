@@ -35,6 +35,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -343,10 +344,14 @@ class WalCheckpointer:
     the round sets ``catch_up`` and the writer, between two batches, runs one more
     PASSIVE checkpoint itself: only the frames committed meanwhile (a few) and the fsync,
     after which its next transaction restarts the WAL. If the WAL still grows past
-    ``limit_frames`` (a reader keeps an old snapshot) a RESTART checkpoint waits (at most
-    the connection's busy timeout) for the writer lock and the readers: a rare, bounded
-    stall instead of a WAL without bound.
+    ``limit_frames`` (a reader keeps an old snapshot) a RESTART checkpoint takes the
+    writer lock and waits for the readers, at most ``_RESTART_WAIT`` seconds (its
+    connection's busy timeout) and at most once every ``_RESTART_EVERY`` seconds: a
+    rare, bounded stall of the writer instead of a WAL without bound.
     """
+
+    _RESTART_WAIT = 0.2
+    _RESTART_EVERY = 1.0
 
     def __init__(
         self,
@@ -360,6 +365,8 @@ class WalCheckpointer:
         self._commits = commits
         self._interval = interval
         self._limit_frames = limit_frames
+        self._next_restart = 0.0
+        conn.execute(f"PRAGMA busy_timeout = {int(self._RESTART_WAIT * 1000)}")
         self._stop = threading.Event()
         self.catch_up = False  # set here, cleared by the writer thread
         # Read by tests; written only by the checkpointer thread.
@@ -392,10 +399,11 @@ class WalCheckpointer:
         """One round; returns the WAL's frames and how many are in the database file."""
         busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.checkpoints += 1
-        if frames > self._limit_frames:
+        if frames > self._limit_frames and time.monotonic() >= self._next_restart:
             _log.info("WAL at %d frames: RESTART checkpoint", frames)
             busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             self.restarts += 1
+            self._next_restart = time.monotonic() + self._RESTART_EVERY
         elif not busy and frames > 0:
             self.catch_up = True
         return frames, copied
