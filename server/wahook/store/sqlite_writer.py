@@ -119,8 +119,6 @@ class GroupCommitWriter:
         self.commits = 0
         self.jobs = 0
         self.largest_batch = 0
-        self._thread = threading.Thread(target=self._run, name="wahook-sqlite-writer", daemon=True)
-        self._thread.start()
         self.checkpointer = (
             None
             if checkpoint_conn is None
@@ -131,6 +129,8 @@ class GroupCommitWriter:
                 limit_frames=checkpoint_limit_frames,
             )
         )
+        self._thread = threading.Thread(target=self._run, name="wahook-sqlite-writer", daemon=True)
+        self._thread.start()
 
     def submit(
         self,
