@@ -379,3 +379,30 @@ async def test_acks_with_room_in_the_window_cause_no_fetch(
         sub.ack(seqs(got))
         assert seqs(await sub.take(2)) == more[10:]
         await sub.cancel()
+
+
+async def test_a_passing_ack_deadline_wakes_a_stream_only_for_unacked_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running(tmp_path, heartbeat_interval=30.0) as rpc:
+        stored = (await rpc.log.append([message(1), message(2)])).sequences
+        acking = rpc.subscribe(consumer_group="acks", ack_deadline={"seconds": 1})
+        holding = rpc.subscribe(consumer_group="holds", ack_deadline={"seconds": 1})
+        await acking.take(2)
+        await holding.take(2)
+        acking.ack(stored)
+        await rpc.wait_pending("acks", 0)
+        calls: list[str] = []
+        real = rpc.log.fetch_encoded
+
+        async def counted(group: str, *args: Any) -> Any:
+            calls.append(group)
+            return await real(group, *args)
+
+        monkeypatch.setattr(rpc.log, "fetch_encoded", counted)
+        again = await holding.take(2, within=3.0)  # due after 1 s, no heartbeat before 30 s
+        assert [(d.event.sequence, d.attempt) for d in again] == [(q, 2) for q in stored]
+        await asyncio.sleep(0.3)
+        assert "acks" not in calls  # all acked by its deadline: no wake-up, no fetch
+        await acking.cancel()
+        await holding.cancel()

@@ -4,10 +4,11 @@ A session runs two things at once: a task reading acks and nacks from the subscr
 (acks are coalesced into one commit at a time), and the delivery loop, which fetches
 events while the stream's in-flight count is under ``max_in_flight`` and sends them in
 responses of at most ``max_batch_size``, and otherwise sleeps until one of: an append
-(EventLog.wait_for_append), an ack or nack freeing room, a redelivery time in its group
-(an ack deadline or a nack delay, scheduled on the Hub), a heartbeat being due, or
-shutdown. When the stream ends, however it ends, the consumer's pending events are
-released so that another subscriber gets them at once (with attempt + 1).
+(EventLog.wait_for_append), an ack or nack freeing a full window, a nack delay in its
+group ending (scheduled on the Hub), one of its own ack deadlines passing with events
+unacked, a heartbeat being due, or shutdown. When the stream ends, however it ends, the
+consumer's pending events are released so that another subscriber gets them at once
+(with attempt + 1).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from wahook.v1 import service_pb2
 _log = logging.getLogger(__name__)
 
 # Redelivery wake-ups are rounded up to this granularity so that a burst of batches
-# with nearly equal deadlines shares one timer per group.
+# with nearly equal deadlines shares one timer (per group for nacks, per stream for ack
+# deadlines).
 _TIMER_GRANULARITY = 0.05
 # Events fetched from the log at once (when the window allows), split into responses of
 # max_batch_size.
@@ -154,6 +156,11 @@ class Session:
         self._deadlines: list[tuple[float, int, list[int]]] = []
         self._heap_size = 0  # sequences held by the heap's entries, acked ones included
         self._batches = 0
+        # Wake-ups at this stream's ack deadlines (bucketed like the Hub's timers). Only
+        # this stream's own: a deadline passing wakes it only if something it holds was
+        # not acked by then. A wake-up of the whole group at every deadline cost each
+        # stream an empty fetch per batch sent 30 s earlier, ~20 a second per live stream.
+        self._deadline_timers: dict[float, asyncio.TimerHandle] = {}
         self._ack_buffer: list[int] = []
         self._ack_ready = asyncio.Event()
         self._ack_lock = asyncio.Lock()
@@ -319,6 +326,7 @@ class Session:
                     )
                     last_sent = self._clock()
         finally:
+            self._cancel_deadline_timers()
             if ahead is not None:
                 # Its events, if the fetch already ran, are pending for this consumer:
                 # close() releases them with everything else the stream held.
@@ -369,7 +377,30 @@ class Session:
         self._in_flight.update(dict.fromkeys(batch.sequences, batch.deadline))
         self._push(batch.deadline, batch.sequences)
         stats.redelivered += len(batch) - batch.attempts.count(1)
-        self.hub.schedule(self.settings.group, batch.deadline)
+        self._schedule_deadline(batch.deadline)
+
+    def _schedule_deadline(self, at: float) -> None:
+        bucket = math.ceil(at / _TIMER_GRANULARITY) * _TIMER_GRANULARITY
+        if bucket not in self._deadline_timers:
+            delay = max(0.0, bucket - self._clock())
+            loop = asyncio.get_running_loop()
+            self._deadline_timers[bucket] = loop.call_later(delay, self._deadline_passed, bucket)
+
+    def _cancel_deadline_timers(self) -> None:
+        for timer in self._deadline_timers.values():
+            timer.cancel()
+        self._deadline_timers.clear()
+
+    def _deadline_passed(self, bucket: float) -> None:
+        early = bucket - self._clock()
+        if early > 0:  # the loop's timer ran ahead of the wall clock: wait for it
+            loop = asyncio.get_running_loop()
+            self._deadline_timers[bucket] = loop.call_later(early, self._deadline_passed, bucket)
+            return
+        del self._deadline_timers[bucket]
+        held = len(self._in_flight)
+        if self.in_flight(self._clock()) < held:
+            self.wake()  # some expired unacked: fetch them again (and have room)
 
     async def close(self) -> None:
         """The stream ended: commit the acks still buffered, then hand this consumer's
