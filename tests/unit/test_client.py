@@ -202,3 +202,36 @@ async def test_a_silent_stream_is_abandoned_and_reopened(tmp_path: Path) -> None
         await sub.stop()
         await rpc.shutdown(0.2)
         await log.close()
+
+
+async def test_batches_hand_out_what_arrived_and_ack_all_acks_it(live: Live) -> None:
+    seqs = await live.add(40)
+    async with Subscriber(live.target, "g", max_batch_size=16, max_in_flight=100) as sub:
+        first = await take(sub, 3)  # one at a time first: a batch then gives the rest
+        got = [d.event.sequence for d in first]
+        async with asyncio.timeout(10):
+            async for batch in sub.batches():
+                assert batch
+                assert len(batch) <= 16
+                got += [d.event.sequence for d in batch]
+                if len(got) >= len(seqs):
+                    break
+        assert got == seqs
+        await sub.ack_all(first)
+        await sub.ack_all([])
+    info = await live.log.group_info("g")
+    assert info is not None
+    assert info.pending_count == len(seqs) - 3  # only the three acked are gone
+
+
+async def test_batches_end_when_the_subscriber_stops(live: Live) -> None:
+    await live.add(2)
+    sub = Subscriber(live.target, "g")
+    seen: list[int] = []
+    async with asyncio.timeout(10):
+        async for batch in sub.batches():
+            seen += [d.event.sequence for d in batch]
+            if len(seen) >= 2:
+                await sub.stop()
+    assert len(seen) == 2
+    assert [b async for b in sub.batches()] == []
