@@ -79,7 +79,6 @@ class SqliteEventLog:
         head: int,
         max_batch: int,
         durable_appends: bool = True,
-        checkpoint_conn: sqlite3.Connection | None = None,
     ) -> None:
         self.path = path
         self._loop = loop
@@ -103,7 +102,6 @@ class SqliteEventLog:
             read_head=ops.head,
             on_head=self._on_head,
             append_many=ops.append_many,
-            checkpoint_conn=checkpoint_conn,
         )
 
     @classmethod
@@ -130,33 +128,31 @@ class SqliteEventLog:
 
         def open_sync() -> tuple[sqlite3.Connection, list[sqlite3.Connection], int]:
             path.parent.mkdir(parents=True, exist_ok=True)
-            writer = connect(path, busy_timeout=busy_timeout, writer=True)
+            writer = connect(path, busy_timeout=busy_timeout)
             try:
                 initialise(writer)
                 head = ops.head(writer)
-                # The last one checkpoints the WAL off the commit path (sqlite_schema).
-                others = [
+                reader_conns = [
                     connect(path, busy_timeout=busy_timeout, readonly=True)
                     for _ in range(max(1, readers))
-                ] + [connect(path, busy_timeout=busy_timeout)]
+                ]
             except BaseException:
                 writer.close()
                 raise
-            return writer, others, head
+            return writer, reader_conns, head
 
         try:
-            writer, others, head = await asyncio.to_thread(open_sync)
+            writer, reader_conns, head = await asyncio.to_thread(open_sync)
         except (sqlite3.Error, OSError) as exc:
             raise LogUnavailableError(f"cannot open the event log at {path}: {exc}") from exc
         return cls(
             path,
             loop,
             writer_conn=writer,
-            reader_conns=others[:-1],
+            reader_conns=reader_conns,
             head=head,
             max_batch=max_batch,
             durable_appends=synchronous == "full",
-            checkpoint_conn=others[-1],
         )
 
     # -- plumbing ------------------------------------------------------------------------

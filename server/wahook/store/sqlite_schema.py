@@ -11,23 +11,17 @@ see store.sqlite.)
 deleted the newest events: a consumer group's position must never point past a
 sequence that is handed out again.
 
-Checkpoints are off the commit path. SQLite's WAL auto-checkpoint runs inside the COMMIT
-that crosses 1000 WAL pages (about every 100 small commits here: ~10 pages each), copying
-them into the database file and fsyncing it while every append of that batch, and every
-one queued behind it, waits: a 1000-page checkpoint takes ~2-10 ms on this project's VM.
-So the writer's connection has ``wal_autocheckpoint = 0`` and a thread with a connection
-of its own runs PASSIVE checkpoints every 0.1 s (sqlite_writer.WalCheckpointer): they take
-no lock, so commits and readers go on meanwhile. The WAL starts over from its beginning
-only when a write transaction begins with every frame copied, and under load the writer
-commits during the copy, so the writer runs one more PASSIVE checkpoint between two
-batches (after their futures were handed back): just the few frames committed
-meanwhile. A WAL that keeps growing anyway (a reader holding an old snapshot) gets a
-RESTART checkpoint past 16384 pages (64 MiB; it holds the writer lock while it waits
-for readers, at most 0.2 s, at most once a second), and ``journal_size_limit`` cuts a
-WAL grown past 64 MiB back when it starts over. A WAL that grows instead of starting over
-is not just disk: appending past the end of the file makes every commit's fsync dearer.
-Measured with sequential single-POST appends (bench mix, median of 5-6 interleaved runs):
-append latency p99 8.1 -> 4.6 ms, p99.9 14.0 -> 9.4 ms, max 51 -> 19 ms.
+Checkpoints stay SQLite's own: the WAL auto-checkpoint runs inside the COMMIT that crosses
+1000 WAL pages (about every 100 small commits: ~10 pages each), copying them into the
+database file and fsyncing it while that batch, and whatever queued behind it, waits
+(~2-10 ms on this project's VM). Moving it off the commit path was built and measured
+(a thread running PASSIVE checkpoints every 0.1 s with ``wal_autocheckpoint = 0`` on the
+writer, which then finished the last few frames between batches so the WAL could start
+over: without that the WAL grows without end and every fsync gets dearer). On the shared
+VM it showed no reproducible gain: at 1,000 appends/s its p99 was 25 vs 19, 15 vs 10 and
+12 vs 16 ms in three runs of 6 rounds (auto-checkpoint second), and with sequential
+appends 4.6 vs 8.1 then 5.9 vs 5.3 ms; the catch-up fsync on the writer is about the
+stall it replaces. A thread, a connection and a RESTART bound were not worth that.
 
 Dedupe is on ``events.id`` (UNIQUE), not on a second unique index over ``dedupe_key``:
 an event's id is derived from its dedupe key (core.ids: a hash of it), so unique ids
@@ -43,11 +37,6 @@ import sqlite3
 from pathlib import Path
 
 SCHEMA_VERSION = 3
-
-# A WAL that a burst (or a RESTART checkpoint) grew past this is cut back to it when it
-# starts over: the file stays allocated up to here (rewriting allocated blocks is what
-# keeps a commit's fsync cheap) and no further.
-WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 _EVENTS = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -133,14 +122,11 @@ DROP INDEX IF EXISTS pending_sequence;
 )
 
 
-def connect(
-    path: Path, *, busy_timeout: float, readonly: bool = False, writer: bool = False
-) -> sqlite3.Connection:
+def connect(path: Path, *, busy_timeout: float, readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, synchronous=FULL.
 
     ``busy_timeout`` is how long a statement waits for another connection's (or
-    process's) write lock before failing with "database is locked". ``writer``: the
-    group-commit writer's connection, which never checkpoints (see the module docstring).
+    process's) write lock before failing with "database is locked".
     """
     conn = sqlite3.connect(
         str(path),
@@ -156,9 +142,6 @@ def connect(
     conn.execute("PRAGMA cache_size = -16384")
     if readonly:
         conn.execute("PRAGMA query_only = 1")
-    if writer:
-        conn.execute("PRAGMA wal_autocheckpoint = 0")
-        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     return conn
 
 

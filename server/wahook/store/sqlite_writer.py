@@ -21,9 +21,6 @@ its own error (a refused append is not written, so it needs no rollback).
 A failed BEGIN or COMMIT (disk full, lock held too long) fails every job of the batch
 with ``LogUnavailableError``; nothing of it was committed.
 
-No commit checkpoints the WAL: WalCheckpointer does it on a thread of its own, and the
-writer only finishes its last few frames between batches (see store.sqlite_schema).
-
 The asyncio loop never touches the disk: it only puts jobs on a queue.Queue (never
 blocks, unbounded) and is woken once per batch by ``call_soon_threadsafe``.
 """
@@ -35,7 +32,6 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -89,8 +85,6 @@ class GroupCommitWriter:
     append job, with the log's head sequence as that transaction saw it.
     ``append_many(conn, payloads)`` runs the payloads of every ``submit_append`` of a
     batch and returns, for each, its result or the exception its caller gets.
-    ``checkpoint_conn``: a connection for a WalCheckpointer that this writer starts and
-    stops (``conn`` must then have ``wal_autocheckpoint = 0``, see store.sqlite_schema).
     """
 
     def __init__(
@@ -102,9 +96,6 @@ class GroupCommitWriter:
         read_head: Callable[[sqlite3.Connection], int],
         on_head: Callable[[int], None],
         append_many: AppendMany,
-        checkpoint_conn: sqlite3.Connection | None = None,
-        checkpoint_interval: float = 0.1,
-        checkpoint_limit_frames: int = 16384,
     ) -> None:
         self._conn = conn
         self._loop = loop
@@ -119,16 +110,6 @@ class GroupCommitWriter:
         self.commits = 0
         self.jobs = 0
         self.largest_batch = 0
-        self.checkpointer = (
-            None
-            if checkpoint_conn is None
-            else WalCheckpointer(
-                checkpoint_conn,
-                lambda: self.commits,
-                interval=checkpoint_interval,
-                limit_frames=checkpoint_limit_frames,
-            )
-        )
         self._thread = threading.Thread(target=self._run, name="wahook-sqlite-writer", daemon=True)
         self._thread.start()
 
@@ -166,8 +147,6 @@ class GroupCommitWriter:
         self._closed = True
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
-        if self.checkpointer is not None:
-            await asyncio.to_thread(self.checkpointer.close)
 
     # -- the writer thread -------------------------------------------------------------
 
@@ -195,9 +174,6 @@ class GroupCommitWriter:
                 _log.exception("event log writer: batch of %d jobs crashed", len(batch))
                 self._abandon_transaction()
                 self._fail(batch, sqlite3.OperationalError("writer error"))
-            if self.checkpointer is not None and self.checkpointer.catch_up:
-                # After the batch's futures were handed to the loop: nobody waits on it.
-                self.checkpointer.catch_up_on(self._conn)
         try:
             self._conn.close()
         except sqlite3.Error:  # pragma: no cover - closing a healthy connection
@@ -328,90 +304,3 @@ class GroupCommitWriter:
                 future.set_exception(error)
         if head is not None:
             self._on_head(head)
-
-
-class WalCheckpointer:
-    """Copies the WAL back into the database file on a thread and connection of its own,
-    so no append's commit waits for that copy (see store.sqlite_schema).
-
-    Every ``interval`` seconds, if the writer committed since the last round, it runs
-    ``PRAGMA wal_checkpoint(PASSIVE)``: that takes no lock, so the writer and the readers
-    go on while it copies pages and fsyncs the database file.
-
-    The WAL only starts over from its beginning (instead of growing, which makes every
-    commit's fsync dearer) when a write transaction begins with every frame copied. Under
-    steady load the writer is mid-batch when the copy ends and commits more frames, so
-    the round sets ``catch_up`` and the writer, between two batches, runs one more
-    PASSIVE checkpoint itself: only the frames committed meanwhile (a few) and the fsync,
-    after which its next transaction restarts the WAL. If the WAL still grows past
-    ``limit_frames`` (a reader keeps an old snapshot) a RESTART checkpoint takes the
-    writer lock and waits for the readers, at most ``_RESTART_WAIT`` seconds (its
-    connection's busy timeout) and at most once every ``_RESTART_EVERY`` seconds: a
-    rare, bounded stall of the writer instead of a WAL without bound.
-    """
-
-    _RESTART_WAIT = 0.2
-    _RESTART_EVERY = 1.0
-
-    def __init__(
-        self,
-        conn: sqlite3.Connection,
-        commits: Callable[[], int],
-        *,
-        interval: float,
-        limit_frames: int,
-    ) -> None:
-        self._conn = conn
-        self._commits = commits
-        self._interval = interval
-        self._limit_frames = limit_frames
-        self._next_restart = 0.0
-        conn.execute(f"PRAGMA busy_timeout = {int(self._RESTART_WAIT * 1000)}")
-        self._stop = threading.Event()
-        self.catch_up = False  # set here, cleared by the writer thread
-        # Read by tests; written only by the checkpointer thread.
-        self.checkpoints = 0
-        self.restarts = 0
-        self._thread = threading.Thread(
-            target=self._run, name="wahook-sqlite-checkpoint", daemon=True
-        )
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop the thread (after its current round) and close its connection."""
-        self._stop.set()
-        self._thread.join()
-        self._conn.close()
-
-    def _run(self) -> None:
-        seen = self._commits()
-        while not self._stop.wait(self._interval):
-            commits = self._commits()
-            if commits == seen:
-                continue
-            seen = commits
-            try:
-                self.checkpoint()
-            except sqlite3.Error:  # e.g. disk full: the next round tries again
-                _log.warning("WAL checkpoint failed", exc_info=True)
-
-    def checkpoint(self) -> tuple[int, int]:
-        """One round; returns the WAL's frames and how many are in the database file."""
-        busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.checkpoints += 1
-        if frames > self._limit_frames and time.monotonic() >= self._next_restart:
-            _log.info("WAL at %d frames: RESTART checkpoint", frames)
-            busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-            self.restarts += 1
-            self._next_restart = time.monotonic() + self._RESTART_EVERY
-        elif not busy and frames > 0:
-            self.catch_up = True
-        return frames, copied
-
-    def catch_up_on(self, conn: sqlite3.Connection) -> None:
-        """Run by the writer between batches when ``catch_up`` is set (see above)."""
-        self.catch_up = False
-        try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        except sqlite3.Error:  # pragma: no cover - the next round tries again
-            _log.warning("WAL checkpoint failed", exc_info=True)
