@@ -105,7 +105,10 @@ def test_report_judges_each_target_against_its_threshold() -> None:
         "throughput": {"ratio": {"wahook/bare": 0.85}, "median_rps": {"wahook": 850, "bare": 1000}},
         "open_loop": {
             "rate": 1000,
-            "servers": {"wahook": {"latency_ms": {"p99": 4.9, "p99.9": 21.0}, "errors": 0}},
+            "servers": {
+                "wahook": {"latency_ms": {"p99": 4.9, "p99.9": 21.0}, "errors": 0},
+                "bare": {"latency_ms": {"p99": 1.5, "p99.9": 6.0}, "errors": 0},
+            },
         },
         "e2e": {"rate": 1000, "subscriber_latency_ms": {"p50": 2.0, "p99": 9.0}},
         "backlog": {
@@ -125,7 +128,10 @@ def test_report_judges_each_target_against_its_threshold() -> None:
             "growth_after_warmup_pct": 11.0,
         },
     }
-    verdicts = {row[0]: row[3] for row in report.targets(results)}
+    rows = report.targets(results)
+    verdicts = {row[0]: row[3] for row in rows}
+    figures = {row[0]: row[1] for row in rows}
+    assert figures["ack p99.9 @ 1000/s"] == "21.0 ms (bare Tornado: 6.0 ms)"
     assert verdicts == {
         "ingest vs bare Tornado": "NOT met",
         "ack p99 @ 1000/s": "met",
