@@ -326,3 +326,49 @@ async def test_a_bug_is_a_500_that_tells_nothing(
     assert r.code == 500
     assert json.loads(r.body) == {"error": "InternalError", "message": "internal error"}
     assert any(rec.exc_info for rec in caplog.records)  # the traceback went to the log
+
+
+def _raw_post(body: bytes, version: bytes = b"HTTP/1.1", extra: bytes = b"") -> bytes:
+    return (
+        b"POST /webhook %s\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Hub-Signature-256: %s\r\nContent-Length: %d\r\n%s\r\n%s"
+        % (version, sign(body).encode(), len(body), extra, body)
+    )
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    status, *lines = head[:-4].split(b"\r\n")
+    headers = dict(line.split(b": ", 1) for line in lines)
+    body = await reader.readexactly(int(headers[b"Content-Length"]))
+    return status, headers, body
+
+
+async def test_keep_alive_connection_gets_each_200_whole(http_front: HttpFront) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_front.port)
+    for _ in range(3):
+        writer.write(_raw_post(samples.body("text")))  # new wamids each call
+        status, headers, body = await _read_response(reader)
+        assert status == b"HTTP/1.1 200 OK"
+        assert headers[b"Content-Type"] == b"application/json"
+        assert headers[b"Date"].endswith(b" GMT")
+        assert b"Connection" not in headers
+        assert json.loads(body) == {"received": 1, "new": 1}
+    writer.close()
+    assert await http_front.event_log.head_sequence() == 3
+
+
+@pytest.mark.parametrize(
+    ("version", "extra"),
+    [(b"HTTP/1.1", b"Connection: close\r\n"), (b"HTTP/1.0", b"")],
+)
+async def test_a_client_that_does_not_keep_alive_gets_its_200_then_eof(
+    http_front: HttpFront, version: bytes, extra: bytes
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_front.port)
+    writer.write(_raw_post(samples.body("text"), version, extra))
+    status, _, body = await _read_response(reader)
+    assert status == b"HTTP/1.1 200 OK"
+    assert json.loads(body) == {"received": 1, "new": 1}
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # the server closed it
+    writer.close()

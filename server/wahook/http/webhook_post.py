@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import tornado.httputil
+import tornado.iostream
 import tornado.web
 
 from wahook.errors import (
@@ -66,18 +67,24 @@ _REASONS = {
 class _DateHeader:
     """The Date header's value, formatted once per second rather than once per response."""
 
-    __slots__ = ("_second", "_value")
+    __slots__ = ("_bytes", "_second", "_value")
 
     def __init__(self) -> None:
         self._second = -1
         self._value = ""
+        self._bytes = b""
 
     def now(self) -> str:
         second = int(time.time())
         if second != self._second:
             self._second = second
             self._value = email.utils.formatdate(second, usegmt=True)
+            self._bytes = self._value.encode("ascii")
         return self._value
+
+    def now_bytes(self) -> bytes:
+        self.now()
+        return self._bytes
 
 
 class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
@@ -144,6 +151,7 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
         "_counted",
         "_front",
         "_headers",
+        "_keep_alive",
         "_length",
         "_other",
         "_server_conn",
@@ -169,6 +177,7 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
         self._answered = False
         self._appending = False
         self._headers: tornado.httputil.HTTPHeaders | None = None
+        self._keep_alive = False
         self._length = "-"
         self._start = 0.0
 
@@ -186,6 +195,11 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
             return self._other.headers_received(start_line, headers)
         self._start = time.time()
         self._headers = headers
+        # Tornado keeps an HTTP/1.1 connection open unless the client said otherwise
+        # (HTTP1Connection._can_keep_alive); only then does a 200 take the short way.
+        self._keep_alive = start_line.version == "HTTP/1.1" and (
+            headers.get("Connection", "").lower() != "close"
+        )
         deps = self._front.deps
         length = headers.get("Content-Length")
         if length is not None:
@@ -309,7 +323,27 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
 
     def _answer_ok(self, received: int, new: int) -> None:
         body = b'{"received": %d, "new": %d}' % (received, new)
-        self._respond(200, body, close=False, extra=f" events={received} new={new}")
+        extra = f" events={received} new={new}"
+        stream = getattr(self._conn, "stream", None)
+        if not self._keep_alive or stream is None:
+            self._respond(200, body, close=False, extra=extra)
+            return
+        # The short way for the one answer Meta gets thousands of times a second: the
+        # response bytes straight to the stream, then finish() for Tornado's bookkeeping
+        # (the connection stays open, so it reads the next request). write_headers builds
+        # an HTTPHeaders and checks every line for CR/LF, ~5% of a POST's CPU here, for a
+        # response whose every byte is ours.
+        self._answered = True
+        self._uncount()
+        try:
+            stream.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                b"Date: %s\r\n\r\n%s" % (len(body), self._front.date.now_bytes(), body)
+            )
+        except tornado.iostream.StreamClosedError:
+            log.debug("response not written: connection gone")
+        self._conn.finish()
+        self._log(200, extra)
 
     def _refuse(self, exc: WahookError, *, close: bool = False) -> None:
         if exc.http_status >= 500:
@@ -340,7 +374,10 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
             conn.finish()
         except tornado.httputil.HTTPOutputError:  # pragma: no cover - a closed stream
             log.debug("response not written: connection gone")
-        context = getattr(conn, "context", None)
+        self._log(status, extra)
+
+    def _log(self, status: int, extra: str) -> None:
+        context = getattr(self._conn, "context", None)
         deps = self._front.deps
         log_access(
             deps.metrics,
