@@ -14,7 +14,7 @@ import urllib.parse
 import pytest
 from wahook import samples
 from wahook.core.normalize import normalize
-from wahook.errors import LogUnavailableError
+from wahook.errors import FailedPreconditionError, LogUnavailableError
 from wahook.store.base import AppendResult, EventFilter
 from wahook.v1 import event_pb2, status_pb2
 from wahook_testkit import APP_SECRET, VERIFY_TOKEN, HttpFront, sign
@@ -215,6 +215,22 @@ async def test_unexpected_store_failure_is_503_without_detail(http_front: HttpFr
     r = await http_front.post_webhook(samples.body("text"))
     assert r.code == 503
     assert b"disk on fire" not in r.body
+
+
+class ConflictLog(FailingLog):
+    """The store refuses with one of our errors whose status the front rarely sends."""
+
+    async def append(self, events: object) -> AppendResult:
+        raise FailedPreconditionError("held by another writer")
+
+
+async def test_any_wahook_error_from_the_store_is_answered_with_its_status(
+    http_front: HttpFront,
+) -> None:
+    http_front.deps.event_log = ConflictLog()  # type: ignore[assignment]
+    r = await http_front.post_webhook(samples.body("text"))
+    assert (r.code, r.reason) == (409, "Conflict")
+    assert json.loads(r.body)["error"] == "FailedPreconditionError"
 
 
 async def test_draining_refuses_new_posts_with_503(http_front: HttpFront) -> None:

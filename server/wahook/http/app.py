@@ -85,7 +85,7 @@ def make_http_server(
     longer than ``idle_timeout`` seconds for a request are closed (by the front's sweep,
     not by Tornado's per-request header timer: see WebhookFront).
 
-    Tornado's own body limit is ``hard_body_limit`` (about twice the cap): the handler
+    Tornado's own body limit is ``hard_body_limit`` (about twice the cap): the front
     answers 413 for an announced length over the cap (after draining the body when it
     is under the hard limit) and counts chunked bodies itself, so only a chunked body
     far over the cap meets tornado's blunt 400-and-close.
