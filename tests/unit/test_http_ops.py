@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import urllib.parse
 from pathlib import Path
 
 import pytest
 import tornado.httpclient
+import tornado.iostream
 import tornado.netutil
 from wahook import samples, tls
 from wahook.core.signature import Keyring
@@ -201,6 +203,42 @@ async def test_idle_keep_alive_connections_are_closed_busy_ones_are_not(tmp_path
         assert (await busy[0].readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
         for _, writer in (silent, served, busy):
             writer.close()
+    finally:
+        server.stop()
+        await server.close_all_connections()
+        await event_log.close()
+
+
+async def test_front_connections_keep_tcp_nodelay_on_across_requests(tmp_path: Path) -> None:
+    event_log = await SqliteEventLog.open(tmp_path / "e.sqlite3")
+    deps = build_deps(keyring=Keyring([APP_SECRET]), event_log=event_log, verify_token=None)
+    server = make_http_server(deps, None)
+    streams: list[tornado.iostream.IOStream] = []
+    handle_stream = server.handle_stream
+
+    def recording(stream: tornado.iostream.IOStream, address: tuple[str, int]) -> None:
+        handle_stream(stream, address)
+        streams.append(stream)
+
+    server.handle_stream = recording  # type: ignore[method-assign]
+    socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server.add_sockets(socks)
+    body = samples.body("text")
+    request = (
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: %s\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (sign(body).encode(), len(body), body)
+    )
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", socks[0].getsockname()[1])
+        for _ in range(2):  # Tornado would turn the flag off after each response
+            writer.write(request)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            (stream,) = streams
+            assert stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        writer.close()
     finally:
         server.stop()
         await server.close_all_connections()

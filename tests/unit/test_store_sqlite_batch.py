@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +65,10 @@ class Batch:
         self.commits = commits
 
 
-async def in_one_batch(log: SqliteEventLog, *calls: Awaitable[Any]) -> Batch:
-    """Run ``calls`` so their jobs are certainly queued together: the writer is held in
-    a job of its own until every call has queued, then takes them as one batch."""
+async def in_one_batch(log: SqliteEventLog, *calls: Callable[[], Awaitable[Any]]) -> Batch:
+    """Make ``calls`` so their jobs are certainly queued together: the writer is held in
+    a job of its own until every call has queued, then takes them as one batch. (Made
+    here, not by the caller: ``log.append`` queues its job when called.)"""
     gate = threading.Event()
     statements: list[str] = []
 
@@ -76,8 +79,10 @@ async def in_one_batch(log: SqliteEventLog, *calls: Awaitable[Any]) -> Batch:
     before = log.metrics().commits
     held = asyncio.ensure_future(log._write(hold))
     await asyncio.sleep(0.05)  # the writer is inside the holding job now
-    tasks = [asyncio.ensure_future(call) for call in calls]
-    await asyncio.sleep(0)  # every task ran up to its await: its job is queued
+    tasks = [asyncio.ensure_future(call()) for call in calls]
+    await asyncio.sleep(0)  # every task ran up to its await: its job is submitted
+    while log._writer._submitted:  # and handed to the writer thread
+        await asyncio.sleep(0)
     gate.set()
     await held
     results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -90,7 +95,9 @@ async def in_one_batch(log: SqliteEventLog, *calls: Awaitable[Any]) -> Batch:
 async def test_a_batch_runs_without_savepoints_in_one_transaction(log: SqliteEventLog) -> None:
     await log.create_group("g", EventFilter(), StartPosition(), 1.0)
     batch = await in_one_batch(
-        log, *(log.append([message(n)]) for n in range(1, 21)), log.ack("g", [1])
+        log,
+        *(partial(log.append, [message(n)]) for n in range(1, 21)),
+        partial(log.ack, "g", [1]),
     )
     assert [r.sequences for r in batch.results[:20]] == [[n] for n in range(1, 21)]
     assert batch.commits == 1
@@ -105,14 +112,14 @@ async def test_a_failing_job_is_replayed_alone_and_its_neighbours_commit_once(
     log: SqliteEventLog,
 ) -> None:
     await log.create_group("g", EventFilter(), StartPosition(), 1.0)
-    conflicting = log.create_group(
-        "g", EventFilter(waba_ids=frozenset({"1"})), StartPosition(), 1.0
+    conflicting = partial(
+        log.create_group, "g", EventFilter(waba_ids=frozenset({"1"})), StartPosition(), 1.0
     )
     batch = await in_one_batch(
         log,
-        log.append([message(1), status(2, "wamid.OUT1", S.DELIVERY_STATE_SENT, 10)]),
+        lambda: log.append([message(1), status(2, "wamid.OUT1", S.DELIVERY_STATE_SENT, 10)]),
         conflicting,
-        log.append([message(3)]),
+        lambda: log.append([message(3)]),
     )
     first, refused, last = batch.results
     assert isinstance(refused, FailedPreconditionError)
@@ -135,9 +142,9 @@ async def test_concurrent_appends_of_one_new_event_store_it_once(log: SqliteEven
     # Two concurrent POSTs of the same retry land in one batch.
     batch = await in_one_batch(
         log,
-        log.append([message(1), message(2)]),
-        log.append([message(2), message(1)]),
-        log.append([message(3), message(3)]),
+        lambda: log.append([message(1), message(2)]),
+        lambda: log.append([message(2), message(1)]),
+        lambda: log.append([message(3), message(3)]),
     )
     first, second, third = batch.results
     assert batch.commits == 1
@@ -160,11 +167,11 @@ async def test_an_id_clash_refuses_that_append_alone(log: SqliteEventLog) -> Non
     inner_clash.id = message(5).id  # added earlier in the same append for another key
     batch = await in_one_batch(
         log,
-        log.append([message(3)]),
-        log.append([message(7), stored_clash]),
-        log.append([batch_clash]),
-        log.append([message(5), inner_clash]),
-        log.append([message(8)]),
+        lambda: log.append([message(3)]),
+        lambda: log.append([message(7), stored_clash]),
+        lambda: log.append([batch_clash]),
+        lambda: log.append([message(5), inner_clash]),
+        lambda: log.append([message(8)]),
     )
     ok, stored_refused, batch_refused, inner_refused, last = batch.results
     assert isinstance(stored_refused, InvalidArgumentError)
@@ -186,9 +193,9 @@ async def test_statuses_of_one_message_in_one_batch_apply_in_order(log: SqliteEv
     await log.append([status(1, wamid, S.DELIVERY_STATE_SENT, 100)])
     batch = await in_one_batch(
         log,
-        log.append([status(2, wamid, S.DELIVERY_STATE_READ, 300)]),
-        log.append([status(3, wamid, S.DELIVERY_STATE_DELIVERED, 200)]),
-        log.append([status(4, "wamid.OTHER", S.DELIVERY_STATE_DELIVERED, 50)]),
+        lambda: log.append([status(2, wamid, S.DELIVERY_STATE_READ, 300)]),
+        lambda: log.append([status(3, wamid, S.DELIVERY_STATE_DELIVERED, 200)]),
+        lambda: log.append([status(4, "wamid.OTHER", S.DELIVERY_STATE_DELIVERED, 50)]),
     )
     assert batch.commits == 1
     record = await log.message_status(wamid)
@@ -228,7 +235,10 @@ async def test_an_append_failing_in_sqlite_is_replayed_alone(
 
     monkeypatch.setattr(writer, "_append_many", append_many)
     batch = await in_one_batch(
-        log, log.append([message(1)]), log.append([message(2)]), log.append([message(3)])
+        log,
+        lambda: log.append([message(1)]),
+        lambda: log.append([message(2)]),
+        lambda: log.append([message(3)]),
     )
     first, failed, last = batch.results
     assert [first.sequences, last.sequences] == [[1], [2]]
@@ -236,3 +246,17 @@ async def test_an_append_failing_in_sqlite_is_replayed_alone(
     assert "poisoned" in str(failed)
     assert batch.commits == 1
     assert batch.statements.count("ROLLBACK TO job") == 1
+
+
+async def test_appends_of_one_loop_iteration_share_one_commit(log: SqliteEventLog) -> None:
+    before = log.metrics().commits
+    futures = []
+    for n in range(1, 11):
+        futures.append(log.append([message(n)]))
+        # The loop's socket reads between two requests release the GIL like this: a job
+        # handed to the writer thread at once would be committed here, alone.
+        time.sleep(0.002)
+    results = await asyncio.gather(*futures)
+    assert [r.sequences for r in results] == [[n] for n in range(1, 11)]
+    assert log.metrics().commits - before == 1
+    assert log.metrics().appended_events == 10

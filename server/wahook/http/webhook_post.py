@@ -29,6 +29,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Sequence
+from functools import partial
 from http.client import responses
 from typing import Any
 
@@ -49,6 +50,7 @@ from wahook.http.handlers import (
     hard_body_limit,
     log_access,
 )
+from wahook.store.base import AppendResult
 from wahook.v1 import event_pb2
 
 log = logging.getLogger("wahook.http")
@@ -95,7 +97,7 @@ class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
         self.app = app
         self.deps = deps
         self.date = _DateHeader()
-        self.background: set[asyncio.Task[None]] = set()
+        self.background: set[asyncio.Task[Any]] = set()
         self.idle_timeout = idle_timeout
         # Server connections waiting for a request's headers, and since when (loop time).
         self._waiting: dict[Any, float] = {}
@@ -253,10 +255,19 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
         if not events:
             self._answer_ok(0, 0)
             return
-        task = asyncio.get_running_loop().create_task(self._append(events))
-        # The loop keeps only weak references to tasks: hold it until it is done.
-        self._front.background.add(task)
-        task.add_done_callback(self._front.background.discard)
+        try:
+            # The SQLite log returns a future, answered here by a callback: no task and
+            # no coroutine frames per POST. An ``async def`` append becomes a task.
+            appended = asyncio.ensure_future(self._front.deps.event_log.append(events))
+        except Exception as exc:  # raised by the call itself: nothing was queued
+            self._append_failed(exc)
+            return
+        if isinstance(appended, asyncio.Task):
+            # The loop keeps only weak references to tasks: hold it until it is done.
+            self._front.background.add(appended)
+            appended.add_done_callback(self._front.background.discard)
+        self._appending = True
+        appended.add_done_callback(partial(self._appended, len(events)))
 
     def on_connection_close(self) -> None:
         if self._other is not None:
@@ -288,25 +299,28 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
                 raise
         return deps.normalize(body, deps.clock())
 
-    async def _append(self, events: Sequence[event_pb2.Event]) -> None:
-        self._appending = True
-        deps = self._front.deps
-        try:
-            result = await deps.event_log.append(events)
-        except WahookError as exc:
+    def _appended(self, received: int, appended: asyncio.Future[AppendResult]) -> None:
+        self._appending = False
+        if appended.cancelled():
+            self._append_failed(asyncio.CancelledError())
+            return
+        exc = appended.exception()
+        if exc is not None:
+            self._append_failed(exc)
+            return
+        new = appended.result().new_count
+        metrics = self._front.deps.metrics
+        metrics.events_appended += new
+        metrics.events_duplicate += received - new
+        self._answer_ok(received, new)
+
+    def _append_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, WahookError):
             self._refuse(exc)
             return
-        except Exception:
-            # Any store failure is a 503 so that Meta retries; the cause goes to the log.
-            log.exception("event log append failed")
-            self._refuse(LogUnavailableError("the event log cannot take the write"))
-            return
-        finally:
-            self._appending = False
-        new = result.new_count
-        deps.metrics.events_appended += new
-        deps.metrics.events_duplicate += len(events) - new
-        self._answer_ok(len(events), new)
+        # Any store failure is a 503 so that Meta retries; the cause goes to the log.
+        log.error("event log append failed", exc_info=exc)
+        self._refuse(LogUnavailableError("the event log cannot take the write"))
 
     def _uncount(self) -> None:
         if self._counted:

@@ -7,7 +7,7 @@ never read the clock themselves where a decision depends on it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -105,8 +105,12 @@ class EventLog(Protocol):
     cannot serve it; no backend library exception escapes.
     """
 
-    async def append(self, events: Sequence[event_pb2.Event]) -> AppendResult:
+    def append(self, events: Sequence[event_pb2.Event]) -> Awaitable[AppendResult]:
         """Store events in order; durable (fsynced / committed) when it returns.
+
+        An awaitable: an ``async def`` does, and so does a method returning an
+        ``asyncio.Future`` (the HTTP front then waits with a callback instead of a task
+        per POST; it passes the result through ``asyncio.ensure_future`` either way).
 
         Idempotent on ``Event.dedupe_key``: a duplicate is not stored again, even when
         two copies race on two connections. Status events also advance the message's

@@ -30,6 +30,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -212,7 +213,9 @@ class SqliteEventLog:
 
     # -- EventLog ------------------------------------------------------------------------
 
-    async def append(self, events: Sequence[event_pb2.Event]) -> AppendResult:
+    def append(self, events: Sequence[event_pb2.Event]) -> asyncio.Future[AppendResult]:
+        """A future, not a coroutine: the front waits for it with a callback, no task
+        (see ``EventLog.append``). Bad events raise here, before anything is queued."""
         for i, event in enumerate(events):
             if not event.dedupe_key:
                 raise InvalidArgumentError(f"events[{i}].dedupe_key is empty")
@@ -221,10 +224,17 @@ class SqliteEventLog:
         rows = [ops.prepare(event) for event in events]
         self._check_open()
         # Not a job of its own: every append of a group commit is one set-based write.
-        result: AppendResult = await self._writer.submit_append(rows, durable=self._durable_appends)
-        self._appended += result.new_count
-        self._duplicates += len(rows) - result.new_count
-        return result
+        future: asyncio.Future[AppendResult] = self._writer.submit_append(
+            rows, durable=self._durable_appends
+        )
+        future.add_done_callback(partial(self._count, len(rows)))
+        return future
+
+    def _count(self, rows: int, future: asyncio.Future[AppendResult]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            new = future.result().new_count
+            self._appended += new
+            self._duplicates += rows - new
 
     async def get(self, event_id: str) -> event_pb2.Event | None:
         return await self._read(lambda conn: ops.get(conn, event_id))

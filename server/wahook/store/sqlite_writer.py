@@ -21,8 +21,13 @@ its own error (a refused append is not written, so it needs no rollback).
 A failed BEGIN or COMMIT (disk full, lock held too long) fails every job of the batch
 with ``LogUnavailableError``; nothing of it was committed.
 
-The asyncio loop never touches the disk: it only puts jobs on a queue.Queue (never
-blocks, unbounded) and is woken once per batch by ``call_soon_threadsafe``.
+The asyncio loop never touches the disk: it only puts jobs on a queue (never blocks,
+unbounded) and is woken once per batch by ``call_soon_threadsafe``. It puts them there
+once per loop iteration, all the jobs submitted in that iteration together: a job handed
+over at once wakes the writer thread, which then takes the GIL at the loop's next
+system call (the very next socket read) and commits that one job alone: under wrk,
+the front's POSTs handed over one by one made ~2 per commit and 0.58x the throughput
+of handing them over per iteration (~30 per commit), measured side by side.
 """
 
 from __future__ import annotations
@@ -104,6 +109,8 @@ class GroupCommitWriter:
         self._on_head = on_head
         self._append_many = append_many
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # Jobs submitted during this loop iteration, handed to the thread by _hand_over.
+        self._submitted: list[_Item] = []
         self._closed = False
         self._synchronous_full = True  # what sqlite_schema.connect set
         # Read by /metrics and tests; written only by the writer thread.
@@ -129,7 +136,7 @@ class GroupCommitWriter:
         if self._closed:
             raise LogUnavailableError("event log is closed")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Item(fn, future, appends=appends, durable=durable))
+        self._add(_Item(fn, future, appends=appends, durable=durable))
         return future
 
     def submit_append(self, payload: Any, *, durable: bool) -> asyncio.Future[Any]:
@@ -137,14 +144,26 @@ class GroupCommitWriter:
         if self._closed:
             raise LogUnavailableError("event log is closed")
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put(_Item(None, future, appends=True, durable=durable, payload=payload))
+        self._add(_Item(None, future, appends=True, durable=durable, payload=payload))
         return future
+
+    def _add(self, item: _Item) -> None:
+        if not self._submitted:
+            self._loop.call_soon(self._hand_over)
+        self._submitted.append(item)
+
+    def _hand_over(self) -> None:
+        """Every job submitted since the last hand-over, to the thread in one put."""
+        if self._submitted:
+            jobs, self._submitted = self._submitted, []
+            self._queue.put(jobs)
 
     async def close(self) -> None:
         """Run every job already queued, then stop the thread and close the connection."""
         if self._closed:
             return
         self._closed = True
+        self._hand_over()
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
 
@@ -156,28 +175,33 @@ class GroupCommitWriter:
             first = self._queue.get()
             if first is _STOP:
                 break
-            assert isinstance(first, _Item)
-            batch = [first]
-            while len(batch) < self._max_batch:
+            assert isinstance(first, list)
+            jobs: list[_Item] = first
+            while True:
                 try:
-                    item = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is _STOP:
+                if more is _STOP:
                     stop = True
                     break
-                assert isinstance(item, _Item)
-                batch.append(item)
-            try:
-                self._run_batch(batch)
-            except Exception:  # a bug here must not kill the only writer: callers would hang
-                _log.exception("event log writer: batch of %d jobs crashed", len(batch))
-                self._abandon_transaction()
-                self._fail(batch, sqlite3.OperationalError("writer error"))
+                assert isinstance(more, list)
+                jobs.extend(more)
+            # At most max_batch jobs a transaction, in the order they were submitted.
+            for start in range(0, len(jobs), self._max_batch):
+                self._run_guarded(jobs[start : start + self._max_batch])
         try:
             self._conn.close()
         except sqlite3.Error:  # pragma: no cover - closing a healthy connection
             _log.exception("closing the writer connection failed")
+
+    def _run_guarded(self, batch: list[_Item]) -> None:
+        try:
+            self._run_batch(batch)
+        except Exception:  # a bug here must not kill the only writer: callers would hang
+            _log.exception("event log writer: batch of %d jobs crashed", len(batch))
+            self._abandon_transaction()
+            self._fail(batch, sqlite3.OperationalError("writer error"))
 
     def _abandon_transaction(self) -> None:
         # A transaction left open would make every later BEGIN fail.
