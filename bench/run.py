@@ -34,12 +34,13 @@ SUITES = [
     "open_loop",
     "e2e",
     "groups",
+    "side_by_side",
     "backlog",
     "soak",
     "profile",
     "normalize",
 ]
-NEEDS_WAHOOK = {"tls", "e2e", "groups", "backlog", "soak", "profile"}
+NEEDS_WAHOOK = {"tls", "e2e", "groups", "side_by_side", "backlog", "soak", "profile"}
 
 
 def fsync_ms(samples: int = 50) -> dict[str, float]:
@@ -99,7 +100,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-rounds", type=int, default=1)
     p.add_argument("--warmup", type=float, default=2, help="unmeasured start of open-loop runs")
     p.add_argument("--group-rounds", type=int, default=2)
-    p.add_argument("--groups", type=int, default=4, help="consumer groups reading in `groups`")
+    p.add_argument(
+        "--groups", type=int, default=4, help="consumer groups reading in `groups`, `side_by_side`"
+    )
+    p.add_argument(
+        "--side-by-side-aa",
+        action="store_true",
+        help="side_by_side also runs wahook against wahook: the instrument's own spread",
+    )
     p.add_argument("--backlog", type=int, default=200_000, help="events; the target is 1000000")
     p.add_argument("--soak-seconds", type=float, default=60, help="the target is 600")
     p.add_argument("--soak-rate", type=float, default=500)
@@ -132,6 +140,10 @@ def run_suite(name: str, ctx: Ctx, args: argparse.Namespace, names: list[str]) -
         return suites_sub.e2e_latency(ctx, args.rate, args.latency_seconds, args.warmup)
     if name == "groups":
         return suites_http.ingest_with_groups(ctx, args.group_rounds, args.seconds, args.groups)
+    if name == "side_by_side":
+        return suites_http.side_by_side(
+            ctx, args.rounds, args.seconds, args.groups, aa=args.side_by_side_aa
+        )
     if name == "backlog":
         return suites_sub.backlog(ctx, args.backlog)
     if name == "soak":

@@ -1,12 +1,15 @@
-"""HTTP-side suites: closed-loop max, open-loop ack latency, ingest while groups read, profile."""
+"""HTTP-side suites: closed-loop max, open-loop ack latency, ingest while groups read, two
+servers side by side on one core (CPU per POST), profile."""
 
 from __future__ import annotations
 
 import collections
+import os
 import re
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from benchlib import tools
@@ -244,3 +247,223 @@ def profile(ctx: Ctx, seconds: float) -> dict[str, Any]:
     result["raw_file"] = str(out)
     result["rps_while_profiled"] = round(load.get("rps", 0.0), 1)
     return result
+
+
+# Side by side: both servers on the server core at the same time, each driven by its own wrk
+# with half the connections. Run one after the other, two runs of the same server on this
+# shared VM differ by +-10% (other sessions' work lands on one run and not the other); run
+# together, both see the same noise and the kernel shares the core fairly between them, so the
+# CPU each spends per POST compares to about +-1% (A/A, measured: bench/README.md).
+
+_WRAPPERS = {"taskset", "sh", "bash", "dash", "env"}
+
+
+def _serving_pid(server: Server) -> int:
+    """The pid of the process that serves: ``server.proc`` itself unless it is a wrapper (a
+    shell, taskset before its exec) with one child, which is then followed."""
+    pid = server.proc.pid
+    while Path(f"/proc/{pid}/comm").read_text().strip() in _WRAPPERS:
+        kids = [
+            int(k)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for k in (task / "children").read_text().split()
+        ]
+        if len(kids) != 1:
+            raise RuntimeError(f"{server.name}: wrapper pid {pid} has children {kids}")
+        pid = kids[0]
+    return pid
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads included (/proc/<pid>/stat fields 14, 15)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) may hold spaces and parentheses: count from after it.
+    fields = text[text.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _core_ticks(core: str) -> tuple[int, int]:
+    """(busy, total) clock ticks of one core from /proc/stat (the whole machine's line if the
+    core has none); idle and iowait count as not busy."""
+    label = f"cpu{core}" if (os.cpu_count() or 1) > int(core) else "cpu"
+    for line in Path("/proc/stat").read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] == label:
+            ticks = [int(x) for x in parts[1:]]
+            total = sum(ticks[:8])  # guest time is already inside user
+            return total - ticks[3] - ticks[4], total
+    raise RuntimeError(f"no {label} line in /proc/stat")
+
+
+def _sbs_bodies(ctx: Ctx, rounds: int) -> list[Path]:
+    """One slice of the run's bodies per round: the servers live through every round, and a
+    body sent twice to one wahook would take its dedupe shortcut."""
+    lines = ctx.bodies.read_bytes().splitlines(keepends=True)
+    size = max(1, len(lines) // rounds)
+    paths = []
+    for r in range(rounds):
+        path = ctx.out_dir / f"bodies-side-by-side-{r}.txt"
+        path.write_bytes(b"".join(lines[r * size : (r + 1) * size]))
+        paths.append(path)
+    return paths
+
+
+def _duel_round(
+    sides: dict[str, Server], bodies: Path, seconds: float, connections: int
+) -> dict[str, Any]:
+    """One round: a wrk per server, started together, ``connections`` each; each server's CPU
+    seconds from just before the start to just after both wrks end."""
+    pids = {name: _serving_pid(server) for name, server in sides.items()}
+    results: dict[str, dict[str, Any]] = {}
+    failures: list[BaseException] = []
+
+    def drive(name: str) -> None:
+        try:
+            results[name] = tools.run_wrk(sides[name].url, bodies, seconds, connections)
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=drive, args=(name,)) for name in sides]
+    core0 = _core_ticks(tools.SERVER_CORE)
+    cpu0 = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    cpu1 = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    core1 = _core_ticks(tools.SERVER_CORE)
+    if failures:
+        raise failures[0]
+    busy, total = (b - a for a, b in zip(core0, core1, strict=True))
+    core_seconds = total / os.sysconf("SC_CLK_TCK")
+    row: dict[str, Any] = {}
+    for name in sides:
+        res = results[name]
+        if res["errors"] or not res["requests"]:
+            raise RuntimeError(f"side by side, {name}: {res['errors']} failed of {res['requests']}")
+        cpu = cpu1[name] - cpu0[name]
+        row[name] = {
+            "requests": res["requests"],
+            "rps": round(res["rps"], 1),
+            "cpu_us_per_post": round(cpu * 1e6 / res["requests"], 1),
+            "cpu_s": round(cpu, 2),
+            # The kernel shares the core per thread, not per process: a server with a
+            # second busy thread (wahook's writer) gets a little more than its half.
+            "core_share": round(cpu / core_seconds, 3) if core_seconds else 0.0,
+            "errors": res["errors"],
+            "body_reuse": res["wrapped"],
+        }
+    # The CPU ratio is the throughput ratio only while the core had no idle time to give.
+    row["core_busy"] = round(busy / total, 3) if total else 0.0
+    return row
+
+
+def _warm_all(sides: dict[str, Server], ctx: Ctx) -> None:
+    """Warm every server at once (each its own wrk), as they will be loaded."""
+    warmers = [threading.Thread(target=_warm, args=(s, ctx)) for s in sides.values()]
+    for t in warmers:
+        t.start()
+    for t in warmers:
+        t.join()
+
+
+def _pair(
+    ctx: Ctx,
+    sides: dict[str, Server],
+    baseline: str,
+    candidate: str,
+    rounds: int,
+    seconds: float,
+    connections: int,
+) -> dict[str, Any]:
+    """``rounds`` side-by-side rounds; per round CPU ratio = baseline / candidate CPU per POST
+    (> 1: the candidate is cheaper) and served ratio = candidate / baseline requests."""
+    per_round = []
+    for bodies in _sbs_bodies(ctx, rounds):
+        row = _duel_round(sides, bodies, seconds, connections)
+        base, cand = row[baseline], row[candidate]
+        row["cpu_ratio"] = round(base["cpu_us_per_post"] / cand["cpu_us_per_post"], 3)
+        row["served_ratio"] = round(cand["requests"] / base["requests"], 3)
+        per_round.append(row)
+    return {
+        "baseline": baseline,
+        "candidate": candidate,
+        "rounds": per_round,
+        "cpu_us_per_post": {
+            k: round(median([r[k]["cpu_us_per_post"] for r in per_round]), 1)
+            for k in (baseline, candidate)
+        },
+        "cpu_ratio": round(median([r["cpu_ratio"] for r in per_round]), 3),
+        "served_ratio": round(median([r["served_ratio"] for r in per_round]), 3),
+        "core_busy": round(median([r["core_busy"] for r in per_round]), 3),
+    }
+
+
+def _started(kinds: dict[str, str], ctx: Ctx) -> dict[str, Server]:
+    """Fresh servers, one per side (name -> server kind), all stopped if one fails to start."""
+    sides: dict[str, Server] = {}
+    try:
+        for name, kind in kinds.items():
+            sides[name] = start(kind, ctx.secret, ctx.log_dir)
+    except BaseException:
+        for server in sides.values():
+            server.stop()
+        raise
+    return sides
+
+
+def _stop_all(sides: dict[str, Server]) -> None:
+    for server in sides.values():
+        server.stop()
+
+
+def side_by_side(
+    ctx: Ctx, rounds: int, seconds: float, groups: int = 4, connections: int = 50, aa: bool = False
+) -> dict[str, Any]:
+    """Both servers of a comparison on the server core at once, a wrk with ``connections / 2``
+    each: wahook vs bare Tornado, then wahook with ``groups`` live readers vs wahook with none,
+    and with ``aa`` wahook vs wahook (the instrument's own spread). Fresh servers for each
+    comparison, warmed together, then ``rounds`` rounds of ``seconds``; medians."""
+    each = max(1, connections // 2)
+    out: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "connections_each": each}
+    sides = _started({"bare": "bare", "wahook": "wahook"}, ctx)
+    try:
+        _warm_all(sides, ctx)
+        out["vs_bare"] = _pair(ctx, sides, "bare", "wahook", rounds, seconds, each)
+    finally:
+        _stop_all(sides)
+
+    sides = _started({"no_subscriber": "wahook", "with_groups": "wahook"}, ctx)
+    subs: list[Subscriber] = []
+    try:
+        _warm_all(sides, ctx)
+        # The readers join after the warm-up (their groups start at "latest"). Long timers:
+        # each is stopped right after the last round.
+        subs = [
+            Subscriber(sides["with_groups"], "drain", f"sbs-{i}", rounds * (seconds + 5) + 120)
+            for i in range(groups)
+        ]
+        for sub in subs:
+            sub.wait_ready()
+        pair = _pair(ctx, sides, "no_subscriber", "with_groups", rounds, seconds, each)
+        time.sleep(0.3)  # the last POSTs' events reach the readers
+        received = [s.stop() for s in subs]
+    finally:
+        for sub in subs:
+            sub.kill()
+        _stop_all(sides)
+    posted = sum(r["with_groups"]["requests"] for r in pair["rounds"])
+    pair["groups"] = groups
+    # Each group reads live; the slowest group's count against what the POSTs carried.
+    pair["min_group_events"] = min(x["events"] for x in received)
+    pair["approx_events_posted"] = round(posted * ctx.events_per_body)
+    out["groups"] = pair
+
+    if aa:
+        sides = _started({"wahook_a": "wahook", "wahook_b": "wahook"}, ctx)
+        try:
+            _warm_all(sides, ctx)
+            out["aa"] = _pair(ctx, sides, "wahook_a", "wahook_b", rounds, seconds, each)
+        finally:
+            _stop_all(sides)
+    return out

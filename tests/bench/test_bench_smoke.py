@@ -145,11 +145,65 @@ def test_report_judges_each_target_against_its_threshold() -> None:
     }
 
 
+def _sbs_pair(base: str, cand: str, cpu: tuple[float, float], busy: float) -> dict[str, Any]:
+    return {
+        "baseline": base,
+        "candidate": cand,
+        "cpu_us_per_post": {base: cpu[0], cand: cpu[1]},
+        "cpu_ratio": round(cpu[0] / cpu[1], 3),
+        "served_ratio": 0.98,
+        "core_busy": busy,
+        "rounds": [],
+    }
+
+
+def test_report_judges_the_side_by_side_ratios_of_cpu_per_post() -> None:
+    groups = _sbs_pair("no_subscriber", "with_groups", (500.0, 540.0), 0.97)
+    groups.update(groups=4, min_group_events=40_000, approx_events_posted=40_100)
+    results: dict[str, Any] = {
+        "side_by_side": {
+            "seconds": 6,
+            "connections_each": 25,
+            "vs_bare": _sbs_pair("bare", "wahook", (455.0, 470.0), 0.97),
+            "groups": groups,
+        }
+    }
+    rows = {row[0]: row[1:] for row in report.targets(results)}
+    assert rows == {
+        "ingest vs bare Tornado, side by side (CPU per POST)": (
+            "0.97x (wahook 470 us vs bare 455 us per POST; served 0.98x)",
+            ">= 0.90x",
+            "met",
+        ),
+        "ingest with 4 groups reading, side by side (CPU per POST)": (
+            "0.93x (with groups 540 us vs none 500 us per POST; served 0.98x; "
+            "slowest group received 40,000 of ~40,100 events)",
+            ">= 0.90x",
+            "met",
+        ),
+    }
+    # An idle core: the ratio still compares CPU per POST, but the verdict says so.
+    results["side_by_side"]["vs_bare"] = _sbs_pair("bare", "wahook", (455.0, 520.0), 0.7)
+    # A group that fell behind cost the server less than a live reader: not met, whatever the
+    # ratio says.
+    groups.update(min_group_events=30_000)
+    verdicts = {row[0]: row[3] for row in report.targets(results)}
+    assert verdicts == {
+        "ingest vs bare Tornado, side by side (CPU per POST)": (
+            "NOT met (core 1 only 70% busy: not saturated)"
+        ),
+        "ingest with 4 groups reading, side by side (CPU per POST)": (
+            "NOT met (a group fell behind)"
+        ),
+    }
+
+
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench-results")
     argv = [sys.executable, str(BENCH / "run.py"), "--smoke", "--out", str(out)]
-    argv += ["--suites", "throughput,open_loop,e2e,groups,backlog,soak"]
+    argv += ["--suites", "throughput,open_loop,e2e,groups,side_by_side,backlog,soak"]
+    argv += ["--side-by-side-aa"]
     argv += ["--servers", "bare,wahook"]
     proc = subprocess.run(
         argv,
@@ -196,6 +250,38 @@ def test_smoke_groups_each_read_what_was_posted(smoke_results: dict[str, Any]) -
     assert all(n > 0 for n in g["min_group_events"])
 
 
+def test_smoke_side_by_side_reads_cpu_per_post_of_both_servers(
+    smoke_results: dict[str, Any],
+) -> None:
+    sbs = smoke_results["side_by_side"]
+    assert sbs["connections_each"] == 25
+    expected = {
+        "vs_bare": ("bare", "wahook"),
+        "groups": ("no_subscriber", "with_groups"),
+        "aa": ("wahook_a", "wahook_b"),
+    }
+    for key, (base, cand) in expected.items():
+        pair = sbs[key]
+        assert (pair["baseline"], pair["candidate"]) == (base, cand)
+        assert len(pair["rounds"]) == 1
+        for row in pair["rounds"]:
+            for side in (base, cand):
+                assert row[side]["requests"] > 0
+                assert row[side]["errors"] == 0
+                assert row[side]["cpu_us_per_post"] > 0
+                assert 0 < row[side]["core_share"] <= 1
+            assert 0 < row["core_busy"] <= 1
+        for ratio in ("cpu_ratio", "served_ratio"):
+            assert isinstance(pair[ratio], float)
+            assert pair[ratio] > 0
+        assert set(pair["cpu_us_per_post"]) == {base, cand}
+    g = sbs["groups"]
+    assert g["groups"] == 2
+    assert g["min_group_events"] > 0
+    assert g["approx_events_posted"] > 0
+    assert "## Side by side" in smoke_results["_table"]
+
+
 def test_smoke_backlog_is_stored_and_caught_up(smoke_results: dict[str, Any]) -> None:
     bl = smoke_results["backlog"]
     assert bl["preload"]["failures"] == 0
@@ -215,7 +301,7 @@ def test_smoke_soak_samples_rss(smoke_results: dict[str, Any]) -> None:
 def test_smoke_table_judges_every_target(smoke_results: dict[str, Any]) -> None:
     assert smoke_results["errors"] == {}
     rows = report.targets(smoke_results)
-    assert len(rows) == 8
+    assert len(rows) == 10
     assert all(verdict.startswith(("met", "NOT met")) for *_, verdict in rows)
     assert "| target | figure | threshold | verdict |" in smoke_results["_table"]
     assert smoke_results["_table"] in smoke_results["_stdout"]
