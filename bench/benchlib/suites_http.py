@@ -341,6 +341,12 @@ def _duel_round(
         res = results[name]
         if res["errors"] or not res["requests"]:
             raise RuntimeError(f"side by side, {name}: {res['errors']} failed of {res['requests']}")
+        if res["wrapped"]:
+            # A repeated body is a dedupe hit for wahook, cheaper than a new one.
+            raise RuntimeError(
+                f"side by side, {name}: {res['requests']} POSTs, more than the round's distinct "
+                "bodies; use fewer --rounds"
+            )
         cpu = cpu1[name] - cpu0[name]
         row[name] = {
             "requests": res["requests"],
@@ -351,7 +357,6 @@ def _duel_round(
             # second busy thread (wahook's writer) gets a little more than its half.
             "core_share": round(cpu / core_seconds, 3) if core_seconds else 0.0,
             "errors": res["errors"],
-            "body_reuse": res["wrapped"],
         }
     # The CPU ratio is the throughput ratio only while the core had no idle time to give.
     row["core_busy"] = round(busy / total, 3) if total else 0.0
