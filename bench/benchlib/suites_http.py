@@ -401,6 +401,11 @@ def _pair(
         "cpu_ratio": round(median([r["cpu_ratio"] for r in per_round]), 3),
         "served_ratio": round(median([r["served_ratio"] for r in per_round]), 3),
         "core_busy": round(median([r["core_busy"] for r in per_round]), 3),
+        # Both servers' share of core 1 together: low when other work took the core, and then
+        # each CPU figure is fewer clock ticks (10 ms each), so a coarser one.
+        "servers_share": round(
+            median([r[baseline]["core_share"] + r[candidate]["core_share"] for r in per_round]), 3
+        ),
     }
 
 
