@@ -81,8 +81,8 @@ async def in_one_batch(log: SqliteEventLog, *calls: Callable[[], Awaitable[Any]]
     await asyncio.sleep(0.05)  # the writer is inside the holding job now
     tasks = [asyncio.ensure_future(call()) for call in calls]
     await asyncio.sleep(0)  # every task ran up to its await: its job is submitted
-    while log._writer._submitted:  # and handed to the writer thread
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # and the next loop iteration handed them to the writer thread
+    assert not log._writer._submitted
     gate.set()
     await held
     results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -255,7 +255,7 @@ async def test_appends_of_one_loop_iteration_share_one_commit(log: SqliteEventLo
         futures.append(log.append([message(n)]))
         # The loop's socket reads between two requests release the GIL like this: a job
         # handed to the writer thread at once would be committed here, alone.
-        time.sleep(0.002)
+        time.sleep(0.002)  # noqa: ASYNC251 - blocking on purpose, as explained above
     results = await asyncio.gather(*futures)
     assert [r.sequences for r in results] == [[n] for n in range(1, 11)]
     assert log.metrics().commits - before == 1
