@@ -162,7 +162,8 @@ OPTIONS: tuple[Option, ...] = (
            "largest webhook body accepted; larger gets 413 (Meta sends up to 3 MB)", parse_size,
            metavar="SIZE"),
     Option("retention", "WAHOOK_RETENTION", "7d",
-           "prune events older than this once every group acked them (e.g. 7d, 12h)",
+           "prune events older than this once every group acked them, with their status "
+           "history (e.g. 7d, 12h)",
            parse_duration, metavar="DURATION"),
     Option("log_level", "WAHOOK_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR", parse_level,
            metavar="LEVEL"),

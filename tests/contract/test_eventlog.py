@@ -452,6 +452,26 @@ async def test_prune_without_groups_and_sequences_never_reused(event_log: EventL
     assert (await event_log.append([message(9)])).sequences[0] > s[-1]
 
 
+async def test_prune_takes_status_history_with_its_events(event_log: EventLog) -> None:
+    a, b = "wamid.OUT000010", "wamid.OUT000011"
+    await event_log.append(
+        [status(1, a, S.DELIVERY_STATE_SENT, 100), status(2, b, S.DELIVERY_STATE_SENT, 100)]
+    )
+    await event_log.append([status(3, a, S.DELIVERY_STATE_READ, 300), message(4)])
+    # Received at 1_700_000_000 + n: statuses 1 and 2 are older than the cut, 3 and 4 not.
+    assert await event_log.prune(1_700_000_003.0) == 2
+    record = await event_log.message_status(a)
+    assert record is not None
+    assert (record.state, record.state_time) == (S.DELIVERY_STATE_READ, 300)
+    assert [(h.state, h.occurred_at) for h in record.history] == [(S.DELIVERY_STATE_READ, 300)]
+    # b's only status event is gone: so is its record, and a new status starts afresh.
+    assert await event_log.message_status(b) is None
+    await event_log.append([status(5, b, S.DELIVERY_STATE_DELIVERED, 500)])
+    again = await event_log.message_status(b)
+    assert again is not None
+    assert [(h.state, h.applied) for h in again.history] == [(S.DELIVERY_STATE_DELIVERED, True)]
+
+
 # -- reads ----------------------------------------------------------------------------------
 
 

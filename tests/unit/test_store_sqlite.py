@@ -179,9 +179,13 @@ async def test_a_failing_job_does_not_fail_its_batch(tmp_path: Path) -> None:
         conflicting = log.create_group(
             "g", EventFilter(waba_ids=frozenset({"1"})), StartPosition(), 1.0
         )
-        results = await asyncio.gather(
-            log.append([event(1)]), conflicting, log.append([event(2)]), return_exceptions=True
-        )
+
+        async def append(n: int) -> object:
+            # A coroutine like `conflicting`: all three queue their jobs when their
+            # tasks first run, in one loop iteration, so they share one hand-over.
+            return await log.append([event(n)])
+
+        results = await asyncio.gather(append(1), conflicting, append(2), return_exceptions=True)
         assert isinstance(results[1], FailedPreconditionError)
         assert log.metrics().commits - before == 1
         assert await log.get(event(1).id) is not None
@@ -343,7 +347,7 @@ async def test_a_version_1_file_is_migrated_keeping_events_and_head(tmp_path: Pa
     finally:
         await log.close()
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 4
         indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "pending_sequence" not in indexes
         assert "events_id" not in indexes
@@ -371,7 +375,7 @@ async def test_a_version_2_file_keeps_its_groups_and_their_due_entries(tmp_path:
     finally:
         await log.close()
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 4
         indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "pending_deadline" not in indexes
 

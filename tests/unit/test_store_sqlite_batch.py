@@ -260,3 +260,50 @@ async def test_appends_of_one_loop_iteration_share_one_commit(log: SqliteEventLo
     assert [r.sequences for r in results] == [[n] for n in range(1, 11)]
     assert log.metrics().commits - before == 1
     assert log.metrics().appended_events == 10
+
+
+async def test_a_version_3_file_keys_status_history_by_event_sequence(tmp_path: Path) -> None:
+    """Version 4 gives each history row its event's sequence so retention prunes them
+    together; the migration drops the rows (and records) of events pruned before it."""
+    path = tmp_path / "events.sqlite3"
+    log = await SqliteEventLog.open(path)
+    kept = "wamid.OUT7"
+    s = (
+        await log.append(
+            [
+                message(1),
+                status(2, kept, S.DELIVERY_STATE_SENT, 100),
+                status(3, kept, S.DELIVERY_STATE_READ, 300),
+            ]
+        )
+    ).sequences
+    await log.close()
+    with sqlite3.connect(path) as old:  # back to version 3: own rowids, an orphan row
+        old.execute("UPDATE status_history SET rowid = rowid + 100")
+        old.execute(
+            "INSERT INTO status_history (rowid, message_id, state, occurred_at, event_id,"
+            " applied) VALUES (50, 'wamid.GONE', 1, 50, 'evt_pruned_long_ago', 1)"
+        )
+        old.execute(
+            "INSERT INTO message_status (message_id, state, state_time, recipient_id)"
+            " VALUES ('wamid.GONE', 1, 50, '15550105678')"
+        )
+        old.execute("PRAGMA user_version = 3")
+    log = await SqliteEventLog.open(path)
+    try:
+        assert await log.message_status("wamid.GONE") is None
+        record = await log.message_status(kept)
+        assert record is not None
+        assert [(h.state, h.occurred_at) for h in record.history] == [
+            (S.DELIVERY_STATE_SENT, 100),
+            (S.DELIVERY_STATE_READ, 300),
+        ]
+        assert await log.prune(1_700_000_003.0) == 2  # the message and the SENT status
+        record = await log.message_status(kept)
+        assert record is not None
+        assert [h.state for h in record.history] == [S.DELIVERY_STATE_READ]
+    finally:
+        await log.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert check.execute("SELECT rowid FROM status_history").fetchall() == [(s[2],)]

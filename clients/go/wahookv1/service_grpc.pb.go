@@ -59,7 +59,8 @@ type EventServiceClient interface {
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 	// GetMessageStatus returns the forward-only delivery state of an outbound
 	// message, with every status update received for it. NOT_FOUND when no
-	// status was received for the wamid.
+	// status was received for the wamid, or when retention has pruned every
+	// status event of it (each update leaves the history with its event).
 	GetMessageStatus(ctx context.Context, in *GetMessageStatusRequest, opts ...grpc.CallOption) (*GetMessageStatusResponse, error)
 	// GetConsumerGroup returns a group's position, pending count and lag.
 	// NOT_FOUND when the group was never created.
@@ -161,7 +162,8 @@ type EventServiceServer interface {
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	// GetMessageStatus returns the forward-only delivery state of an outbound
 	// message, with every status update received for it. NOT_FOUND when no
-	// status was received for the wamid.
+	// status was received for the wamid, or when retention has pruned every
+	// status event of it (each update leaves the history with its event).
 	GetMessageStatus(context.Context, *GetMessageStatusRequest) (*GetMessageStatusResponse, error)
 	// GetConsumerGroup returns a group's position, pending count and lag.
 	// NOT_FOUND when the group was never created.

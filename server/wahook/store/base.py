@@ -175,7 +175,9 @@ class EventLog(Protocol):
 
     async def prune(self, older_than: float) -> int:
         """Delete events received before ``older_than`` that no group still needs
-        (every group's position is past them and none has them pending)."""
+        (every group's position is past them and none has them pending). A status
+        event's entry in its message's status history goes with it, and a message's
+        status record with the last of them (``message_status`` then returns None)."""
         ...
 
     async def wait_for_append(self, after_sequence: int, timeout: float) -> bool:  # noqa: ASYNC109

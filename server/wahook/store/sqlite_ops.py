@@ -16,7 +16,7 @@ from wahook.store.base import (
     AppendResult,
     EventFilter,
 )
-from wahook.store.sqlite_status import StatusUpdate, apply_statuses
+from wahook.store.sqlite_status import StatusUpdate, apply_statuses, prune_history
 from wahook.v1 import account_pb2, event_pb2, status_pb2
 
 _MAX_SEQUENCE = 2**63 - 1
@@ -145,7 +145,7 @@ def append_many(
     }
     next_sequence = head(conn) + 1
     inserts: list[tuple[object, ...]] = []
-    statuses: list[tuple[StatusUpdate, str]] = []
+    statuses: list[tuple[StatusUpdate, str, int]] = []
     results: list[AppendResult | InvalidArgumentError] = []
     for rows in appends:
         sequences: list[int] = []
@@ -177,7 +177,7 @@ def append_many(
                 if entry is not None:
                     inserts.append((entry[0], *row.params))
                     if row.status is not None:
-                        statuses.append((row.status, row.event_id))
+                        statuses.append((row.status, row.event_id, entry[0]))
         results.append(AppendResult(sequences=sequences, new_count=new_count))
     if inserts:
         conn.executemany(
@@ -190,18 +190,25 @@ def append_many(
 
 
 def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
-    """Delete at most ``limit`` prunable events (oldest first); returns how many."""
-    cur = conn.execute(
-        "DELETE FROM events WHERE sequence IN (SELECT sequence FROM events"
-        " WHERE received_at < ?"
-        " AND sequence <= coalesce((SELECT min(position) FROM consumer_groups), ?)"
-        # Probes the (group_name, sequence) primary key once per group: no extra index
-        # on pending.sequence to maintain at every fetch and ack.
-        " AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.sequence = events.sequence"
-        " AND p.group_name IN (SELECT name FROM consumer_groups))"
-        " ORDER BY sequence LIMIT ?)",
-        (older_than, _MAX_SEQUENCE, limit),
+    """Delete at most ``limit`` prunable events (oldest first) and the status history
+    that came with them (sqlite_status.prune_history); returns how many events."""
+    doomed = json_ints(
+        row[0]
+        for row in conn.execute(
+            "SELECT sequence FROM events WHERE received_at < ?"
+            " AND sequence <= coalesce((SELECT min(position) FROM consumer_groups), ?)"
+            # Probes the (group_name, sequence) primary key once per group: no extra
+            # index on pending.sequence to maintain at every fetch and ack.
+            " AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.sequence = events.sequence"
+            " AND p.group_name IN (SELECT name FROM consumer_groups))"
+            " ORDER BY sequence LIMIT ?",
+            (older_than, _MAX_SEQUENCE, limit),
+        )
     )
+    cur = conn.execute(
+        "DELETE FROM events WHERE sequence IN (SELECT value FROM json_each(?))", (doomed,)
+    )
+    prune_history(conn, doomed)
     return max(cur.rowcount, 0)
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _EVENTS = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS message_status (
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS status_history (
-    rowid       INTEGER PRIMARY KEY,
+    rowid       INTEGER PRIMARY KEY, -- the status event's sequence: pruned with its event
     message_id  TEXT NOT NULL,
     state       INTEGER NOT NULL,
     occurred_at INTEGER NOT NULL,
@@ -102,6 +102,27 @@ CREATE TABLE IF NOT EXISTS pending (
 # deadline, tells a fetch when to look for due entries at all (see store.sqlite_groups).
 _MIGRATE_2_TO_3 = """
 DROP INDEX IF EXISTS pending_deadline;
+"""
+
+# Version 4 keys each status history row by its event's sequence (it had its own rowid), so
+# retention deletes the history with the events. Rows whose event retention had already
+# deleted go now, and so do the records of messages left without any history.
+_MIGRATE_3_TO_4 = """
+CREATE TABLE status_history_v4 (
+    rowid       INTEGER PRIMARY KEY,
+    message_id  TEXT NOT NULL,
+    state       INTEGER NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    event_id    TEXT NOT NULL,
+    applied     INTEGER NOT NULL
+);
+INSERT INTO status_history_v4 SELECT e.sequence, h.message_id, h.state, h.occurred_at,
+    h.event_id, h.applied FROM status_history h JOIN events e ON e.id = h.event_id;
+DROP TABLE status_history;
+ALTER TABLE status_history_v4 RENAME TO status_history;
+CREATE INDEX status_history_message ON status_history (message_id, rowid);
+DELETE FROM message_status WHERE NOT EXISTS
+    (SELECT 1 FROM status_history h WHERE h.message_id = message_status.message_id);
 """
 
 # Version 1 (this project's first days) deduplicated on a unique dedupe_key plus an
@@ -159,6 +180,8 @@ def initialise(conn: sqlite3.Connection) -> None:
         for statement in _statements(_DDL + _DDL_REST):
             conn.execute(statement)
         for statement in _statements(_MIGRATE_2_TO_3):
+            conn.execute(statement)
+        for statement in _statements(_MIGRATE_3_TO_4 if 0 < version < 4 else ""):
             conn.execute(statement)
         columns = {r[1] for r in conn.execute("PRAGMA table_info(consumer_groups)")}
         if "next_due" not in columns:  # 0: every group looks for due entries once

@@ -1,6 +1,11 @@
 """The SQLite log's per-message status record: the forward-only state of each outbound
 message (core.status_order decides) and every status update in a history table, written
-in the transaction that appends the status event."""
+in the transaction that appends the status event.
+
+Retention: a history row has its status event's sequence as rowid and is deleted with
+that event (``prune_history``, in the transaction of the events' prune); a message's record
+goes with the last of its history rows. Without that both tables grew for ever: every
+status Meta sends (three or four per outbound message) left a row that outlived its event."""
 
 from __future__ import annotations
 
@@ -28,9 +33,11 @@ class StatusUpdate:
     errors: bytes | None
 
 
-def apply_statuses(conn: sqlite3.Connection, updates: Sequence[tuple[StatusUpdate, str]]) -> None:
-    """Record new status events (each with its event id), in order: history always, a
-    message's state only when an update advances it (core.status_order).
+def apply_statuses(
+    conn: sqlite3.Connection, updates: Sequence[tuple[StatusUpdate, str, int]]
+) -> None:
+    """Record new status events (each with its event id and sequence), in order: history
+    always, a message's state only when an update advances it (core.status_order).
 
     Set-based, for a whole group commit at once: one SELECT of the current records of
     every message concerned, the forward-only rule applied here in order (two updates of
@@ -39,7 +46,7 @@ def apply_statuses(conn: sqlite3.Connection, updates: Sequence[tuple[StatusUpdat
     """
     if not updates:
         return
-    ids = list({st.message_id for st, _ in updates})
+    ids = list({st.message_id for st, _, _ in updates})
     # message_id -> [state, state_time, recipient_id, errors], as stored or as updated.
     records: dict[str, list[Any]] = {
         row[0]: list(row[1:])
@@ -50,8 +57,8 @@ def apply_statuses(conn: sqlite3.Connection, updates: Sequence[tuple[StatusUpdat
         )
     }
     changed: dict[str, list[Any]] = {}
-    history: list[tuple[str, int, int, str, int]] = []
-    for st, event_id in updates:
+    history: list[tuple[int, str, int, int, str, int]] = []
+    for st, event_id, sequence in updates:
         message_id = st.message_id
         record = records.get(message_id)
         applied = advances(record[0] if record else _UNSPECIFIED, st.state)
@@ -68,7 +75,7 @@ def apply_statuses(conn: sqlite3.Connection, updates: Sequence[tuple[StatusUpdat
             if st.recipient_id:
                 record[2] = st.recipient_id
             changed[message_id] = record
-        history.append((message_id, st.state, st.occurred_at, event_id, int(applied)))
+        history.append((sequence, message_id, st.state, st.occurred_at, event_id, int(applied)))
     if changed:
         conn.executemany(
             "INSERT INTO message_status (message_id, state, state_time, recipient_id, errors)"
@@ -78,9 +85,34 @@ def apply_statuses(conn: sqlite3.Connection, updates: Sequence[tuple[StatusUpdat
             [(message_id, *record) for message_id, record in changed.items()],
         )
     conn.executemany(
-        "INSERT INTO status_history (message_id, state, occurred_at, event_id, applied)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO status_history (rowid, message_id, state, occurred_at, event_id, applied)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         history,
+    )
+
+
+def prune_history(conn: sqlite3.Connection, sequences: str) -> None:
+    """Delete the history rows of the events ``sequences`` (a JSON array) and the record
+    of every message that has no history row left."""
+    touched = [
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT message_id FROM status_history"
+            " WHERE rowid IN (SELECT value FROM json_each(?))",
+            (sequences,),
+        )
+    ]
+    if not touched:
+        return
+    conn.execute(
+        "DELETE FROM status_history WHERE rowid IN (SELECT value FROM json_each(?))",
+        (sequences,),
+    )
+    conn.execute(
+        "DELETE FROM message_status WHERE message_id IN (SELECT value FROM json_each(?))"
+        " AND NOT EXISTS (SELECT 1 FROM status_history h"
+        " WHERE h.message_id = message_status.message_id)",
+        (json.dumps(touched),),
     )
 
 
