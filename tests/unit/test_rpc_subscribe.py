@@ -11,6 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from test_rpc_support import Rpc, Subscriber, message, running
+from wahook.errors import LogUnavailableError
 from wahook.v1 import event_pb2, service_pb2
 
 
@@ -406,3 +407,65 @@ async def test_a_passing_ack_deadline_wakes_a_stream_only_for_unacked_events(
         assert "acks" not in calls  # all acked by its deadline: no wake-up, no fetch
         await acking.cancel()
         await holding.cancel()
+
+
+async def test_sleeping_streams_share_one_append_watch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streams waiting for appends are woken by one watch on the log, not one each: per
+    commit one wait_for_append returns, whatever the number of streams."""
+    async with running(tmp_path, heartbeat_interval=30.0) as rpc:
+        subs = [rpc.subscribe(consumer_group=f"g{i}") for i in range(4)]
+        first = (await rpc.log.append([message(0)])).sequences
+        for sub in subs:
+            assert seqs(await sub.take(1)) == first
+        calls = 0
+        real = rpc.log.wait_for_append
+
+        async def counted(after: int, timeout: float) -> bool:  # noqa: ASYNC109 - the protocol's
+            nonlocal calls
+            calls += 1
+            return await real(after, timeout)
+
+        monkeypatch.setattr(rpc.log, "wait_for_append", counted)
+        stored: list[int] = []
+        for i in range(1, 11):
+            stored += (await rpc.log.append([message(i)])).sequences  # one commit each
+            for sub in subs:
+                assert seqs(await sub.take(1)) == stored[-1:]
+        # One watch call per commit (a few more when a commit lands mid-cycle); one per
+        # stream and commit would be 40.
+        assert calls <= 20, calls
+        for sub in subs:
+            await sub.cancel()
+
+
+async def test_a_failing_ack_ends_the_stream_and_its_events_go_back(
+    rpc: Rpc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = (await rpc.log.append([message(1), message(2)])).sequences
+    sub = rpc.subscribe(consumer_group="ackfail")
+    await sub.take(2)
+
+    async def unavailable(group: str, sequences: list[int]) -> int:
+        raise LogUnavailableError("event log unavailable: disk I/O error")
+
+    monkeypatch.setattr(rpc.log, "ack", unavailable)
+    sub.ack(stored[:1])
+    await asyncio.sleep(0.1)
+    sub.ack(stored[1:])  # the next request sees the failed commit
+    error = await sub.error()
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    monkeypatch.undo()
+    # Nothing was acked; the stream's release hands both back at once.
+    again = await rpc.log.fetch("ackfail", "other", 10, 30.0, time.time())
+    assert [(d.event.sequence, d.attempt) for d in again] == [(q, 2) for q in stored]
+
+
+async def test_a_log_closing_under_a_sleeping_stream_ends_it(tmp_path: Path) -> None:
+    async with running(tmp_path, heartbeat_interval=30.0) as rpc:
+        sub = rpc.subscribe(consumer_group="closing")
+        assert await sub.nothing_for(0.2)  # asleep, waiting for an append
+        await rpc.log.close()
+        error = await sub.error()
+        assert error.code() == grpc.StatusCode.UNAVAILABLE

@@ -20,9 +20,9 @@ import math
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
 
-from wahook.errors import InvalidArgumentError
+from wahook.errors import InvalidArgumentError, LogUnavailableError
 from wahook.rpc import convert
 from wahook.rpc.convert import SubscribeSettings
 from wahook.store.base import EventLog
@@ -35,6 +35,8 @@ _log = logging.getLogger(__name__)
 # with nearly equal deadlines shares one timer (per group for nacks, per stream for ack
 # deadlines).
 _TIMER_GRANULARITY = 0.05
+# The append watch's wait_for_append timeout; it waits again while streams sleep.
+_WATCH_SECONDS = 3600.0
 # Events fetched from the log at once (when the window allows), split into responses of
 # max_batch_size.
 _FETCH_AT_LEAST = 2048
@@ -62,6 +64,11 @@ class Hub:
         self.closing = False
         self._idle = asyncio.Event()
         self._idle.set()
+        # Streams sleeping until an append passes their `after`, woken by ONE task for
+        # all of them (see watch_append), and the highest head any fetch saw.
+        self._waiting: dict[Session, int] = {}
+        self._watch: asyncio.Task[None] | None = None
+        self._known_head = 0
 
     def add(self, session: Session) -> None:
         self._sessions.setdefault(session.settings.group, set()).add(session)
@@ -71,6 +78,7 @@ class Hub:
 
     def remove(self, session: Session) -> None:
         _log.info("subscriber %s left group %s", session.consumer, session.settings.group)
+        self._waiting.pop(session, None)
         group = self._sessions.get(session.settings.group)
         if group is not None:
             group.discard(session)
@@ -103,12 +111,57 @@ class Hub:
         self._timers.pop(key, None)
         self.poke(key[0])
 
+    def saw_head(self, head: int) -> None:
+        """A fetch (or a heartbeat) read the log's head: appends up to it happened."""
+        self._known_head = max(self._known_head, head)
+
+    def watch_append(self, session: Session, after: int) -> bool:
+        """Call ``session.appended()`` once an append passes ``after``; True instead if
+        one already did (a stream's fetch saw a later head), then nothing is called.
+
+        One task waits on the log for every sleeping stream: per commit one task wakes
+        and calls the streams concerned. A wait_for_append task per stream and sleep
+        cost every stream a task, a timeout, an Event waiter and, when woken otherwise,
+        a cancellation, per fetch cycle.
+        """
+        if after < self._known_head:
+            return True
+        self._waiting[session] = after
+        if self._watch is None:
+            self._watch = asyncio.ensure_future(self._watch_appends(session.log))
+        return False
+
+    def unwatch(self, session: Session) -> None:
+        self._waiting.pop(session, None)
+
+    async def _watch_appends(self, log: EventLog) -> None:
+        try:
+            while self._waiting:
+                # Every waiting stream's `after` is the known head or above it, so the
+                # lowest is the next one an append can pass.
+                after = min(self._waiting.values())
+                if not await log.wait_for_append(after, _WATCH_SECONDS):
+                    continue
+                self.saw_head(after + 1)
+                for session, waits_after in list(self._waiting.items()):
+                    if waits_after <= after:
+                        del self._waiting[session]
+                        session.appended()
+        except Exception as exc:  # the log closed or failed: the waiting streams end
+            for session in list(self._waiting):
+                session.append_failed(exc)
+            self._waiting.clear()
+        finally:
+            self._watch = None
+
     async def close(self, grace: float) -> None:
         """End every stream (they release their pending events) and wait for them."""
         self.closing = True
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if self._watch is not None:
+            self._watch.cancel()
         for group in list(self._sessions):
             self.poke(group)
         try:
@@ -116,6 +169,11 @@ class Hub:
                 await self._idle.wait()
         except TimeoutError:
             _log.warning("%d subscribe streams still open after %.1fs", self.total(), grace)
+
+
+def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
 
 
 class Session:
@@ -142,7 +200,10 @@ class Session:
         self._max_response_bytes = max_response_bytes
         self._linger = linger
         self._last_fetch = 0.0
-        self._wake = asyncio.Event()
+        # wake(): a flag the delivery loop clears before it looks at the state, and the
+        # future it sleeps on, if it sleeps (see _sleep).
+        self._woken = False
+        self._waiter: asyncio.Future[bool] | None = None
         # True while the delivery loop sleeps on a full window: only then does an ack
         # wake it. Waking it on every ack made a live stream fetch once per ack round
         # trip (fetch, send, ack, fetch, ...), ignoring the linger: with 4 groups reading
@@ -162,11 +223,17 @@ class Session:
         # stream an empty fetch per batch sent 30 s earlier, ~20 a second per live stream.
         self._deadline_timers: dict[float, asyncio.TimerHandle] = {}
         self._ack_buffer: list[int] = []
-        self._ack_ready = asyncio.Event()
-        self._ack_lock = asyncio.Lock()
+        self._ack_commit: asyncio.Future[int] | None = None  # the commit in progress
+        self._ack_failure: BaseException | None = None
+        # Looked up once: isinstance on a runtime-checkable Protocol walks its members
+        # (~20 us here), once per fetch it was a few % of a live stream's loop time.
+        self._encoded = log if isinstance(log, SupportsEncodedFetch) else None
 
     def wake(self) -> None:
-        self._wake.set()
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
 
     def in_flight(self, now: float) -> int:
         while self._deadlines and self._deadlines[0][0] <= now:
@@ -196,46 +263,60 @@ class Session:
     async def read_acks(self, requests: AsyncIterator[service_pb2.SubscribeRequest]) -> None:
         """Apply every ack and nack the subscriber sends, until it stops sending.
 
-        Acks are not awaited one request at a time: they collect in a buffer that one
-        flusher task commits, so a subscriber acking every event separately still gets
-        its acks committed a batch per transaction instead of a transaction per ack.
+        Acks are not awaited one request at a time: they collect in a buffer, committed
+        one commit at a time (the acks that arrive during a commit go in the next one),
+        so a subscriber acking every event separately still gets its acks committed a
+        batch per transaction instead of a transaction per ack.
         """
-        flusher = asyncio.create_task(self._flush_acks())
-        try:
-            async for request in requests:
-                if request.HasField("options"):
-                    raise InvalidArgumentError("options: only the first request may carry options")
-                if flusher.done():
-                    flusher.result()  # a failed ack (log unavailable) ends the stream
-                if request.ack_sequences:
-                    self.hub.stats.acked += len(request.ack_sequences)
-                    self._ack_buffer.extend(request.ack_sequences)
-                    self._ack_ready.set()
-                if request.nacks:
-                    await self._nack(request.nacks)
-            await self._drain_acks()
-        finally:
-            flusher.cancel()
+        async for request in requests:
+            if request.HasField("options"):
+                raise InvalidArgumentError("options: only the first request may carry options")
+            if self._ack_failure is not None:
+                raise self._ack_failure  # a failed ack (log unavailable) ends the stream
+            if request.ack_sequences:
+                self.hub.stats.acked += len(request.ack_sequences)
+                self._ack_buffer.extend(request.ack_sequences)
+                if self._ack_commit is None:
+                    self._commit_acks()
+            if request.nacks:
+                await self._nack(request.nacks)
+        await self._drain_acks()
 
-    async def _flush_acks(self) -> None:
-        while True:
-            await self._ack_ready.wait()
-            self._ack_ready.clear()
-            await self._drain_acks()
+    def _commit_acks(self) -> None:
+        # A task with a done callback per commit, not a flusher task woken by an Event
+        # that awaits each commit under a lock through asyncio.shield: the same commits,
+        # about half the asyncio objects and loop steps per ack.
+        seqs, self._ack_buffer = self._ack_buffer, []
+        commit = asyncio.ensure_future(self.log.ack(self.settings.group, seqs))
+        commit.add_done_callback(partial(self._acked, seqs))
+        self._ack_commit = commit
+
+    def _acked(self, seqs: list[int], commit: asyncio.Future[int]) -> None:
+        self._ack_commit = None
+        failure = None if commit.cancelled() else commit.exception()
+        if commit.cancelled() or failure is not None:
+            self._ack_failure = failure or LogUnavailableError("ack cancelled")
+            return
+        for seq in seqs:
+            self._in_flight.pop(seq, None)
+        self._compact()
+        if self._awaiting_room:
+            self.wake()
+        if self._ack_buffer:
+            self._commit_acks()
 
     async def _drain_acks(self) -> None:
-        # The lock makes a final drain (stream end) wait for the flusher's commit in
-        # progress; the shield lets that commit finish even when the flusher is
-        # cancelled, and it is queued before the release() that follows on close.
-        async with self._ack_lock:
-            while self._ack_buffer:
-                seqs, self._ack_buffer = self._ack_buffer, []
-                await asyncio.shield(self.log.ack(self.settings.group, seqs))
-                for seq in seqs:
-                    self._in_flight.pop(seq, None)
-                self._compact()
-                if self._awaiting_room:
-                    self.wake()
+        """Commit the acks received so far and wait for it (stream end). Nothing cancels
+        a commit: one in progress finishes even when this wait is cancelled."""
+        while self._ack_commit is not None or self._ack_buffer:
+            if self._ack_commit is None:
+                self._commit_acks()
+            commit = self._ack_commit
+            assert commit is not None
+            await asyncio.wait([commit])
+            failure = None if commit.cancelled() else commit.exception()
+            if failure is not None:
+                raise failure
 
     async def _nack(self, nacks: Sequence[service_pb2.Nack]) -> None:
         group = self.settings.group
@@ -266,6 +347,7 @@ class Session:
         # responses are encoded and sent (SQLite releases the GIL): about a third faster.
         ahead: asyncio.Task[EncodedBatch] | None = None
         ahead_want = 0
+        reader.add_done_callback(self._reader_done)
         try:
             while not self.hub.closing:
                 if reader.done():
@@ -274,7 +356,7 @@ class Session:
                 # Cleared before the state is looked at: a wake-up from here on is not
                 # lost, and one that changed nothing (say, an ack of an unknown sequence
                 # while the window is full) cannot make the loop spin.
-                self._wake.clear()
+                self._woken = False
                 now = self._clock()
                 room = s.max_in_flight - self.in_flight(now)
                 if ahead is not None or room > 0:
@@ -311,19 +393,12 @@ class Session:
                     # passes it (or another reason to wake), with no second, empty fetch.
                 wait = max(0.0, last_sent + self._heartbeat_interval - self._clock())
                 # With a full window appends are no reason to wake; only acks, deadlines.
-                after = head if room > 0 else None
-                self._awaiting_room = after is None
-                try:
-                    woken = wait > 0 and await self._sleep(after, wait, reader)
-                finally:
-                    self._awaiting_room = False
-                if woken:
+                # (None: no append watch, and an ack freeing room wakes it.)
+                if wait > 0 and await self._sleep(head if room > 0 else None, wait):
                     continue
                 if self._clock() - last_sent >= self._heartbeat_interval:
-                    head = await self.log.head_sequence()
-                    yield service_pb2.SubscribeResponse(
-                        server_time=convert.timestamp(self._clock()), head_sequence=head
-                    )
+                    head, beat = await self._heartbeat()
+                    yield beat
                     last_sent = self._clock()
         finally:
             self._cancel_deadline_timers()
@@ -332,43 +407,83 @@ class Session:
                 # close() releases them with everything else the stream held.
                 ahead.cancel()
 
-    async def _sleep(self, after: int | None, limit: float, reader: asyncio.Task[None]) -> bool:
+    async def _sleep(self, after: int | None, limit: float) -> bool:
         """Wait for a reason to fetch again: an append past ``after`` (unless None), a
-        wake-up, the subscriber leaving. False when ``limit`` passed first."""
-        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
-        if after is not None:
-            waiters.append(asyncio.ensure_future(self.log.wait_for_append(after, limit)))
-        try:
-            done, _ = await asyncio.wait(
-                [*waiters, reader], timeout=limit, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-        if waiters[0] in done or reader in done:
+        wake-up (the subscriber leaving is one). False when ``limit`` passed first.
+
+        One future, settled by whichever comes first: wake() sets it, a timer handle
+        times it out, and the Hub's append watch calls appended(), which sets it, or,
+        within ``linger`` of the last fetch, schedules that for when the linger ends.
+        The session wakes once per cycle. Two tasks (wake, append) under asyncio.wait
+        plus a separate linger sleep woke it up to three times and cancelled a task per
+        cycle.
+        """
+        if self._woken:
             return True
-        appended = len(waiters) > 1 and waiters[1] in done and waiters[1].result()
-        if appended:
-            # At most one append-driven fetch per `linger` seconds: under heavy ingest the
-            # appends of several commits go out together (one fetch and one ack per few
-            # commits instead of per commit, so readers do not tax ingest), while an
-            # append after a quiet spell is fetched at once.
-            delay = self._last_fetch + self._linger - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        return bool(appended)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        self._awaiting_room = after is None
+        timer = loop.call_later(limit, _settle, waiter, False)
+        if after is not None and self.hub.watch_append(self, after):
+            self.appended()
+        try:
+            return await waiter
+        finally:
+            self._waiter = None
+            self._awaiting_room = False
+            timer.cancel()
+            if after is not None:
+                self.hub.unwatch(self)
+
+    def appended(self) -> None:
+        """An append passed what this stream saw (called by the Hub's append watch)."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        # At most one append-driven fetch per `linger` seconds: under heavy ingest the
+        # appends of several commits go out together (one fetch and one ack per few
+        # commits instead of per commit, so readers do not tax ingest), while an
+        # append after a quiet spell is fetched at once.
+        delay = self._last_fetch + self._linger - self._clock()
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, _settle, waiter, True)
+        else:
+            waiter.set_result(True)
+
+    def append_failed(self, failure: Exception) -> None:
+        """Waiting for appends failed (the log closed): the stream ends with it."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(failure)
+
+    async def _heartbeat(self) -> tuple[int, service_pb2.SubscribeResponse]:
+        head = await self.log.head_sequence()
+        self.hub.saw_head(head)
+        now = convert.timestamp(self._clock())
+        return head, service_pb2.SubscribeResponse(server_time=now, head_sequence=head)
+
+    def _reader_done(self, reader: asyncio.Task[None]) -> None:
+        # The subscriber left or sent something wrong: the loop looks (the callback is
+        # left in place; after the stream it wakes nothing).
+        self.wake()
 
     async def _fetch(self, count: int, now: float) -> EncodedBatch:
         """Up to ``count`` deliveries, and a head read no later than the fetch: when the
         fetch comes back short, nothing up to that head is left for this group."""
         s = self.settings
         self._last_fetch = now
-        if isinstance(self.log, SupportsEncodedFetch):
-            return await self.log.fetch_encoded(s.group, self.consumer, count, s.ack_deadline, now)
-        head = await self.log.head_sequence()  # before the fetch, see above
-        got = await self.log.fetch(s.group, self.consumer, count, s.ack_deadline, now)
-        head = max(head, got[-1].event.sequence) if got else head
-        return convert.encoded_batch(got, now + s.ack_deadline, head)
+        if self._encoded is not None:
+            batch = await self._encoded.fetch_encoded(
+                s.group, self.consumer, count, s.ack_deadline, now
+            )
+        else:
+            head = await self.log.head_sequence()  # before the fetch, see above
+            got = await self.log.fetch(s.group, self.consumer, count, s.ack_deadline, now)
+            head = max(head, got[-1].event.sequence) if got else head
+            batch = convert.encoded_batch(got, now + s.ack_deadline, head)
+        self.hub.saw_head(batch.head)
+        return batch
 
     def _track(self, batch: EncodedBatch) -> None:
         """Count a fetched batch as in flight on this stream, due at its deadline."""
