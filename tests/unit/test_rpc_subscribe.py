@@ -469,3 +469,40 @@ async def test_a_log_closing_under_a_sleeping_stream_ends_it(tmp_path: Path) -> 
         await rpc.log.close()
         error = await sub.error()
         assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_saturated_stream_paces_its_fetches_and_a_quiet_spell_ends_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fetch cycles that take over 10 ms (here: a slow fetch) space append-driven fetches
+    by a multiple of the cycle (bigger batches, far fewer cycles); an append after a quiet
+    spell is still fetched at once."""
+    async with running(tmp_path, heartbeat_interval=30.0) as rpc:
+        sub = rpc.subscribe(consumer_group="paced")
+        assert await sub.nothing_for(0.1)
+        calls = 0
+        real = rpc.log.fetch_encoded
+
+        async def slow(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.03)
+            return await real(*args)
+
+        monkeypatch.setattr(rpc.log, "fetch_encoded", slow)
+        stored: list[int] = []
+        started = time.monotonic()
+        for i in range(200):
+            stored += (await rpc.log.append([message(i)])).sequences
+            await asyncio.sleep(0.005)
+        got = await sub.take(200, within=5.0)
+        elapsed = time.monotonic() - started
+        assert sorted(seqs(got)) == stored
+        # Unpaced, a fetch every ~35 ms: ~40 in all. Paced by 6x the cycle: a handful.
+        assert calls <= 15, (calls, elapsed)
+        await asyncio.sleep(0.4)  # a quiet spell longer than any pace
+        sent = time.monotonic()
+        more = (await rpc.log.append([message(999)])).sequences
+        assert seqs(await sub.take(1)) == more
+        assert time.monotonic() - sent < 0.15
+        await sub.cancel()
