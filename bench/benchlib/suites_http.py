@@ -436,12 +436,7 @@ def side_by_side(
     comparison, warmed together, then ``rounds`` rounds of ``seconds``; medians."""
     each = max(1, connections // 2)
     out: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "connections_each": each}
-    sides = _started({"bare": "bare", "wahook": "wahook"}, ctx)
-    try:
-        _warm_all(sides, ctx)
-        out["vs_bare"] = _pair(ctx, sides, "bare", "wahook", rounds, seconds, each)
-    finally:
-        _stop_all(sides)
+    out["vs_bare"] = _fresh_pair(ctx, {"bare": "bare", "wahook": "wahook"}, rounds, seconds, each)
 
     sides = _started({"no_subscriber": "wahook", "with_groups": "wahook"}, ctx)
     subs: list[Subscriber] = []
@@ -470,10 +465,20 @@ def side_by_side(
     out["groups"] = pair
 
     if aa:
-        sides = _started({"wahook_a": "wahook", "wahook_b": "wahook"}, ctx)
-        try:
-            _warm_all(sides, ctx)
-            out["aa"] = _pair(ctx, sides, "wahook_a", "wahook_b", rounds, seconds, each)
-        finally:
-            _stop_all(sides)
+        names = {"wahook_a": "wahook", "wahook_b": "wahook"}
+        out["aa"] = _fresh_pair(ctx, names, rounds, seconds, each)
     return out
+
+
+def _fresh_pair(
+    ctx: Ctx, names: dict[str, str], rounds: int, seconds: float, each: int
+) -> dict[str, Any]:
+    """Two fresh servers (``names``: side -> kind, baseline first), warmed together, then
+    ``_pair``'s rounds."""
+    sides = _started(names, ctx)
+    try:
+        _warm_all(sides, ctx)
+        baseline, candidate = names
+        return _pair(ctx, sides, baseline, candidate, rounds, seconds, each)
+    finally:
+        _stop_all(sides)
