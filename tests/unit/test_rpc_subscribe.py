@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from test_rpc_support import Rpc, Subscriber, message, running
+from test_rpc_support import Rpc, Subscriber, message, record_fetches, running
 from wahook.errors import LogUnavailableError
 from wahook.v1 import event_pb2, service_pb2
 
@@ -317,15 +316,7 @@ async def test_append_driven_fetches_are_spaced_by_the_linger(
     async with running(tmp_path, fetch_linger=0.02) as rpc:
         sub = rpc.subscribe(consumer_group="busy")
         assert await sub.nothing_for(0.1)
-        calls = 0
-        real = rpc.log.fetch_encoded
-
-        async def counted(*args: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            return await real(*args)
-
-        monkeypatch.setattr(rpc.log, "fetch_encoded", counted)
+        calls = record_fetches(rpc, monkeypatch)
         started = time.monotonic()
         for i in range(150):
             await rpc.log.append([message(i)])  # one commit each
@@ -333,7 +324,7 @@ async def test_append_driven_fetches_are_spaced_by_the_linger(
         elapsed = time.monotonic() - started
         assert sorted(d.event.sequence for d in got) == list(range(1, 151))
         # One fetch per commit would be ~150; spaced by 20 ms they are a handful.
-        assert calls <= elapsed / 0.02 + 5, (calls, elapsed)
+        assert len(calls) <= elapsed / 0.02 + 5, (len(calls), elapsed)
         await sub.cancel()
 
 
@@ -358,20 +349,12 @@ async def test_acks_with_room_in_the_window_cause_no_fetch(
         stored = (await rpc.log.append([message(i) for i in range(3)])).sequences
         sub = rpc.subscribe(consumer_group="quiet", max_in_flight=10)
         await sub.take(3)
-        calls = 0
-        real = rpc.log.fetch_encoded
-
-        async def counted(*args: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            return await real(*args)
-
-        monkeypatch.setattr(rpc.log, "fetch_encoded", counted)
+        calls = record_fetches(rpc, monkeypatch)
         for seq in stored:
             sub.ack([seq])
         await rpc.wait_pending("quiet", 0)
         assert await sub.nothing_for(0.2)
-        assert calls == 0
+        assert calls == []
         # A full window still wakes on the ack that frees room.
         more = (await rpc.log.append([message(i) for i in range(10, 22)])).sequences
         got = await sub.take(10)
@@ -393,14 +376,7 @@ async def test_a_passing_ack_deadline_wakes_a_stream_only_for_unacked_events(
         await holding.take(2)
         acking.ack(stored)
         await rpc.wait_pending("acks", 0)
-        calls: list[str] = []
-        real = rpc.log.fetch_encoded
-
-        async def counted(group: str, *args: Any) -> Any:
-            calls.append(group)
-            return await real(group, *args)
-
-        monkeypatch.setattr(rpc.log, "fetch_encoded", counted)
+        calls = record_fetches(rpc, monkeypatch)
         again = await holding.take(2, within=3.0)  # due after 1 s, no heartbeat before 30 s
         assert [(d.event.sequence, d.attempt) for d in again] == [(q, 2) for q in stored]
         await asyncio.sleep(0.3)
@@ -480,16 +456,7 @@ async def test_a_saturated_stream_paces_its_fetches_and_a_quiet_spell_ends_it(
     async with running(tmp_path, heartbeat_interval=30.0) as rpc:
         sub = rpc.subscribe(consumer_group="paced")
         assert await sub.nothing_for(0.1)
-        calls = 0
-        real = rpc.log.fetch_encoded
-
-        async def slow(*args: Any) -> Any:
-            nonlocal calls
-            calls += 1
-            await asyncio.sleep(0.03)
-            return await real(*args)
-
-        monkeypatch.setattr(rpc.log, "fetch_encoded", slow)
+        calls = record_fetches(rpc, monkeypatch, delay=0.03)
         stored: list[int] = []
         started = time.monotonic()
         for i in range(200):
@@ -499,7 +466,7 @@ async def test_a_saturated_stream_paces_its_fetches_and_a_quiet_spell_ends_it(
         elapsed = time.monotonic() - started
         assert sorted(seqs(got)) == stored
         # Unpaced, a fetch every ~35 ms: ~40 in all. Paced by 6x the cycle: a handful.
-        assert calls <= 15, (calls, elapsed)
+        assert len(calls) <= 15, (len(calls), elapsed)
         await asyncio.sleep(0.4)  # a quiet spell longer than any pace
         sent = time.monotonic()
         more = (await rpc.log.append([message(999)])).sequences

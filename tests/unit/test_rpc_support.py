@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from wahook.rpc.server import RpcHandle, create_server
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import event_pb2, message_pb2, service_pb2, service_pb2_grpc, status_pb2
@@ -71,6 +72,22 @@ class Rpc:
         async with asyncio.timeout(within):
             while await self.pending(group) != count:  # noqa: ASYNC110 - polls the database
                 await asyncio.sleep(0.01)
+
+
+def record_fetches(rpc: Rpc, monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> list[str]:
+    """Wrap the log's ``fetch_encoded``: the returned list gets each fetch's group, in
+    order; ``delay`` seconds are slept before each fetch runs (a slow cycle)."""
+    calls: list[str] = []
+    real = rpc.log.fetch_encoded
+
+    async def recording(group: str, *args: Any) -> Any:
+        calls.append(group)
+        if delay:
+            await asyncio.sleep(delay)
+        return await real(group, *args)
+
+    monkeypatch.setattr(rpc.log, "fetch_encoded", recording)
+    return calls
 
 
 @asynccontextmanager
