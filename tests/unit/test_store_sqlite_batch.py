@@ -15,36 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_rpc_support import message, status
 from wahook.errors import FailedPreconditionError, InvalidArgumentError, LogUnavailableError
 from wahook.store.base import EventFilter, StartPosition
 from wahook.store.sqlite import SqliteEventLog
-from wahook.v1 import event_pb2, status_pb2
+from wahook.v1 import status_pb2
 
 S = status_pb2
-
-
-def message(n: int) -> event_pb2.Event:
-    return event_pb2.Event(
-        id=f"evt_{n:032x}",
-        dedupe_key=f"message:15550100001:wamid.BATCH{n:08d}",
-        type=event_pb2.EVENT_TYPE_MESSAGE,
-        received_time={"seconds": 1_700_000_000 + n},
-        phone_number_id="15550100001",
-        waba_id="15550100900",
-    )
-
-
-def status(n: int, message_id: str, state: int, occurred: int) -> event_pb2.Event:
-    return event_pb2.Event(
-        id=f"evt_{0x5000000 + n:032x}",
-        dedupe_key=f"status:15550100001:{message_id}:{state}",
-        type=event_pb2.EVENT_TYPE_STATUS,
-        received_time={"seconds": 1_700_000_000 + n},
-        occurred_time={"seconds": occurred},
-        phone_number_id="15550100001",
-        waba_id="15550100900",
-        status=status_pb2.Status(id=message_id, state=state, recipient_id="15550105678"),  # type: ignore[arg-type]
-    )
 
 
 @pytest.fixture
