@@ -15,6 +15,7 @@ COMMANDS = {
     "send": "wahook.commands.send",
     "tail": "wahook.commands.tail",
     "normalize": "wahook.commands.normalize",
+    "media": "wahook.commands.media",
 }
 
 

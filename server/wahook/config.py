@@ -2,8 +2,9 @@
 
 Precedence, highest first: command-line flags, ``WAHOOK_*`` environment variables,
 ``--dev`` defaults (generated under the data directory), built-in defaults. A secret
-(``app_secret``, ``verify_token``) may also come from a file (``*_FILE``); a value and
-a file for the same secret at the same level is an error rather than a silent pick.
+(``app_secret``, ``verify_token``, ``graph_access_token``) may also come from a file
+(``*_FILE``); a value and a file for the same secret at the same level is an error rather
+than a silent pick.
 
 The environment is passed in as a Mapping (never read from ``os.environ`` here) so
 tests and embedders decide what the sidecar sees. Secrets are wrapped in ``Secret``,
@@ -96,6 +97,20 @@ def parse_size(text: str) -> int:
     return value
 
 
+def parse_base_url(text: str) -> str:
+    url = text.strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", url):
+        raise ValueError(f"not an http(s) base URL: {text!r} (e.g. https://graph.facebook.com)")
+    return url
+
+
+def parse_api_version(text: str) -> str:
+    version = text.strip()
+    if not re.fullmatch(r"v\d+\.\d+", version):
+        raise ValueError(f"not a Graph API version: {text!r} (e.g. v24.0)")
+    return version
+
+
 def parse_level(text: str) -> str:
     level = text.strip().upper()
     if level not in LOG_LEVELS:
@@ -170,6 +185,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("access_log", "WAHOOK_ACCESS_LOG", "errors",
            "access log lines (logger wahook.access, INFO): all requests, errors (answers of "
            "400 and up) or off; --dev: all", parse_access_log, metavar="WHICH"),
+    Option("graph_access_token", "WAHOOK_GRAPH_ACCESS_TOKEN", None,
+           "Graph API access token (a system user's, with whatsapp_business_messaging) for "
+           "DownloadMedia; unset: DownloadMedia answers FAILED_PRECONDITION",
+           secret_file=True, metavar="TOKEN"),
+    Option("graph_base_url", "WAHOOK_GRAPH_BASE_URL", "https://graph.facebook.com",
+           "Graph API base URL (media downloads)", parse_base_url, metavar="URL"),
+    Option("graph_api_version", "WAHOOK_GRAPH_API_VERSION", "v24.0",
+           "Graph API version in media download paths (v24.0: October 2025)",
+           parse_api_version, metavar="VERSION"),
+    Option("media_max_bytes", "WAHOOK_MEDIA_MAX_BYTES", "100MiB",
+           "largest media file DownloadMedia serves; larger: FAILED_PRECONDITION (Meta's own "
+           "limit is 100 MB)", parse_size, metavar="SIZE"),
     Option("dev_no_signature", "WAHOOK_DEV_NO_SIGNATURE", "0",
            "DEV ONLY: skip the X-Hub-Signature-256 check (warns on every request)",
            parse_bool, is_flag=True),
@@ -197,6 +224,10 @@ class Config:
     log_level: str
     access_log: str
     dev_no_signature: bool
+    graph_access_token: Secret | None = None
+    graph_base_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v24.0"
+    media_max_bytes: int = 100 * MIB
     dev: bool = False
 
     @property
@@ -293,6 +324,7 @@ def load(
             "WAHOOK_INSECURE_HTTP=1 when a TLS-terminating proxy sits in front, or use --dev"
         )
     token = values["verify_token"]
+    graph_token = (values["graph_access_token"] or "").strip()
     return Config(
         app_secrets=secrets,
         verify_token=Secret(token) if token else None,
@@ -309,6 +341,10 @@ def load(
         log_level=values["log_level"],
         access_log=values["access_log"],
         dev_no_signature=values["dev_no_signature"],
+        graph_access_token=Secret(graph_token) if graph_token else None,
+        graph_base_url=values["graph_base_url"],
+        graph_api_version=values["graph_api_version"],
+        media_max_bytes=values["media_max_bytes"],
         dev=dev,
     )
 

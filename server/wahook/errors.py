@@ -9,6 +9,11 @@
     ├── InvalidArgumentError       400  / INVALID_ARGUMENT  a request field is wrong (names it)
     ├── NotFoundError              404  / NOT_FOUND
     ├── FailedPreconditionError    409  / FAILED_PRECONDITION
+    ├── UpstreamError                   the Graph API refused or failed a media download:
+    │   ├── UpstreamDeniedError         PERMISSION_DENIED   Meta refused the access token
+    │   ├── UpstreamRateLimitedError    RESOURCE_EXHAUSTED  Meta rate-limits the calls
+    │   ├── UpstreamUnavailableError    UNAVAILABLE         5xx, unreachable, timed out
+    │   └── DataLossError               DATA_LOSS           bytes do not match Meta's sha256/size
     └── ConfigError                     the sidecar cannot start as configured (says why)
 
 The HTTP handler and the gRPC servicer are the only places that turn these into
@@ -84,6 +89,40 @@ class FailedPreconditionError(WahookError):
 
     http_status = 409
     grpc_code = "FAILED_PRECONDITION"
+
+
+class UpstreamError(WahookError):
+    """The Graph API refused or failed a request in a way no subclass names; the message
+    quotes Meta's (never the access token)."""
+
+    http_status = 502
+    grpc_code = "UNKNOWN"
+
+
+class UpstreamDeniedError(UpstreamError):
+    """Meta refused the sidecar's access token (expired, revoked, missing a permission)."""
+
+    grpc_code = "PERMISSION_DENIED"
+
+
+class UpstreamRateLimitedError(UpstreamError):
+    """Meta rate-limits the calls; retry later."""
+
+    http_status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """The Graph API answered 5xx, could not be reached, or timed out; retry later."""
+
+    http_status = 503
+    grpc_code = "UNAVAILABLE"
+
+
+class DataLossError(UpstreamError):
+    """Downloaded bytes do not match the SHA-256 or size Meta gave: discard them."""
+
+    grpc_code = "DATA_LOSS"
 
 
 class ConfigError(WahookError):

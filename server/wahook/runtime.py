@@ -32,6 +32,7 @@ from wahook.errors import ConfigError, LogUnavailableError
 from wahook.http.app import build_deps, make_http_server
 from wahook.http.handlers import DEV_NO_SIGNATURE_WARNING, WebhookDeps
 from wahook.http.metrics import Metrics
+from wahook.media import MediaClient
 from wahook.rpc.server import create_server
 from wahook.store.retention import prune_periodically
 from wahook.store.sqlite import SqliteEventLog
@@ -114,6 +115,20 @@ class Sidecar:
             for sock in sockets:
                 sock.close()
             raise
+        self.media = None
+        if config.graph_access_token is not None:
+            self.media = MediaClient(
+                config.graph_access_token,
+                base_url=config.graph_base_url,
+                api_version=config.graph_api_version,
+                max_bytes=config.media_max_bytes,
+            )
+            log.info(
+                "media download on: %s/%s, up to %d bytes a file",
+                config.graph_base_url,
+                config.graph_api_version,
+                config.media_max_bytes,
+            )
         try:
             _, grpc_port, self.rpc = await create_server(
                 self.event_log,
@@ -122,11 +137,14 @@ class Sidecar:
                 # gRPC binds with SO_REUSEPORT by default: a second sidecar on the same
                 # port would start "fine" and take half the subscribers. Refuse instead.
                 options=[("grpc.so_reuseport", 0)],
+                media=self.media,
             )
         except BaseException as exc:
             for sock in sockets:
                 sock.close()
             await self.event_log.close()
+            if self.media is not None:
+                self.media.close()
             if isinstance(exc, RuntimeError):  # grpc's "Failed to bind to address"
                 raise ConfigError(
                     f"cannot listen for gRPC on {config.grpc_host}:{config.grpc_port}: {exc}"
@@ -183,6 +201,8 @@ class Sidecar:
         with contextlib.suppress(asyncio.CancelledError):
             await self.pruner
         await self.event_log.close()
+        if self.media is not None:
+            self.media.close()
         log.info("stopped")
 
 

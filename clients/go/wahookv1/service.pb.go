@@ -1141,6 +1141,218 @@ func (x *ConsumerGroup) GetConnectedSubscribers() uint32 {
 	return 0
 }
 
+// DownloadMediaRequest names one media file.
+type DownloadMediaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The media id from a message (`Message.image.id`, ...): the digits Meta
+	// assigns. Required.
+	MediaId       string `protobuf:"bytes,1,opt,name=media_id,json=mediaId,proto3" json:"media_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadMediaRequest) Reset() {
+	*x = DownloadMediaRequest{}
+	mi := &file_wahook_v1_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadMediaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadMediaRequest) ProtoMessage() {}
+
+func (x *DownloadMediaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadMediaRequest.ProtoReflect.Descriptor instead.
+func (*DownloadMediaRequest) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DownloadMediaRequest) GetMediaId() string {
+	if x != nil {
+		return x.MediaId
+	}
+	return ""
+}
+
+// DownloadMediaResponse is one message of a DownloadMedia stream: the first
+// carries `info`, every later one a `chunk`.
+type DownloadMediaResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What this response carries.
+	//
+	// Types that are valid to be assigned to Part:
+	//
+	//	*DownloadMediaResponse_Info
+	//	*DownloadMediaResponse_Chunk
+	Part          isDownloadMediaResponse_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DownloadMediaResponse) Reset() {
+	*x = DownloadMediaResponse{}
+	mi := &file_wahook_v1_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DownloadMediaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DownloadMediaResponse) ProtoMessage() {}
+
+func (x *DownloadMediaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DownloadMediaResponse.ProtoReflect.Descriptor instead.
+func (*DownloadMediaResponse) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *DownloadMediaResponse) GetPart() isDownloadMediaResponse_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *DownloadMediaResponse) GetInfo() *MediaInfo {
+	if x != nil {
+		if x, ok := x.Part.(*DownloadMediaResponse_Info); ok {
+			return x.Info
+		}
+	}
+	return nil
+}
+
+func (x *DownloadMediaResponse) GetChunk() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*DownloadMediaResponse_Chunk); ok {
+			return x.Chunk
+		}
+	}
+	return nil
+}
+
+type isDownloadMediaResponse_Part interface {
+	isDownloadMediaResponse_Part()
+}
+
+type DownloadMediaResponse_Info struct {
+	// The file's metadata, as the Graph API gave it. First response only.
+	Info *MediaInfo `protobuf:"bytes,1,opt,name=info,proto3,oneof"`
+}
+
+type DownloadMediaResponse_Chunk struct {
+	// The next bytes of the file, at most 64 KiB, never empty. Keep them
+	// only once the stream ended with OK.
+	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
+}
+
+func (*DownloadMediaResponse_Info) isDownloadMediaResponse_Part() {}
+
+func (*DownloadMediaResponse_Chunk) isDownloadMediaResponse_Part() {}
+
+// MediaInfo describes a media file before its bytes.
+type MediaInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The media id asked for.
+	MediaId string `protobuf:"bytes,1,opt,name=media_id,json=mediaId,proto3" json:"media_id,omitempty"`
+	// MIME type, e.g. "image/jpeg", "audio/ogg; codecs=opus".
+	MimeType string `protobuf:"bytes,2,opt,name=mime_type,json=mimeType,proto3" json:"mime_type,omitempty"`
+	// SHA-256 of the file as the Graph API reports it, verbatim (hex there;
+	// the webhook's Media.sha256 is often the same digest in base64). The
+	// sidecar checks the bytes against it before ending the stream with OK.
+	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Size of the file in bytes as the Graph API reports it; 0 when Meta did
+	// not say. The chunks add up to exactly this when it is not 0.
+	FileSize      uint64 `protobuf:"varint,4,opt,name=file_size,json=fileSize,proto3" json:"file_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MediaInfo) Reset() {
+	*x = MediaInfo{}
+	mi := &file_wahook_v1_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MediaInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MediaInfo) ProtoMessage() {}
+
+func (x *MediaInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MediaInfo.ProtoReflect.Descriptor instead.
+func (*MediaInfo) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *MediaInfo) GetMediaId() string {
+	if x != nil {
+		return x.MediaId
+	}
+	return ""
+}
+
+func (x *MediaInfo) GetMimeType() string {
+	if x != nil {
+		return x.MimeType
+	}
+	return ""
+}
+
+func (x *MediaInfo) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *MediaInfo) GetFileSize() uint64 {
+	if x != nil {
+		return x.FileSize
+	}
+	return 0
+}
+
 var File_wahook_v1_service_proto protoreflect.FileDescriptor
 
 const file_wahook_v1_service_proto_rawDesc = "" +
@@ -1223,14 +1435,26 @@ const file_wahook_v1_service_proto_rawDesc = "" +
 	"\rhead_sequence\x18\x06 \x01(\x04R\fheadSequence\x12;\n" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x123\n" +
-	"\x15connected_subscribers\x18\b \x01(\rR\x14connectedSubscribers2\xa4\x03\n" +
+	"\x15connected_subscribers\x18\b \x01(\rR\x14connectedSubscribers\"1\n" +
+	"\x14DownloadMediaRequest\x12\x19\n" +
+	"\bmedia_id\x18\x01 \x01(\tR\amediaId\"c\n" +
+	"\x15DownloadMediaResponse\x12*\n" +
+	"\x04info\x18\x01 \x01(\v2\x14.wahook.v1.MediaInfoH\x00R\x04info\x12\x16\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
+	"\x04part\"x\n" +
+	"\tMediaInfo\x12\x19\n" +
+	"\bmedia_id\x18\x01 \x01(\tR\amediaId\x12\x1b\n" +
+	"\tmime_type\x18\x02 \x01(\tR\bmimeType\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x1b\n" +
+	"\tfile_size\x18\x04 \x01(\x04R\bfileSize2\xfa\x03\n" +
 	"\fEventService\x12J\n" +
 	"\tSubscribe\x12\x1b.wahook.v1.SubscribeRequest\x1a\x1c.wahook.v1.SubscribeResponse(\x010\x01\x12C\n" +
 	"\bGetEvent\x12\x1a.wahook.v1.GetEventRequest\x1a\x1b.wahook.v1.GetEventResponse\x12I\n" +
 	"\n" +
 	"ListEvents\x12\x1c.wahook.v1.ListEventsRequest\x1a\x1d.wahook.v1.ListEventsResponse\x12[\n" +
 	"\x10GetMessageStatus\x12\".wahook.v1.GetMessageStatusRequest\x1a#.wahook.v1.GetMessageStatusResponse\x12[\n" +
-	"\x10GetConsumerGroup\x12\".wahook.v1.GetConsumerGroupRequest\x1a#.wahook.v1.GetConsumerGroupResponseBV\n" +
+	"\x10GetConsumerGroup\x12\".wahook.v1.GetConsumerGroupRequest\x1a#.wahook.v1.GetConsumerGroupResponse\x12T\n" +
+	"\rDownloadMedia\x12\x1f.wahook.v1.DownloadMediaRequest\x1a .wahook.v1.DownloadMediaResponse0\x01BV\n" +
 	"\rdev.wahook.v1B\fServiceProtoP\x01Z5github.com/wahook/wahook/clients/go/wahookv1;wahookv1b\x06proto3"
 
 var (
@@ -1245,7 +1469,7 @@ func file_wahook_v1_service_proto_rawDescGZIP() []byte {
 	return file_wahook_v1_service_proto_rawDescData
 }
 
-var file_wahook_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_wahook_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_wahook_v1_service_proto_goTypes = []any{
 	(*SubscribeRequest)(nil),         // 0: wahook.v1.SubscribeRequest
 	(*SubscribeOptions)(nil),         // 1: wahook.v1.SubscribeOptions
@@ -1263,52 +1487,58 @@ var file_wahook_v1_service_proto_goTypes = []any{
 	(*GetConsumerGroupRequest)(nil),  // 13: wahook.v1.GetConsumerGroupRequest
 	(*GetConsumerGroupResponse)(nil), // 14: wahook.v1.GetConsumerGroupResponse
 	(*ConsumerGroup)(nil),            // 15: wahook.v1.ConsumerGroup
-	(*EventFilter)(nil),              // 16: wahook.v1.EventFilter
-	(*durationpb.Duration)(nil),      // 17: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
-	(*Event)(nil),                    // 19: wahook.v1.Event
-	(DeliveryState)(0),               // 20: wahook.v1.DeliveryState
-	(*WhatsAppError)(nil),            // 21: wahook.v1.WhatsAppError
+	(*DownloadMediaRequest)(nil),     // 16: wahook.v1.DownloadMediaRequest
+	(*DownloadMediaResponse)(nil),    // 17: wahook.v1.DownloadMediaResponse
+	(*MediaInfo)(nil),                // 18: wahook.v1.MediaInfo
+	(*EventFilter)(nil),              // 19: wahook.v1.EventFilter
+	(*durationpb.Duration)(nil),      // 20: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
+	(*Event)(nil),                    // 22: wahook.v1.Event
+	(DeliveryState)(0),               // 23: wahook.v1.DeliveryState
+	(*WhatsAppError)(nil),            // 24: wahook.v1.WhatsAppError
 }
 var file_wahook_v1_service_proto_depIdxs = []int32{
 	1,  // 0: wahook.v1.SubscribeRequest.options:type_name -> wahook.v1.SubscribeOptions
 	3,  // 1: wahook.v1.SubscribeRequest.nacks:type_name -> wahook.v1.Nack
 	2,  // 2: wahook.v1.SubscribeOptions.start:type_name -> wahook.v1.StartPosition
-	16, // 3: wahook.v1.SubscribeOptions.filter:type_name -> wahook.v1.EventFilter
-	17, // 4: wahook.v1.SubscribeOptions.ack_deadline:type_name -> google.protobuf.Duration
-	18, // 5: wahook.v1.StartPosition.from_time:type_name -> google.protobuf.Timestamp
-	17, // 6: wahook.v1.Nack.delay:type_name -> google.protobuf.Duration
+	19, // 3: wahook.v1.SubscribeOptions.filter:type_name -> wahook.v1.EventFilter
+	20, // 4: wahook.v1.SubscribeOptions.ack_deadline:type_name -> google.protobuf.Duration
+	21, // 5: wahook.v1.StartPosition.from_time:type_name -> google.protobuf.Timestamp
+	20, // 6: wahook.v1.Nack.delay:type_name -> google.protobuf.Duration
 	5,  // 7: wahook.v1.SubscribeResponse.deliveries:type_name -> wahook.v1.Delivery
-	18, // 8: wahook.v1.SubscribeResponse.server_time:type_name -> google.protobuf.Timestamp
-	19, // 9: wahook.v1.Delivery.event:type_name -> wahook.v1.Event
-	18, // 10: wahook.v1.Delivery.ack_deadline:type_name -> google.protobuf.Timestamp
-	19, // 11: wahook.v1.GetEventResponse.event:type_name -> wahook.v1.Event
-	16, // 12: wahook.v1.ListEventsRequest.filter:type_name -> wahook.v1.EventFilter
-	19, // 13: wahook.v1.ListEventsResponse.events:type_name -> wahook.v1.Event
-	20, // 14: wahook.v1.GetMessageStatusResponse.state:type_name -> wahook.v1.DeliveryState
-	18, // 15: wahook.v1.GetMessageStatusResponse.state_time:type_name -> google.protobuf.Timestamp
-	21, // 16: wahook.v1.GetMessageStatusResponse.errors:type_name -> wahook.v1.WhatsAppError
+	21, // 8: wahook.v1.SubscribeResponse.server_time:type_name -> google.protobuf.Timestamp
+	22, // 9: wahook.v1.Delivery.event:type_name -> wahook.v1.Event
+	21, // 10: wahook.v1.Delivery.ack_deadline:type_name -> google.protobuf.Timestamp
+	22, // 11: wahook.v1.GetEventResponse.event:type_name -> wahook.v1.Event
+	19, // 12: wahook.v1.ListEventsRequest.filter:type_name -> wahook.v1.EventFilter
+	22, // 13: wahook.v1.ListEventsResponse.events:type_name -> wahook.v1.Event
+	23, // 14: wahook.v1.GetMessageStatusResponse.state:type_name -> wahook.v1.DeliveryState
+	21, // 15: wahook.v1.GetMessageStatusResponse.state_time:type_name -> google.protobuf.Timestamp
+	24, // 16: wahook.v1.GetMessageStatusResponse.errors:type_name -> wahook.v1.WhatsAppError
 	12, // 17: wahook.v1.GetMessageStatusResponse.history:type_name -> wahook.v1.StatusTransition
-	20, // 18: wahook.v1.StatusTransition.state:type_name -> wahook.v1.DeliveryState
-	18, // 19: wahook.v1.StatusTransition.occurred_time:type_name -> google.protobuf.Timestamp
+	23, // 18: wahook.v1.StatusTransition.state:type_name -> wahook.v1.DeliveryState
+	21, // 19: wahook.v1.StatusTransition.occurred_time:type_name -> google.protobuf.Timestamp
 	15, // 20: wahook.v1.GetConsumerGroupResponse.group:type_name -> wahook.v1.ConsumerGroup
-	16, // 21: wahook.v1.ConsumerGroup.filter:type_name -> wahook.v1.EventFilter
-	18, // 22: wahook.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
-	0,  // 23: wahook.v1.EventService.Subscribe:input_type -> wahook.v1.SubscribeRequest
-	6,  // 24: wahook.v1.EventService.GetEvent:input_type -> wahook.v1.GetEventRequest
-	8,  // 25: wahook.v1.EventService.ListEvents:input_type -> wahook.v1.ListEventsRequest
-	10, // 26: wahook.v1.EventService.GetMessageStatus:input_type -> wahook.v1.GetMessageStatusRequest
-	13, // 27: wahook.v1.EventService.GetConsumerGroup:input_type -> wahook.v1.GetConsumerGroupRequest
-	4,  // 28: wahook.v1.EventService.Subscribe:output_type -> wahook.v1.SubscribeResponse
-	7,  // 29: wahook.v1.EventService.GetEvent:output_type -> wahook.v1.GetEventResponse
-	9,  // 30: wahook.v1.EventService.ListEvents:output_type -> wahook.v1.ListEventsResponse
-	11, // 31: wahook.v1.EventService.GetMessageStatus:output_type -> wahook.v1.GetMessageStatusResponse
-	14, // 32: wahook.v1.EventService.GetConsumerGroup:output_type -> wahook.v1.GetConsumerGroupResponse
-	28, // [28:33] is the sub-list for method output_type
-	23, // [23:28] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	19, // 21: wahook.v1.ConsumerGroup.filter:type_name -> wahook.v1.EventFilter
+	21, // 22: wahook.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
+	18, // 23: wahook.v1.DownloadMediaResponse.info:type_name -> wahook.v1.MediaInfo
+	0,  // 24: wahook.v1.EventService.Subscribe:input_type -> wahook.v1.SubscribeRequest
+	6,  // 25: wahook.v1.EventService.GetEvent:input_type -> wahook.v1.GetEventRequest
+	8,  // 26: wahook.v1.EventService.ListEvents:input_type -> wahook.v1.ListEventsRequest
+	10, // 27: wahook.v1.EventService.GetMessageStatus:input_type -> wahook.v1.GetMessageStatusRequest
+	13, // 28: wahook.v1.EventService.GetConsumerGroup:input_type -> wahook.v1.GetConsumerGroupRequest
+	16, // 29: wahook.v1.EventService.DownloadMedia:input_type -> wahook.v1.DownloadMediaRequest
+	4,  // 30: wahook.v1.EventService.Subscribe:output_type -> wahook.v1.SubscribeResponse
+	7,  // 31: wahook.v1.EventService.GetEvent:output_type -> wahook.v1.GetEventResponse
+	9,  // 32: wahook.v1.EventService.ListEvents:output_type -> wahook.v1.ListEventsResponse
+	11, // 33: wahook.v1.EventService.GetMessageStatus:output_type -> wahook.v1.GetMessageStatusResponse
+	14, // 34: wahook.v1.EventService.GetConsumerGroup:output_type -> wahook.v1.GetConsumerGroupResponse
+	17, // 35: wahook.v1.EventService.DownloadMedia:output_type -> wahook.v1.DownloadMediaResponse
+	30, // [30:36] is the sub-list for method output_type
+	24, // [24:30] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_wahook_v1_service_proto_init() }
@@ -1325,13 +1555,17 @@ func file_wahook_v1_service_proto_init() {
 		(*StartPosition_AfterSequence)(nil),
 		(*StartPosition_FromTime)(nil),
 	}
+	file_wahook_v1_service_proto_msgTypes[17].OneofWrappers = []any{
+		(*DownloadMediaResponse_Info)(nil),
+		(*DownloadMediaResponse_Chunk)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wahook_v1_service_proto_rawDesc), len(file_wahook_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

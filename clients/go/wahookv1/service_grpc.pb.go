@@ -23,6 +23,7 @@ const (
 	EventService_ListEvents_FullMethodName       = "/wahook.v1.EventService/ListEvents"
 	EventService_GetMessageStatus_FullMethodName = "/wahook.v1.EventService/GetMessageStatus"
 	EventService_GetConsumerGroup_FullMethodName = "/wahook.v1.EventService/GetConsumerGroup"
+	EventService_DownloadMedia_FullMethodName    = "/wahook.v1.EventService/DownloadMedia"
 )
 
 // EventServiceClient is the client API for EventService service.
@@ -65,6 +66,35 @@ type EventServiceClient interface {
 	// GetConsumerGroup returns a group's position, pending count and lag.
 	// NOT_FOUND when the group was never created.
 	GetConsumerGroup(ctx context.Context, in *GetConsumerGroupRequest, opts ...grpc.CallOption) (*GetConsumerGroupResponse, error)
+	// DownloadMedia streams the bytes of a media file a message carries (an
+	// image, audio or voice note, video, document or sticker) from the WhatsApp
+	// Cloud API, by its media id (`Message.image.id`, `Message.audio.id`, ...).
+	// The sidecar asks the Graph API for a fresh download URL (Meta's URLs
+	// expire within minutes), downloads it with its own access token and
+	// forwards the bytes as they arrive: a slow reader slows the download, the
+	// file is never held whole in memory.
+	//
+	// The first response carries `info`; then come `chunk` responses of at most
+	// 64 KiB, in order. The stream ends with OK only after every byte arrived
+	// and their SHA-256 matched the one Meta gave. A client must discard the
+	// bytes it received when the status is not OK: DATA_LOSS (the digest or the
+	// size did not match) comes after the chunks.
+	//
+	// Status codes: INVALID_ARGUMENT for an empty or non-numeric media_id;
+	// FAILED_PRECONDITION when the sidecar has no Graph API access token
+	// (WAHOOK_GRAPH_ACCESS_TOKEN) or the file is larger than its
+	// WAHOOK_MEDIA_MAX_BYTES (known from Meta's file_size or Content-Length
+	// before any chunk is sent; otherwise as soon as the count passes it);
+	// NOT_FOUND when Meta knows no media by that id (or it expired: Meta keeps
+	// received media for a limited time); PERMISSION_DENIED when Meta refuses
+	// the sidecar's access token (expired, revoked, or without the
+	// whatsapp_business_messaging permission; the operator must fix the
+	// token, retrying does not help); RESOURCE_EXHAUSTED when Meta rate-limits
+	// the calls (retry later, with backoff); UNAVAILABLE when the Graph API
+	// answers 5xx, cannot be reached, or times out (retry with backoff);
+	// DATA_LOSS as above; UNKNOWN for any other refusal by Meta (the message
+	// quotes Meta's).
+	DownloadMedia(ctx context.Context, in *DownloadMediaRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadMediaResponse], error)
 }
 
 type eventServiceClient struct {
@@ -128,6 +158,25 @@ func (c *eventServiceClient) GetConsumerGroup(ctx context.Context, in *GetConsum
 	return out, nil
 }
 
+func (c *eventServiceClient) DownloadMedia(ctx context.Context, in *DownloadMediaRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadMediaResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EventService_ServiceDesc.Streams[1], EventService_DownloadMedia_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DownloadMediaRequest, DownloadMediaResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventService_DownloadMediaClient = grpc.ServerStreamingClient[DownloadMediaResponse]
+
 // EventServiceServer is the server API for EventService service.
 // All implementations must embed UnimplementedEventServiceServer
 // for forward compatibility.
@@ -168,6 +217,35 @@ type EventServiceServer interface {
 	// GetConsumerGroup returns a group's position, pending count and lag.
 	// NOT_FOUND when the group was never created.
 	GetConsumerGroup(context.Context, *GetConsumerGroupRequest) (*GetConsumerGroupResponse, error)
+	// DownloadMedia streams the bytes of a media file a message carries (an
+	// image, audio or voice note, video, document or sticker) from the WhatsApp
+	// Cloud API, by its media id (`Message.image.id`, `Message.audio.id`, ...).
+	// The sidecar asks the Graph API for a fresh download URL (Meta's URLs
+	// expire within minutes), downloads it with its own access token and
+	// forwards the bytes as they arrive: a slow reader slows the download, the
+	// file is never held whole in memory.
+	//
+	// The first response carries `info`; then come `chunk` responses of at most
+	// 64 KiB, in order. The stream ends with OK only after every byte arrived
+	// and their SHA-256 matched the one Meta gave. A client must discard the
+	// bytes it received when the status is not OK: DATA_LOSS (the digest or the
+	// size did not match) comes after the chunks.
+	//
+	// Status codes: INVALID_ARGUMENT for an empty or non-numeric media_id;
+	// FAILED_PRECONDITION when the sidecar has no Graph API access token
+	// (WAHOOK_GRAPH_ACCESS_TOKEN) or the file is larger than its
+	// WAHOOK_MEDIA_MAX_BYTES (known from Meta's file_size or Content-Length
+	// before any chunk is sent; otherwise as soon as the count passes it);
+	// NOT_FOUND when Meta knows no media by that id (or it expired: Meta keeps
+	// received media for a limited time); PERMISSION_DENIED when Meta refuses
+	// the sidecar's access token (expired, revoked, or without the
+	// whatsapp_business_messaging permission; the operator must fix the
+	// token, retrying does not help); RESOURCE_EXHAUSTED when Meta rate-limits
+	// the calls (retry later, with backoff); UNAVAILABLE when the Graph API
+	// answers 5xx, cannot be reached, or times out (retry with backoff);
+	// DATA_LOSS as above; UNKNOWN for any other refusal by Meta (the message
+	// quotes Meta's).
+	DownloadMedia(*DownloadMediaRequest, grpc.ServerStreamingServer[DownloadMediaResponse]) error
 	mustEmbedUnimplementedEventServiceServer()
 }
 
@@ -192,6 +270,9 @@ func (UnimplementedEventServiceServer) GetMessageStatus(context.Context, *GetMes
 }
 func (UnimplementedEventServiceServer) GetConsumerGroup(context.Context, *GetConsumerGroupRequest) (*GetConsumerGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConsumerGroup not implemented")
+}
+func (UnimplementedEventServiceServer) DownloadMedia(*DownloadMediaRequest, grpc.ServerStreamingServer[DownloadMediaResponse]) error {
+	return status.Error(codes.Unimplemented, "method DownloadMedia not implemented")
 }
 func (UnimplementedEventServiceServer) mustEmbedUnimplementedEventServiceServer() {}
 func (UnimplementedEventServiceServer) testEmbeddedByValue()                      {}
@@ -293,6 +374,17 @@ func _EventService_GetConsumerGroup_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventService_DownloadMedia_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DownloadMediaRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EventServiceServer).DownloadMedia(m, &grpc.GenericServerStream[DownloadMediaRequest, DownloadMediaResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventService_DownloadMediaServer = grpc.ServerStreamingServer[DownloadMediaResponse]
+
 // EventService_ServiceDesc is the grpc.ServiceDesc for EventService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -323,6 +415,11 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _EventService_Subscribe_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "DownloadMedia",
+			Handler:       _EventService_DownloadMedia_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "wahook/v1/service.proto",

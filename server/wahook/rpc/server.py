@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from wahook.media import MediaClient
 from wahook.rpc.servicer import SERVICE_NAME, EventService
 from wahook.rpc.subscribe import DeliveryStats, Hub
 from wahook.store.base import EventLog
@@ -69,12 +70,15 @@ async def create_server(
     fetch_linger: float = DEFAULT_FETCH_LINGER,
     options: Sequence[tuple[str, Any]] = (),
     clock: Callable[[], float] = time.time,
+    media: MediaClient | None = None,
 ) -> tuple[grpc.aio.Server, int, RpcHandle]:
     """Build, bind and start the gRPC server on the running loop.
 
     ``port`` 0 picks a free port; the bound port is returned. ``credentials`` serves TLS
     (plain text otherwise). ``clock`` gives the wall-clock time used for ack deadlines.
     ``fetch_linger``: least seconds between two append-driven fetches of one stream.
+    ``media`` serves DownloadMedia (None: it answers FAILED_PRECONDITION); its owner
+    closes it.
     Health reports SERVING for "" and "wahook.v1.EventService" once this returns.
     """
     server = grpc.aio.server(options=list(options))
@@ -86,6 +90,7 @@ async def create_server(
         heartbeat_interval=heartbeat_interval,
         max_response_bytes=max_response_bytes,
         fetch_linger=fetch_linger,
+        media=media,
     )
     server.add_generic_rpc_handlers((service.handler(),))
     health = health_aio.HealthServicer()

@@ -9,13 +9,21 @@ with a generic message, so no library detail leaks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from wahook.errors import InvalidArgumentError, NotFoundError, WahookError
+from wahook.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    UpstreamError,
+    WahookError,
+)
+from wahook.media import MediaClient, MediaInfo, check_media_id
 from wahook.rpc import convert
 from wahook.rpc.subscribe import Hub, Session
 from wahook.store.base import EventLog
@@ -97,6 +105,11 @@ class EventService:
                 request_deserializer=service_pb2.GetConsumerGroupRequest.FromString,
                 response_serializer=serialize,
             ),
+            "DownloadMedia": grpc.unary_stream_rpc_method_handler(
+                self.DownloadMedia,
+                request_deserializer=service_pb2.DownloadMediaRequest.FromString,
+                response_serializer=serialize,
+            ),
         }
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
@@ -109,8 +122,10 @@ class EventService:
         heartbeat_interval: float,
         max_response_bytes: int,
         fetch_linger: float = 0.0,
+        media: MediaClient | None = None,
     ) -> None:
         self._log = log
+        self._media = media
         self._hub = hub
         self._clock = clock
         self._heartbeat_interval = heartbeat_interval
@@ -161,6 +176,50 @@ class EventService:
             await _abort(context, failure)
         if self._hub.closing:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down; reconnect")
+
+    async def DownloadMedia(
+        self, request: service_pb2.DownloadMediaRequest, context: Context
+    ) -> AsyncIterator[service_pb2.DownloadMediaResponse]:
+        """The MediaInfo, then the chunks. Each yield returns once grpc has taken the
+        message (within the stream's flow-control window), so a slow reader holds up the
+        download rather than the sidecar buffering it (see wahook.media)."""
+        failure: Exception | None = None
+        try:
+            # aclosing: a client that goes away closes the download at once (its
+            # connection to Meta too), not whenever the generator is collected.
+            async with contextlib.aclosing(self._media_responses(request.media_id)) as parts:
+                async for response in parts:
+                    yield response
+        except Exception as exc:
+            failure = exc
+        if failure is not None:
+            if isinstance(failure, UpstreamError):
+                # Operators need these (an expired token, Meta down); never has the token.
+                _log.warning("DownloadMedia: %s", failure.message)
+            await _abort(context, failure)
+
+    async def _media_responses(
+        self, media_id: str
+    ) -> AsyncGenerator[service_pb2.DownloadMediaResponse, None]:
+        check_media_id(media_id)
+        if self._media is None:
+            raise FailedPreconditionError(
+                "media download is not configured: set WAHOOK_GRAPH_ACCESS_TOKEN (or "
+                "WAHOOK_GRAPH_ACCESS_TOKEN_FILE, or --graph-access-token) to a Graph API "
+                "access token"
+            )
+        async with contextlib.aclosing(self._media.download(media_id)) as parts:
+            async for part in parts:
+                if isinstance(part, MediaInfo):
+                    info = service_pb2.MediaInfo(
+                        media_id=part.media_id,
+                        mime_type=part.mime_type,
+                        sha256=part.sha256,
+                        file_size=part.file_size,
+                    )
+                    yield service_pb2.DownloadMediaResponse(info=info)
+                else:
+                    yield service_pb2.DownloadMediaResponse(chunk=part)
 
     async def GetEvent(
         self, request: service_pb2.GetEventRequest, context: Context
