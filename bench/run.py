@@ -90,12 +90,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--servers",
         default="bare,bare_uvloop,bare_delegate,hmac_json,pywa,express,wahook,wahook_access_all",
-        help="for throughput (open_loop leaves the what-ifs bare_uvloop, bare_delegate, "
-        "wahook_access_all out)",
+        help="for throughput, which runs `floor` (the do-nothing Go server) only when named here; "
+        "open_loop runs `floor` first, then these minus the what-ifs bare_uvloop, bare_delegate, "
+        "wahook_access_all",
     )
     p.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per server")
     p.add_argument("--seconds", type=float, default=6, help="length of one closed-loop run")
     p.add_argument("--rate", type=float, default=1000, help="open-loop POSTs/s")
+    p.add_argument(
+        "--scaled-rate",
+        type=float,
+        default=None,
+        help="rate of open_loop's second reading (floor, bare, wahook); default: --rate x bare "
+        f"Tornado's closed-loop median in this run / {suites_http.REFERENCE_BARE_RPS:g} (the "
+        "issue's reference machine), skipped if the throughput suite did not run",
+    )
     p.add_argument("--latency-seconds", type=float, default=10)
     p.add_argument("--latency-rounds", type=int, default=1)
     p.add_argument("--warmup", type=float, default=2, help="unmeasured start of open-loop runs")
@@ -125,17 +134,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 _WHAT_IFS = ("bare_uvloop", "bare_delegate", "wahook_access_all")
 
 
-def run_suite(name: str, ctx: Ctx, args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
+def open_loop_servers(names: list[str]) -> list[str]:
+    """open_loop's servers: the floor first, in every run (the latency rows are read against
+    it), then the named ones but the closed-loop what-ifs, whose latency adds little."""
+    return ["floor", *(n for n in names if n not in _WHAT_IFS and n != "floor")]
+
+
+def run_suite(
+    name: str, ctx: Ctx, args: argparse.Namespace, names: list[str], done: dict[str, Any]
+) -> dict[str, Any]:
+    """Runs suite ``name``; ``done`` holds the results of the suites that ran before it."""
     if name == "throughput":
         return suites_http.throughput(ctx, names, args.rounds, args.seconds)
     if name == "tls":
         return suites_http.tls_round(ctx, args.seconds)
     if name == "open_loop":
-        # The what-ifs are about the closed-loop ceiling; their latency adds little.
-        latency_names = [n for n in names if n not in _WHAT_IFS]
-        return suites_http.open_loop(
-            ctx, latency_names, args.rate, args.latency_seconds, args.warmup, args.latency_rounds
+        latency_names = open_loop_servers(names)
+        timing = (args.latency_seconds, args.warmup, args.latency_rounds)
+        summary = suites_http.open_loop(ctx, latency_names, args.rate, *timing)
+        bare_rps = (done.get("throughput") or {}).get("median_rps", {}).get("bare")
+        summary["scaled"] = suites_http.open_loop_scaled(
+            ctx, latency_names, args.rate, *timing, bare_rps=bare_rps, forced=args.scaled_rate
         )
+        return summary
     if name == "e2e":
         return suites_sub.e2e_latency(ctx, args.rate, args.latency_seconds, args.warmup)
     if name == "groups":
@@ -211,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.monotonic()
         print(f"bench: {name} ...", flush=True)
         try:
-            results[name] = run_suite(name, ctx, args, names)
+            results[name] = run_suite(name, ctx, args, names, results)
         except Exception as exc:
             results["errors"][name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()

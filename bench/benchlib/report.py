@@ -27,26 +27,27 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         rps = _get(r, "throughput", "median_rps")
         fig = f"{ratio:.2f}x ({rps.get('wahook')} vs {rps.get('bare')} POSTs/s)"
         rows.append(("ingest vs bare Tornado", fig, ">= 0.90x", _verdict(ratio >= 0.9)))
-    lat = _get(r, "open_loop", "servers", "wahook", "latency_ms")
+    ol = r.get("open_loop") or {}
+    lat = _get(ol, "servers", "wahook", "latency_ms")
     if lat is not None:
-        rate = _get(r, "open_loop", "rate")
-        failed = _get(r, "open_loop", "servers", "wahook", "errors") or 0
+        rate = ol["rate"]
+        failed = _get(ol, "servers", "wahook", "errors") or 0
         # A request that failed or timed out is counted at its full latency, but say so.
         note = f"({failed} non-200)" if failed else ""
-        # The same percentile of bare Tornado in the same run: the floor this machine
-        # and load tool put under any receiver.
-        bare = _get(r, "open_loop", "servers", "bare", "latency_ms") or {}
         for pct, limit in (("p99", 5), ("p99.9", 20)):
-            fig = f"{lat[pct]} ms"
-            if pct in bare:
-                fig += f" (bare Tornado: {bare[pct]} ms)"
+            fig = f"{lat[pct]} ms" + _reading_frame(ol, (pct,), ol["servers"]["wahook"])
             rows.append(
                 (f"ack {pct} @ {rate:g}/s", fig, f"< {limit} ms", _verdict(lat[pct] < limit, note))
             )
+    rows += _scaled_target_rows(ol)
     e2e = _get(r, "e2e", "subscriber_latency_ms")
     if e2e is not None:
         rate = _get(r, "e2e", "rate")
         fig = f"p50 {e2e['p50']} ms, p99 {e2e['p99']} ms"
+        # The baselines have no subscriber: their ack p99 at the same rate is the part of the
+        # path they share with wahook.
+        same_rate = ol if ol.get("rate") == rate else {}
+        fig += _reading_frame(same_rate, ("p99",), r["e2e"], "ack p99 of ")
         rows.append(
             (f"POST -> subscriber @ {rate:g}/s", fig, "p99 < 10 ms", _verdict(e2e["p99"] < 10))
         )
@@ -100,6 +101,48 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         fig = ", ".join(f"{v:,.0f} events/s (batch {k})" for k, v in by_batch.items())
         rows.append(("normaliser alone, one core", fig, "(figure)", "reported"))
     return rows
+
+
+# The servers whose figures frame wahook's latency: the Python receiver that does nothing and the
+# compiled one that does nothing (the floor of this VM and the load tool).
+_FRAME = (("bare", "bare Tornado"), ("floor", "floor (Go, no work)"))
+
+
+def _reading_frame(
+    ol: dict[str, Any], pcts: tuple[str, ...], wahook: dict[str, Any], prefix: str = ""
+) -> str:
+    """`` (bare Tornado 24.2, floor (Go, no work) 6.1; wahook used 85% of core 1)``: the same
+    percentiles (ms, joined by " / ") of the do-nothing servers in the same open-loop reading,
+    and wahook's share of core 1 in its own run; empty when none of it was measured."""
+    parts = []
+    for key, label in _FRAME:
+        lat = _get(ol, "servers", key, "latency_ms") or {}
+        if all(p in lat for p in pcts):
+            parts.append(f"{label} " + " / ".join(f"{lat[p]:.1f}" for p in pcts))
+    text = f"{prefix}{', '.join(parts)}" if parts else ""
+    share = wahook.get("core_share")
+    if share is not None:
+        text += ("; " if text else "") + f"wahook used {share:.0%} of core 1"
+    return f" ({text})" if text else ""
+
+
+def _scaled_target_rows(ol: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The open-loop reading at the scaled rate, next to the target rows but not judged: the
+    targets hold at 1,000/s; this is the same utilisation as the issue's machine had there."""
+    scaled = ol.get("scaled")
+    if not scaled:
+        return []
+    label = "ack p99 / p99.9 at the issue machine's utilisation"
+    threshold = f"(< 5 / < 20 ms at {ol['rate']:g}/s there)"
+    if "skipped" in scaled:
+        return [(label, f"skipped: {scaled['skipped']}", threshold, "n/a")]
+    wahook = _get(scaled, "servers", "wahook")
+    if wahook is None:
+        return []
+    lat = wahook["latency_ms"]
+    fig = f"{lat['p99']} / {lat['p99.9']} ms" + _reading_frame(scaled, ("p99", "p99.9"), wahook)
+    how = "forced" if _get(scaled, "basis", "forced") else "scaled"
+    return [(f"{label} ({scaled['rate']:g}/s, {how})", fig, threshold, "reported, not judged")]
 
 
 # Below this share of core 1 busy, the servers were not saturated: CPU per POST still compares
@@ -204,6 +247,56 @@ def _side_by_side_table(sbs: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _open_loop_rows(ol: dict[str, Any]) -> list[str]:
+    """One row per server: latency percentiles (ms), failures, the server's CPU per POST and
+    share of core 1 during the run, how late the load tool sent the measured requests (p99,
+    max; results from before that distribution existed show the schedule loop's max)."""
+    lines = [
+        "| server | p50 | p90 | p99 | p99.9 | max | non-200 | CPU per POST (us) | core 1 share "
+        "| load tool late p99 | load tool late max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k, v in ol["servers"].items():
+        lt = v["latency_ms"]
+        # Results of runs before these columns existed leave them empty.
+        share = f"{v['core_share']:.0%}" if "core_share" in v else ""
+        late = v.get("send_late_ms", {"p99": "", "max": v["max_send_late_ms"]})
+        lines.append(
+            f"| {k} | {lt['p50']} | {lt['p90']} | {lt['p99']} | {lt['p99.9']} | {lt['max']} "
+            f"| {v['errors']} | {v.get('cpu_us_per_post', '')} | {share} "
+            f"| {late['p99']} | {late['max']} |"
+        )
+    return lines
+
+
+def _scaled_section(ol: dict[str, Any]) -> list[str]:
+    """The second open-loop reading, at the rate that loads a core here as 1,000/s loaded the
+    issue's reference machine; or why it was skipped."""
+    scaled = ol.get("scaled")
+    if not scaled:
+        return []
+    if "skipped" in scaled:
+        return ["", f"## Open-loop at the scaled rate: skipped ({scaled['skipped']})"]
+    basis = scaled["basis"]
+    ref, target = basis["reference_bare_rps"], basis["target_rate"]
+    title = (
+        f"## Open-loop at the scaled rate {scaled['rate']:g} POSTs/s for {scaled['seconds']:g} s: "
+        "the same utilisation as the issue's machine"
+    )
+    if basis.get("forced"):
+        how = f"Rate forced with --scaled-rate (the scaled rate is {target:g}/s x bare Tornado's"
+        how += f" closed-loop median here / {ref:,.0f})."
+    else:
+        how = (
+            f"{target:g}/s x bare Tornado's closed-loop median in this run "
+            f"({basis['bare_closed_loop_rps']:,.0f}/s) / {ref:,.0f} (bare Tornado on the issue's "
+            f"reference machine), rounded to 10/s: a core here as busy as {target:g}/s made "
+            "one there."
+        )
+    how += f" Not a target row: the targets stay judged at {target:g}/s above."
+    return ["", title, "", how, "", *_open_loop_rows(scaled)]
+
+
 def render(r: dict[str, Any]) -> str:
     lines = [f"# wahook bench {r['machine']['date']}", ""]
     m = r["machine"]
@@ -254,16 +347,8 @@ def render(r: dict[str, Any]) -> str:
             f"## Open-loop {ol['rate']:g} POSTs/s for {ol['seconds']:g} s (ms from intended send)",
             "",
         ]
-        lines += [
-            "| server | p50 | p90 | p99 | p99.9 | max | non-200 | load tool late by |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for k, v in ol["servers"].items():
-            lt = v["latency_ms"]
-            lines.append(
-                f"| {k} | {lt['p50']} | {lt['p90']} | {lt['p99']} | {lt['p99.9']} | {lt['max']} "
-                f"| {v['errors']} | {v['max_send_late_ms']} |"
-            )
+        lines += _open_loop_rows(ol)
+        lines += _scaled_section(ol)
     sbs = r.get("side_by_side")
     if sbs and "vs_bare" in sbs:
         lines += _side_by_side_table(sbs)

@@ -1,4 +1,5 @@
-"""Servers under test as real processes pinned to the server core: two baselines, `wahook serve`.
+"""Servers under test as real processes pinned to the server core: the baselines (Tornado, pywa,
+Express, the do-nothing Go floor) and `wahook serve`.
 
 wahook runs with plain HTTP (``WAHOOK_INSECURE_HTTP=1``) like the baselines, so that TLS cost,
 which is the same for every receiver, does not dominate the comparison.
@@ -26,6 +27,7 @@ from benchlib.tools import (
     REPO,
     SERVER_CORE,
     ensure_express,
+    ensure_floor,
     ensure_pywa,
     ensure_uvloop,
     pinned,
@@ -171,7 +173,8 @@ def start_baseline(
     kind: str, secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None
 ) -> Server:
     """A baseline on a free port: Tornado ("bare", "bare_uvloop", "bare_delegate",
-    "hmac_json"), "pywa" or "express" (Node)."""
+    "hmac_json"), "pywa", "express" (Node) or "floor" (Go net/http, no work: the floor of this
+    machine and load tool)."""
     port = free_port()
     env = dict(os.environ)
     if kind == "express":
@@ -179,6 +182,8 @@ def start_baseline(
         argv = ["node", str(EXPRESS_DIR / "server.js")]
     elif kind == "pywa":
         argv = [str(ensure_pywa()), str(PYWA_DIR / "receiver.py")]
+    elif kind == "floor":
+        argv = [str(ensure_floor())]
     elif kind == "bare_uvloop":
         argv = [str(ensure_uvloop()), str(BASELINES["bare"]), "--uvloop"]
     else:

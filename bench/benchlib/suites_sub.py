@@ -12,18 +12,18 @@ from typing import Any
 from benchlib import tools
 from benchlib.common import Ctx, RssSampler, Subscriber, preload
 from benchlib.servers import start
+from benchlib.suites_http import loadgen_with_cpu
 
 
 def e2e_latency(ctx: Ctx, rate: float, seconds: float, warmup: float) -> dict[str, Any]:
-    """Open-loop POSTs at ``rate``; a subscriber measures arrival - event.received_time."""
+    """Open-loop POSTs at ``rate``; a subscriber measures arrival - event.received_time. Also
+    wahook's CPU per POST and share of core 1 meanwhile, and how late the load tool sent."""
     server = start("wahook", ctx.secret, ctx.log_dir)
     try:
         sub = Subscriber(server, "latency", "e2e-probe", seconds + 120, warmup=warmup)
         try:
             sub.wait_ready()
-            load = tools.run_loadgen(
-                server.url, ctx.bodies, rate, seconds, warmup, 0, ctx.run_id, ctx.secret
-            )
+            load = loadgen_with_cpu(server, ctx, rate, seconds, warmup)
             time.sleep(0.3)  # the last POSTs' events reach the probe
             probe = sub.stop()
         finally:
@@ -39,6 +39,10 @@ def e2e_latency(ctx: Ctx, rate: float, seconds: float, warmup: float) -> dict[st
         "mean_batch": probe["mean_batch"],
         "ack_latency_ms": {k: round(v / 1000, 3) for k, v in load["latency_us"].items()},
         "post_errors": load["sent"] - load["ok"],
+        # The subscriber's gRPC stream is served by the same process: its cost is in here.
+        "cpu_us_per_post": load["cpu_us_per_post"],
+        "core_share": load["core_share"],
+        "send_late_ms": {k: round(v / 1000, 3) for k, v in load["send_late_us"].items()},
     }
 
 

@@ -1,7 +1,7 @@
 """External load tools: installs wrk and py-spy when missing, builds the Go open-loop tool.
 
 Every tool is installed by this module on first use (apt for wrk, pip into the venv for py-spy,
-`go build` for bench/loadgen), so `make bench` works on a fresh machine.
+`go build` for bench/loadgen and the floor server), so `make bench` works on a fresh machine.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent.parent
 REPO = BENCH.parent
 LOADGEN_SRC = BENCH / "loadgen"
+FLOOR_SRC = BENCH / "baselines" / "floor_go"
 WRK_SCRIPT = BENCH / "lua" / "signed_bodies.lua"
 TOOLS_DIR = BENCH / "results" / ".bin"
 
@@ -47,17 +48,28 @@ def ensure_wrk() -> str:
     return found
 
 
-def ensure_loadgen() -> Path:
-    """The open-loop generator binary, rebuilt when its source is newer."""
-    binary = TOOLS_DIR / "loadgen"
-    sources = [*LOADGEN_SRC.glob("*.go"), LOADGEN_SRC / "go.mod"]
+def _go_build(src: Path, name: str) -> Path:
+    """``go build`` of the module in ``src`` into TOOLS_DIR/``name``, again when a source is newer
+    than the binary."""
+    binary = TOOLS_DIR / name
+    sources = [*src.glob("*.go"), src / "go.mod"]
     newest = max(p.stat().st_mtime for p in sources)
     if binary.exists() and binary.stat().st_mtime >= newest:
         return binary
     TOOLS_DIR.mkdir(parents=True, exist_ok=True)
     go = shutil.which("go") or "/usr/local/go/bin/go"
-    subprocess.run([go, "build", "-o", str(binary), "."], cwd=LOADGEN_SRC, check=True)
+    subprocess.run([go, "build", "-o", str(binary), "."], cwd=src, check=True)
     return binary
+
+
+def ensure_loadgen() -> Path:
+    """The open-loop generator binary, rebuilt when its source is newer."""
+    return _go_build(LOADGEN_SRC, "loadgen")
+
+
+def ensure_floor() -> Path:
+    """The do-nothing Go server (bench/baselines/floor_go), built the same way as the loadgen."""
+    return _go_build(FLOOR_SRC, "floor")
 
 
 EXPRESS_DIR = BENCH / "baselines" / "express"

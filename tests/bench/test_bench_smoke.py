@@ -22,7 +22,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 from benchlib import payloads, report, servers  # noqa: E402
-from benchlib.suites_http import parse_collapsed  # noqa: E402
+from benchlib.suites_http import parse_collapsed, scaled_rate  # noqa: E402
 
 
 def test_bodies_are_distinct_signed_and_normalise_cleanly(tmp_path: Path) -> None:
@@ -100,6 +100,32 @@ def test_delegate_baseline_answers_every_post_on_one_connection(tmp_path: Path) 
         server.stop()
 
 
+def test_floor_baseline_reads_the_post_and_answers_200(tmp_path: Path) -> None:
+    server = servers.start("floor", "smoke-secret", tmp_path)
+    try:
+        body = payloads.statuses_body("0badc0de", 1, 2)
+        conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+        for _ in range(3):  # keep-alive: the whole body read, so the next request parses
+            conn.request("POST", "/webhook", body=body)
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b"")
+        conn.request("GET", "/webhook")
+        assert conn.getresponse().status == 200  # the readiness check
+        conn.close()
+        assert _post(server.http_port, body, "") == 200  # no check of any kind
+    finally:
+        server.stop()
+    assert server.proc.returncode is not None
+
+
+def test_scaled_rate_loads_a_core_here_as_the_target_rate_did_on_the_issues_machine() -> None:
+    # Bare Tornado did 6,300 POSTs/s where the targets were set at 1,000/s.
+    assert scaled_rate(1000, 6300) == 1000
+    assert scaled_rate(1000, 2312.1) == 370  # 367.0, rounded to 10/s
+    assert scaled_rate(1000, 2812.0) == 450  # 446.3
+    assert scaled_rate(200, 100.0) == 10  # never below 10/s
+
+
 def test_report_judges_each_target_against_its_threshold() -> None:
     results: dict[str, Any] = {
         "throughput": {"ratio": {"wahook/bare": 0.85}, "median_rps": {"wahook": 850, "bare": 1000}},
@@ -109,6 +135,7 @@ def test_report_judges_each_target_against_its_threshold() -> None:
                 "wahook": {"latency_ms": {"p99": 4.9, "p99.9": 21.0}, "errors": 0},
                 "bare": {"latency_ms": {"p99": 1.5, "p99.9": 6.0}, "errors": 0},
             },
+            "scaled": {"skipped": "no closed-loop median of bare Tornado in this run"},
         },
         "e2e": {"rate": 1000, "subscriber_latency_ms": {"p50": 2.0, "p99": 9.0}},
         "backlog": {
@@ -131,11 +158,16 @@ def test_report_judges_each_target_against_its_threshold() -> None:
     rows = report.targets(results)
     verdicts = {row[0]: row[3] for row in rows}
     figures = {row[0]: row[1] for row in rows}
-    assert figures["ack p99.9 @ 1000/s"] == "21.0 ms (bare Tornado: 6.0 ms)"
+    assert figures["ack p99.9 @ 1000/s"] == "21.0 ms (bare Tornado 6.0)"
+    # The baselines have no subscriber: their ack p99 at the same rate frames the e2e figure.
+    assert figures["POST -> subscriber @ 1000/s"] == (
+        "p50 2.0 ms, p99 9.0 ms (ack p99 of bare Tornado 1.5)"
+    )
     assert verdicts == {
         "ingest vs bare Tornado": "NOT met",
         "ack p99 @ 1000/s": "met",
         "ack p99.9 @ 1000/s": "NOT met",
+        "ack p99 / p99.9 at the issue machine's utilisation": "n/a",
         "POST -> subscriber @ 1000/s": "met",
         "catch-up, one subscriber": "NOT met (only with batch 4096)",
         "ingest with 4 groups reading": "met",
@@ -143,6 +175,102 @@ def test_report_judges_each_target_against_its_threshold() -> None:
         # 195 MiB is 204 MB: over the 200 MB bound.
         "RSS, stalled subscriber + backlog": "NOT met",
     }
+
+
+_MACHINE = {"date": "now", "nproc": 2, "cpu": "x", "python": "3", "kernel": "k"}
+
+
+def _ol_server(p99: float, p999: float, share: float) -> dict[str, Any]:
+    return {
+        "latency_ms": {"p50": 1.0, "p90": 2.0, "p99": p99, "p99.9": p999, "max": 60.0},
+        "errors": 0,
+        "cpu_us_per_post": round(share * 1000, 1),
+        "core_share": share,
+        "send_late_ms": {"p50": 0.5, "p99": 2.5, "p99.9": 5.0, "max": 6.0},
+        "max_send_late_ms": 7.0,
+    }
+
+
+def test_report_frames_latency_with_the_floor_bare_and_wahooks_core_share() -> None:
+    results: dict[str, Any] = {
+        "open_loop": {
+            "rate": 1000,
+            "seconds": 10,
+            "servers": {
+                "floor": _ol_server(6.1, 14.0, 0.16),
+                "bare": _ol_server(24.236, 53.038, 0.59),
+                "wahook": _ol_server(17.882, 25.999, 0.853),
+            },
+            "scaled": {
+                "rate": 370.0,
+                "seconds": 10,
+                "basis": {
+                    "target_rate": 1000,
+                    "reference_bare_rps": 6300.0,
+                    "bare_closed_loop_rps": 2331.0,
+                },
+                "servers": {
+                    "floor": _ol_server(2.0, 5.0, 0.06),
+                    "bare": _ol_server(4.0, 9.5, 0.2),
+                    "wahook": _ol_server(6.4, 18.5, 0.33),
+                },
+            },
+        },
+        "e2e": {
+            "rate": 1000,
+            "subscriber_latency_ms": {"p50": 3.965, "p99": 21.854},
+            "core_share": 0.871,
+        },
+    }
+    rows = {row[0]: row[1:] for row in report.targets(results)}
+    assert rows == {
+        # The verdict is wahook's own figure against the threshold, as before.
+        "ack p99 @ 1000/s": (
+            "17.882 ms (bare Tornado 24.2, floor (Go, no work) 6.1; wahook used 85% of core 1)",
+            "< 5 ms",
+            "NOT met",
+        ),
+        "ack p99.9 @ 1000/s": (
+            "25.999 ms (bare Tornado 53.0, floor (Go, no work) 14.0; wahook used 85% of core 1)",
+            "< 20 ms",
+            "NOT met",
+        ),
+        "ack p99 / p99.9 at the issue machine's utilisation (370/s, scaled)": (
+            "6.4 / 18.5 ms (bare Tornado 4.0 / 9.5, floor (Go, no work) 2.0 / 5.0; "
+            "wahook used 33% of core 1)",
+            "(< 5 / < 20 ms at 1000/s there)",
+            "reported, not judged",
+        ),
+        "POST -> subscriber @ 1000/s": (
+            "p50 3.965 ms, p99 21.854 ms (ack p99 of bare Tornado 24.2, floor (Go, no work) 6.1; "
+            "wahook used 87% of core 1)",
+            "p99 < 10 ms",
+            "NOT met",
+        ),
+    }
+    table = report.render({"machine": _MACHINE, **results})
+    assert "## Open-loop at the scaled rate 370 POSTs/s" in table
+    assert "1000/s x bare Tornado's closed-loop median in this run (2,331/s) / 6,300" in table
+    assert "| wahook | 1.0 | 2.0 | 6.4 | 18.5 | 60.0 | 0 | 330.0 | 33% | 2.5 | 6.0 |" in table
+    assert "forced" not in table
+    # A forced rate says so; an open-loop reading at another rate than e2e's frames nothing.
+    results["open_loop"]["scaled"]["basis"]["forced"] = True
+    results["open_loop"]["rate"] = 500
+    rows = {row[0]: row[1] for row in report.targets(results)}
+    assert "ack p99 / p99.9 at the issue machine's utilisation (370/s, forced)" in rows
+    assert rows["POST -> subscriber @ 1000/s"] == (
+        "p50 3.965 ms, p99 21.854 ms (wahook used 87% of core 1)"
+    )
+    del results["open_loop"]["scaled"]["basis"]["bare_closed_loop_rps"]
+    table = report.render({"machine": _MACHINE, **results})
+    assert "Rate forced with --scaled-rate" in table
+    # Results written before the CPU and lateness columns still render, those cells empty.
+    old = {"latency_ms": _ol_server(5.0, 9.0, 0.5)["latency_ms"], "errors": 0}
+    old["max_send_late_ms"] = 13.5
+    results["open_loop"] = {"rate": 1000, "seconds": 10, "servers": {"wahook": old}}
+    table = report.render({"machine": _MACHINE, **results})
+    assert "| wahook | 1.0 | 2.0 | 5.0 | 9.0 | 60.0 | 0 |  |  |  | 13.5 |" in table
+    assert "scaled rate" not in table
 
 
 def _sbs_pair(base: str, cand: str, cpu: tuple[float, float], busy: float) -> dict[str, Any]:
@@ -236,13 +364,47 @@ def test_smoke_closed_loop_measures_baseline_and_wahook(smoke_results: dict[str,
     assert set(tp["ratio"]) == {"wahook/bare"}
 
 
-def test_smoke_open_loop_reports_percentiles_of_all_200s(smoke_results: dict[str, Any]) -> None:
-    for server in ("bare", "wahook"):
-        s = smoke_results["open_loop"]["servers"][server]
+def _assert_open_loop_reading(reading: dict[str, Any], names: list[str]) -> None:
+    # The floor leads, whether or not --servers named it.
+    assert list(reading["servers"]) == names
+    for server in names:
+        s = reading["servers"][server]
         assert s["sent"] > 0
-        assert s["ok"] == s["sent"], s
+        assert s["ok"] == s["sent"], s  # only 200s, the floor's included
         lat = s["latency_ms"]
         assert 0 < lat["p50"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
+        # How late the load tool sent is inside each latency, so below it.
+        late = s["send_late_ms"]
+        assert 0 < late["p50"] <= late["p99"] <= late["p99.9"] <= late["max"] <= lat["max"]
+        assert late["p99"] <= lat["p99"]
+        assert s["max_send_late_ms"] >= 0
+        # CPU from clock ticks (10 ms each): a Python server's second of load spends many; the
+        # Go floor's ~200 POSTs may spend less than one.
+        assert s["cpu_us_per_post"] > (0 if server != "floor" else -1)
+        assert 0 <= s["core_share"] <= 1.05
+
+
+def test_smoke_open_loop_reports_percentiles_of_all_200s(smoke_results: dict[str, Any]) -> None:
+    ol = smoke_results["open_loop"]
+    assert ol["rate"] == 200
+    _assert_open_loop_reading(ol, ["floor", "bare", "wahook"])
+    assert (
+        "| server | p50 | p90 | p99 | p99.9 | max | non-200 | CPU per POST (us) "
+        in (smoke_results["_table"])
+    )
+
+
+def test_smoke_open_loop_reads_again_at_the_scaled_rate(smoke_results: dict[str, Any]) -> None:
+    scaled = smoke_results["open_loop"]["scaled"]
+    bare_rps = smoke_results["throughput"]["median_rps"]["bare"]
+    assert scaled["basis"] == {
+        "target_rate": 200,
+        "reference_bare_rps": 6300.0,
+        "bare_closed_loop_rps": bare_rps,
+    }
+    assert scaled["rate"] == scaled_rate(200, bare_rps)
+    _assert_open_loop_reading(scaled, ["floor", "bare", "wahook"])
+    assert f"## Open-loop at the scaled rate {scaled['rate']:g} POSTs/s" in smoke_results["_table"]
 
 
 def test_smoke_subscriber_sees_posted_events(smoke_results: dict[str, Any]) -> None:
@@ -250,6 +412,9 @@ def test_smoke_subscriber_sees_posted_events(smoke_results: dict[str, Any]) -> N
     assert e2e["post_errors"] == 0
     assert e2e["events_measured"] > 0
     assert 0 <= e2e["subscriber_latency_ms"]["p50"] <= e2e["subscriber_latency_ms"]["p99"]
+    assert e2e["cpu_us_per_post"] > 0
+    assert 0 < e2e["core_share"] <= 1.05
+    assert 0 < e2e["send_late_ms"]["p50"] <= e2e["send_late_ms"]["p99"]
 
 
 def test_smoke_groups_each_read_what_was_posted(smoke_results: dict[str, Any]) -> None:
@@ -313,7 +478,9 @@ def test_smoke_soak_samples_rss(smoke_results: dict[str, Any]) -> None:
 def test_smoke_table_judges_every_target(smoke_results: dict[str, Any]) -> None:
     assert smoke_results["errors"] == {}
     rows = report.targets(smoke_results)
-    assert len(rows) == 10
-    assert all(verdict.startswith(("met", "NOT met")) for *_, verdict in rows)
+    assert len(rows) == 11
+    judged = [row for row in rows if "at the issue machine's utilisation" not in row[0]]
+    assert len(judged) == 10
+    assert all(verdict.startswith(("met", "NOT met")) for *_, verdict in judged)
     assert "| target | figure | threshold | verdict |" in smoke_results["_table"]
     assert smoke_results["_table"] in smoke_results["_stdout"]

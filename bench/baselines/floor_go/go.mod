@@ -1,0 +1,3 @@
+module wahook.dev/bench/floor
+
+go 1.22
