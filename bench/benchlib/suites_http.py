@@ -180,7 +180,10 @@ def open_loop_scaled(
     elif bare_rps:
         scaled, basis["bare_closed_loop_rps"] = scaled_rate(rate, bare_rps), bare_rps
     else:
-        return {"skipped": "no closed-loop median of bare Tornado in this run (suite throughput)"}
+        return {
+            "skipped": "no closed-loop median of bare Tornado to scale by: the throughput suite "
+            "did not run before open_loop, or ran without bare; --scaled-rate N forces a rate"
+        }
     names = [k for k in SCALED_SERVERS if k in servers]
     summary = open_loop(ctx, names, scaled, seconds, warmup, rounds)
     summary["basis"] = basis

@@ -22,7 +22,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 from benchlib import payloads, report, servers  # noqa: E402
-from benchlib.suites_http import parse_collapsed, scaled_rate  # noqa: E402
+from benchlib.suites_http import open_loop_scaled, parse_collapsed, scaled_rate  # noqa: E402
 
 
 def test_bodies_are_distinct_signed_and_normalise_cleanly(tmp_path: Path) -> None:
@@ -124,6 +124,11 @@ def test_scaled_rate_loads_a_core_here_as_the_target_rate_did_on_the_issues_mach
     assert scaled_rate(1000, 2312.1) == 370  # 367.0, rounded to 10/s
     assert scaled_rate(1000, 2812.0) == 450  # 446.3
     assert scaled_rate(200, 100.0) == 10  # never below 10/s
+    # No bare Tornado median (the throughput suite did not run) and no forced rate: skipped, with
+    # the reason, before any server starts (the context is never touched).
+    skipped = open_loop_scaled(None, ["floor", "bare", "wahook"], 1000, 10, 2, 1, None)
+    assert "the throughput suite did not run" in skipped["skipped"]
+    assert list(skipped) == ["skipped"]
 
 
 def test_report_judges_each_target_against_its_threshold() -> None:
