@@ -360,7 +360,7 @@ async def download_media(
 
     ``target`` is an address (a channel is opened and closed for the call) or an open
     ``grpc.aio.Channel``. Without ``out`` the bytes are returned in ``data``; with it
-    they are written to it as they arrive (a blocking write per 64 KiB chunk), so a
+    they are written to it as they arrive (a blocking write per chunk of up to 256 KiB), so a
     large file is never in memory whole. ``deadline``: seconds for the whole call, sent
     to the server as the gRPC deadline (DEADLINE_EXCEEDED after it).
 

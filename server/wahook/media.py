@@ -58,7 +58,11 @@ from wahook.errors import (
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 64 * 1024  # bytes per DownloadMediaResponse.chunk: small next to gRPC's 4 MiB
+# Bytes per DownloadMediaResponse.chunk, well under gRPC's 4 MiB message cap. Measured on
+# this project's VM (sidecar CPU, utime+stime, per 100 MiB download, median of 10
+# interleaved rounds): 0.60 s with 64 KiB chunks, 0.51 s with 256 KiB (the cost is per
+# message, in grpc and the loop), 0.46 s with 256 KiB sent pre-encoded (see the servicer).
+CHUNK_SIZE = 256 * 1024
 QUEUE_CHUNKS = 4  # chunks read ahead of the gRPC stream, per download
 CONNECT_TIMEOUT = 10.0
 METADATA_TIMEOUT = 30.0
@@ -247,11 +251,15 @@ class _Transfer:
             if fetch.done():
                 return
             getter = asyncio.ensure_future(self.queue.get())
-            await asyncio.wait((getter, fetch), return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
+            try:
+                await asyncio.wait((getter, fetch), return_when=asyncio.FIRST_COMPLETED)
+                got = getter.done()
+            finally:
+                # Also when the consumer is cancelled here: no getter left pending.
+                if not getter.done():
+                    getter.cancel()
+            if got:
                 yield getter.result()
-            else:
-                getter.cancel()
 
 
 def _too_large(media_id: str, size: int, limit: int) -> FailedPreconditionError:

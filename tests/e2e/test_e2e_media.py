@@ -17,12 +17,13 @@ import grpc
 import pytest
 from fake_graph import TOKEN, VERSION, FakeGraph, graph_error_body, running_fake_graph
 from wahook.client import download_media
+from wahook.media import CHUNK_SIZE
 from wahook.v1 import service_pb2, service_pb2_grpc
 from wahook_testkit import WahookFactory, WahookProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
-CHUNK = 64 * 1024
+CHUNK = CHUNK_SIZE
 
 
 @pytest.fixture
@@ -207,7 +208,7 @@ async def test_without_a_token_and_the_cli(
     done = await asyncio.to_thread(wahook, "900000000000101")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "900000000000101.png").read_bytes() == data
-    assert b"196608 bytes (image/png, sha256 checked)" in done.stderr
+    assert f"{len(data)} bytes (image/png, sha256 checked)".encode() in done.stderr
     done = await asyncio.to_thread(wahook, "900000000000101", "-o", "-")
     assert (done.returncode, done.stdout) == (0, data)
     done = await asyncio.to_thread(wahook, "2", "-o", str(tmp_path / "bad.bin"))

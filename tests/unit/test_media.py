@@ -33,6 +33,8 @@ from wahook.media import (
     graph_error,
     sha256_digest,
 )
+from wahook.rpc.servicer import chunk_response
+from wahook.v1 import service_pb2
 from wahook_testkit import free_port
 
 MEDIA_ID = "900000000000101"
@@ -72,7 +74,7 @@ async def failure_of(client: MediaClient, media_id: str) -> tuple[WahookError, l
     raise AssertionError(f"media {media_id} downloaded without an error")
 
 
-async def test_download_yields_info_then_64k_chunks_of_the_checked_bytes(
+async def test_download_yields_info_then_full_chunks_of_the_checked_bytes(
     graph: FakeGraph,
 ) -> None:
     data = os.urandom(3 * CHUNK_SIZE + 1234)
@@ -344,3 +346,11 @@ async def test_a_paused_consumer_pauses_the_download(graph: FakeGraph) -> None:
         assert sum(len(p) for p in rest if isinstance(p, bytes)) == len(data) - CHUNK_SIZE
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("size", [1, 127, 128, 16383, 16384, CHUNK_SIZE])
+def test_chunk_response_is_the_serialised_message(size: int) -> None:
+    data = os.urandom(size)
+    encoded = chunk_response(data)
+    assert encoded == service_pb2.DownloadMediaResponse(chunk=data).SerializeToString()
+    assert service_pb2.DownloadMediaResponse.FromString(encoded).chunk == data

@@ -1268,7 +1268,7 @@ type DownloadMediaResponse_Info struct {
 }
 
 type DownloadMediaResponse_Chunk struct {
-	// The next bytes of the file, at most 64 KiB, never empty. Keep them
+	// The next bytes of the file, at most 256 KiB, never empty. Keep them
 	// only once the stream ended with OK.
 	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
 }

@@ -75,7 +75,7 @@ type EventServiceClient interface {
 	// file is never held whole in memory.
 	//
 	// The first response carries `info`; then come `chunk` responses of at most
-	// 64 KiB, in order. The stream ends with OK only after every byte arrived
+	// 256 KiB, in order. The stream ends with OK only after every byte arrived
 	// and their SHA-256 matched the one Meta gave. A client must discard the
 	// bytes it received when the status is not OK: DATA_LOSS (the digest or the
 	// size did not match) comes after the chunks.
@@ -226,7 +226,7 @@ type EventServiceServer interface {
 	// file is never held whole in memory.
 	//
 	// The first response carries `info`; then come `chunk` responses of at most
-	// 64 KiB, in order. The stream ends with OK only after every byte arrived
+	// 256 KiB, in order. The stream ends with OK only after every byte arrived
 	// and their SHA-256 matched the one Meta gave. A client must discard the
 	// bytes it received when the status is not OK: DATA_LOSS (the digest or the
 	// size did not match) comes after the chunks.

@@ -67,6 +67,19 @@ async def _first_options(
     return convert.parse_subscribe_options(first)
 
 
+def chunk_response(data: bytes) -> bytes:
+    """A serialised ``DownloadMediaResponse(chunk=data)``: field 2, length-delimited. One
+    copy of the bytes instead of a message's two (construct, serialise): 0.51 -> 0.46 s of
+    sidecar CPU per 100 MiB, measured (wahook.media.CHUNK_SIZE)."""
+    size = len(data)
+    head = bytearray(b"\x12")
+    while size >= 0x80:
+        head.append((size & 0x7F) | 0x80)
+        size >>= 7
+    head.append(size)
+    return bytes(head) + data
+
+
 class EventService:
     """Serves one EventLog. ``hub`` tracks the open Subscribe streams.
 
@@ -179,7 +192,7 @@ class EventService:
 
     async def DownloadMedia(
         self, request: service_pb2.DownloadMediaRequest, context: Context
-    ) -> AsyncIterator[service_pb2.DownloadMediaResponse]:
+    ) -> AsyncIterator[service_pb2.DownloadMediaResponse | bytes]:
         """The MediaInfo, then the chunks. Each yield returns once grpc has taken the
         message (within the stream's flow-control window), so a slow reader holds up the
         download rather than the sidecar buffering it (see wahook.media)."""
@@ -200,7 +213,7 @@ class EventService:
 
     async def _media_responses(
         self, media_id: str
-    ) -> AsyncGenerator[service_pb2.DownloadMediaResponse, None]:
+    ) -> AsyncGenerator[service_pb2.DownloadMediaResponse | bytes, None]:
         check_media_id(media_id)
         if self._media is None:
             raise FailedPreconditionError(
@@ -219,7 +232,7 @@ class EventService:
                     )
                     yield service_pb2.DownloadMediaResponse(info=info)
                 else:
-                    yield service_pb2.DownloadMediaResponse(chunk=part)
+                    yield chunk_response(part)
 
     async def GetEvent(
         self, request: service_pb2.GetEventRequest, context: Context
