@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -89,6 +90,15 @@ class MediaInfo:
     sha256: str  # verbatim, as Meta gave it
     file_size: int  # 0: Meta did not say
     url: str = field(repr=False)  # short-lived; not worth a log line either
+
+
+@dataclass
+class MediaStats:
+    """Counters since start, for /metrics."""
+
+    completed: int = 0  # downloads that ended with every byte checked
+    failed: int = 0  # downloads that ended with an error (before or after bytes)
+    bytes_received: int = 0  # from the Graph API, every download included
 
 
 def check_media_id(media_id: str) -> str:
@@ -303,6 +313,7 @@ class MediaClient:
         self._connect_timeout = connect_timeout
         self._metadata_timeout = metadata_timeout
         self._download_timeout = download_timeout
+        self.stats = MediaStats()
         # Over our own limit, so that it is our check (a specific status) that stops a
         # large file, not Tornado's.
         self._http = SimpleAsyncHTTPClient(
@@ -362,6 +373,17 @@ class MediaClient:
 
     async def download(self, media_id: str) -> AsyncGenerator[MediaInfo | bytes, None]:
         """MediaInfo, then the bytes; see the class docstring."""
+        try:
+            # aclosing: a consumer that stops closes the transfer now, not at collection.
+            async with contextlib.aclosing(self._download(media_id)) as parts:
+                async for part in parts:
+                    yield part
+        except WahookError:
+            self.stats.failed += 1
+            raise
+        self.stats.completed += 1
+
+    async def _download(self, media_id: str) -> AsyncGenerator[MediaInfo | bytes, None]:
         info = await self.metadata(media_id)
         what = f"media {media_id}"
         expected = sha256_digest(info.sha256)
@@ -395,6 +417,7 @@ class MediaClient:
                 yield bytes(pending)
         finally:
             transfer.stop()
+            self.stats.bytes_received += transfer.received
         if transfer.failure is not None:
             raise transfer.failure
         if fetch.exception() is not None:

@@ -115,20 +115,7 @@ class Sidecar:
             for sock in sockets:
                 sock.close()
             raise
-        self.media = None
-        if config.graph_access_token is not None:
-            self.media = MediaClient(
-                config.graph_access_token,
-                base_url=config.graph_base_url,
-                api_version=config.graph_api_version,
-                max_bytes=config.media_max_bytes,
-            )
-            log.info(
-                "media download on: %s/%s, up to %d bytes a file",
-                config.graph_base_url,
-                config.graph_api_version,
-                config.media_max_bytes,
-            )
+        self.media = _media_client(config)
         try:
             _, grpc_port, self.rpc = await create_server(
                 self.event_log,
@@ -152,6 +139,8 @@ class Sidecar:
             raise
         event_log, rpc = self.event_log, self.rpc
         _add_store_metrics(self.metrics, event_log)
+        if self.media is not None:
+            _add_media_metrics(self.metrics, self.media)
         self.metrics.add_collector(
             "wahook_grpc_subscribers",
             "gauge",
@@ -248,4 +237,45 @@ def _add_store_metrics(metrics: Metrics, event_log: SqliteEventLog) -> None:
         "gauge",
         "Most write operations committed in one transaction.",
         lambda: float(event_log.metrics().largest_batch),
+    )
+
+
+def _media_client(config: Config) -> MediaClient | None:
+    """DownloadMedia's Graph API client; None (the rpc answers FAILED_PRECONDITION) without
+    an access token."""
+    if config.graph_access_token is None:
+        return None
+    log.info(
+        "media download on: %s/%s, up to %d bytes a file",
+        config.graph_base_url,
+        config.graph_api_version,
+        config.media_max_bytes,
+    )
+    return MediaClient(
+        config.graph_access_token,
+        base_url=config.graph_base_url,
+        api_version=config.graph_api_version,
+        max_bytes=config.media_max_bytes,
+    )
+
+
+def _add_media_metrics(metrics: Metrics, media: MediaClient) -> None:
+    stats = media.stats
+    metrics.add_collector(
+        "wahook_media_downloads_total",
+        "counter",
+        "DownloadMedia calls that ended with every byte checked against Meta's sha256.",
+        lambda: float(stats.completed),
+    )
+    metrics.add_collector(
+        "wahook_media_download_failures_total",
+        "counter",
+        "DownloadMedia calls that ended with an error (Graph API refusal, size, digest).",
+        lambda: float(stats.failed),
+    )
+    metrics.add_collector(
+        "wahook_media_bytes_received_total",
+        "counter",
+        "Media bytes received from the Graph API.",
+        lambda: float(stats.bytes_received),
     )

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from e2e_helpers import post
 from fake_graph import TOKEN, VERSION, FakeGraph, graph_error_body, running_fake_graph
 from wahook.client import download_media
 from wahook.media import CHUNK_SIZE
 from wahook.v1 import service_pb2, service_pb2_grpc
-from wahook_testkit import WahookFactory, WahookProcess, free_port
+from wahook_testkit import Certs, WahookFactory, WahookProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +66,7 @@ async def responses(
 
 
 async def test_download_media_statuses_and_no_token_in_logs(
-    tmp_path: Path, wahook_factory: type[WahookFactory], graph: FakeGraph
+    tmp_path: Path, wahook_factory: type[WahookFactory], graph: FakeGraph, certs: Certs
 ) -> None:
     server = start(wahook_factory, tmp_path, graph)
     data = os.urandom(5 * CHUNK + 99)
@@ -132,6 +133,17 @@ async def test_download_media_statuses_and_no_token_in_logs(
         await download_media(target, "2")
     assert info.value.code() == grpc.StatusCode.DATA_LOSS
 
+    ctx = certs.client_context()
+    status, body = await asyncio.to_thread(
+        post, server.http_url + "/metrics", b"", ctx, signature=None, method="GET"
+    )
+    assert status == 200
+    metrics = body.decode()
+    # OK: the first call and the helper's two. Failed: "2" twice, the six Graph refusals
+    # of the table and the refused token (the two INVALID_ARGUMENT never reach Meta).
+    assert "wahook_media_downloads_total 3\n" in metrics
+    assert "wahook_media_download_failures_total 9\n" in metrics
+    assert "wahook_media_bytes_received_total " in metrics
     assert server.terminate() == 0
     log = server.stderr()
     assert "media download on" in log

@@ -29,6 +29,7 @@ from wahook.media import (
     CHUNK_SIZE,
     MediaClient,
     MediaInfo,
+    MediaStats,
     check_media_id,
     graph_error,
     sha256_digest,
@@ -319,6 +320,8 @@ async def test_stopping_early_closes_the_connection(graph: FakeGraph) -> None:
         got = [await anext(parts), await anext(parts)]
         await parts.aclose()
         assert isinstance(got[1], bytes)
+        # Abandoned: neither completed nor failed.
+        assert (client.stats.completed, client.stats.failed) == (0, 0)
         async with asyncio.timeout(5):
             while graph.finished.get(MEDIA_ID) is None:  # noqa: ASYNC110 (the fake's state)
                 await asyncio.sleep(0.01)
@@ -354,3 +357,17 @@ def test_chunk_response_is_the_serialised_message(size: int) -> None:
     encoded = chunk_response(data)
     assert encoded == service_pb2.DownloadMediaResponse(chunk=data).SerializeToString()
     assert service_pb2.DownloadMediaResponse.FromString(encoded).chunk == data
+
+
+async def test_stats_count_downloads_failures_and_bytes(graph: FakeGraph) -> None:
+    graph.add("1", b"a" * 1000)
+    graph.add("2", b"b" * 500, sha256=hashlib.sha256(b"c").hexdigest())
+    client = client_for(graph)
+    try:
+        await download_all(client, "1")
+        await download_all(client, "1")
+        await failure_of(client, "2")
+        await failure_of(client, "3")
+    finally:
+        client.close()
+    assert client.stats == MediaStats(completed=2, failed=2, bytes_received=2500)
