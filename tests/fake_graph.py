@@ -11,7 +11,8 @@ It serves what the Graph API does for media, as far as wahook uses it:
 A wrong or missing token gets Meta's answer for it (OAuthException, code 190); an unknown
 id gets Meta's "does not exist" (400, code 100, subcode 33). Each ``FakeMedia`` can
 misbehave: a forced status and body for either call, a wrong sha256 or file_size, a
-delay per piece, no Content-Length (chunked), a URL of its own. Ids and bytes are made up.
+delay per piece, no Content-Length (chunked), a URL of its own (``/redirect?to=URL``
+answers a 302 to URL). Ids and bytes are made up.
 """
 
 from __future__ import annotations
@@ -173,6 +174,18 @@ class _DownloadHandler(_Handler):
         self.finish()
 
 
+class _RedirectHandler(tornado.web.RequestHandler):
+    def initialize(self, graph: FakeGraph) -> None:
+        self.graph = graph
+
+    def get(self) -> None:
+        # Records what reached it, then sends the client on to ``?to=``.
+        self.graph.requests.append(
+            (self.request.uri or "", self.request.headers.get("Authorization", ""))
+        )
+        self.redirect(self.get_argument("to"))
+
+
 @asynccontextmanager
 async def running_fake_graph(token: str = TOKEN) -> AsyncIterator[FakeGraph]:
     """A started fake on 127.0.0.1 (any free port), in the caller's loop."""
@@ -183,6 +196,7 @@ async def running_fake_graph(token: str = TOKEN) -> AsyncIterator[FakeGraph]:
         [
             (rf"/{VERSION}/([^/]+)", _MetadataHandler, {"graph": graph}),
             (r"/download/([^/]+)", _DownloadHandler, {"graph": graph}),
+            (r"/redirect", _RedirectHandler, {"graph": graph}),
         ]
     )
     server = tornado.httpserver.HTTPServer(app)

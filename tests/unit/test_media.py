@@ -371,3 +371,23 @@ async def test_stats_count_downloads_failures_and_bytes(graph: FakeGraph) -> Non
     finally:
         client.close()
     assert client.stats == MediaStats(completed=2, failed=2, bytes_received=2500)
+
+
+async def test_redirects_keep_the_token_only_on_the_same_origin(graph: FakeGraph) -> None:
+    data = os.urandom(1000)
+    same = f"{graph.base_url}/download/1"
+    other = same.replace("127.0.0.1", "localhost")  # another origin, the same fake
+    graph.add("1", data, url=f"{graph.base_url}/redirect?to={same}")
+    graph.add("2", data, url=f"{graph.base_url}/redirect?to={other}")
+    client = client_for(graph)
+    try:
+        _, chunks = await download_all(client, "1")
+        assert b"".join(chunks) == data
+        graph.requests.clear()
+        err, _ = await failure_of(client, "2")
+    finally:
+        client.close()
+    # Tornado dropped the Authorization header on the way to the other origin, so the
+    # fake refused the download there.
+    assert type(err) is UpstreamDeniedError
+    assert [auth for path, auth in graph.requests if path.startswith("/download/")] == [""]

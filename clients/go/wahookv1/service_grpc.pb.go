@@ -91,7 +91,9 @@ type EventServiceClient interface {
 	// whatsapp_business_messaging permission; the operator must fix the
 	// token, retrying does not help); RESOURCE_EXHAUSTED when Meta rate-limits
 	// the calls (retry later, with backoff); UNAVAILABLE when the Graph API
-	// answers 5xx, cannot be reached, or times out (retry with backoff);
+	// answers 5xx, cannot be reached, or times out (10 s to connect, 30 s for
+	// the metadata, 10 minutes for the whole download, a slow reader's pauses
+	// included) (retry with backoff);
 	// DATA_LOSS as above; UNKNOWN for any other refusal by Meta (the message
 	// quotes Meta's).
 	DownloadMedia(ctx context.Context, in *DownloadMediaRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadMediaResponse], error)
@@ -242,7 +244,9 @@ type EventServiceServer interface {
 	// whatsapp_business_messaging permission; the operator must fix the
 	// token, retrying does not help); RESOURCE_EXHAUSTED when Meta rate-limits
 	// the calls (retry later, with backoff); UNAVAILABLE when the Graph API
-	// answers 5xx, cannot be reached, or times out (retry with backoff);
+	// answers 5xx, cannot be reached, or times out (10 s to connect, 30 s for
+	// the metadata, 10 minutes for the whole download, a slow reader's pauses
+	// included) (retry with backoff);
 	// DATA_LOSS as above; UNKNOWN for any other refusal by Meta (the message
 	// quotes Meta's).
 	DownloadMedia(*DownloadMediaRequest, grpc.ServerStreamingServer[DownloadMediaResponse]) error
