@@ -249,21 +249,23 @@ def _side_by_side_table(sbs: dict[str, Any]) -> list[str]:
 
 def _open_loop_rows(ol: dict[str, Any]) -> list[str]:
     """One row per server: latency percentiles (ms), failures, the server's CPU per POST and
-    share of core 1 during the run, how late the load tool sent the measured requests (p99,
-    max; results from before that distribution existed show the schedule loop's max)."""
+    share of core 1 during the run, how busy core 1 was (anyone's work), how late the load tool
+    sent the measured requests (p99, max; results from before that distribution existed show the
+    schedule loop's max)."""
     lines = [
         "| server | p50 | p90 | p99 | p99.9 | max | non-200 | CPU per POST (us) | core 1 share "
-        "| load tool late p99 | load tool late max |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| core 1 busy | load tool late p99 | load tool late max |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for k, v in ol["servers"].items():
         lt = v["latency_ms"]
         # Results of runs before these columns existed leave them empty.
         share = f"{v['core_share']:.0%}" if "core_share" in v else ""
+        busy = f"{v['core_busy']:.0%}" if "core_busy" in v else ""
         late = v.get("send_late_ms", {"p99": "", "max": v["max_send_late_ms"]})
         lines.append(
             f"| {k} | {lt['p50']} | {lt['p90']} | {lt['p99']} | {lt['p99.9']} | {lt['max']} "
-            f"| {v['errors']} | {v.get('cpu_us_per_post', '')} | {share} "
+            f"| {v['errors']} | {v.get('cpu_us_per_post', '')} | {share} | {busy} "
             f"| {late['p99']} | {late['max']} |"
         )
     return lines
@@ -280,13 +282,16 @@ def _scaled_section(ol: dict[str, Any]) -> list[str]:
     basis = scaled["basis"]
     ref, target = basis["reference_bare_rps"], basis["target_rate"]
     title = (
-        f"## Open-loop at the scaled rate {scaled['rate']:g} POSTs/s for {scaled['seconds']:g} s: "
-        "the same utilisation as the issue's machine"
+        f"## Open-loop at the scaled rate {scaled['rate']:g} POSTs/s for {scaled['seconds']:g} s"
     )
     if basis.get("forced"):
-        how = f"Rate forced with --scaled-rate (the scaled rate is {target:g}/s x bare Tornado's"
-        how += f" closed-loop median here / {ref:,.0f})."
+        title += " (forced)"
+        how = (
+            f"Rate forced with --scaled-rate (the scaled rate is {target:g}/s x bare Tornado's "
+            f"closed-loop median here / {ref:,.0f})."
+        )
     else:
+        title += ": the same utilisation as the issue's machine"
         how = (
             f"{target:g}/s x bare Tornado's closed-loop median in this run "
             f"({basis['bare_closed_loop_rps']:,.0f}/s) / {ref:,.0f} (bare Tornado on the issue's "

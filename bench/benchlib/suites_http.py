@@ -100,13 +100,18 @@ def loadgen_with_cpu(
 ) -> dict[str, Any]:
     """The loadgen's result against ``server``, plus what the server spent: utime + stime of its
     serving process, all threads, read just before and just after the loadgen run, per POST sent
-    (``cpu_us_per_post``) and per wall second (``core_share``, its share of core 1)."""
+    (``cpu_us_per_post``) and per wall second (``core_share``, its share of core 1); and how busy
+    core 1 was meanwhile, whoever used it (``core_busy``: above the share is other work, which
+    the server's requests queued behind)."""
     pid = _serving_pid(server)
+    core0 = _core_ticks(tools.SERVER_CORE)
     cpu0, t0 = _cpu_seconds(pid), time.monotonic()
     res = tools.run_loadgen(
         server.url, ctx.bodies, rate, seconds, warmup, 0, ctx.run_id, ctx.secret
     )
     cpu, wall = _cpu_seconds(pid) - cpu0, time.monotonic() - t0
+    busy, total = (b - a for a, b in zip(core0, _core_ticks(tools.SERVER_CORE), strict=True))
+    res["core_busy"] = round(busy / total, 3) if total else 0.0
     res["server_cpu_s"] = round(cpu, 3)
     res["wall_s"] = round(wall, 3)
     res["cpu_us_per_post"] = round(cpu * 1e6 / res["sent"], 1) if res["sent"] else 0.0
@@ -150,6 +155,7 @@ def open_loop(
             },
             "cpu_us_per_post": round(median([r["cpu_us_per_post"] for r in results]), 1),
             "core_share": round(median([r["core_share"] for r in results]), 3),
+            "core_busy": round(median([r["core_busy"] for r in results]), 3),
         }
     return summary
 

@@ -42,6 +42,7 @@ def e2e_latency(ctx: Ctx, rate: float, seconds: float, warmup: float) -> dict[st
         # The subscriber's gRPC stream is served by the same process: its cost is in here.
         "cpu_us_per_post": load["cpu_us_per_post"],
         "core_share": load["core_share"],
+        "core_busy": load["core_busy"],
         "send_late_ms": {k: round(v / 1000, 3) for k, v in load["send_late_us"].items()},
     }
 
