@@ -57,8 +57,6 @@ from wahook.errors import (
     WahookError,
 )
 
-log = logging.getLogger(__name__)
-
 # Bytes per DownloadMediaResponse.chunk, well under gRPC's 4 MiB message cap. Measured on
 # this project's VM (sidecar CPU, utime+stime, per 100 MiB download, median of 10
 # interleaved rounds): 0.60 s with 64 KiB chunks, 0.51 s with 256 KiB (the cost is per
