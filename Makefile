@@ -3,6 +3,7 @@
 #   make test    the Python test suite (CI runs it, then make clients-test)
 #   make check   ruff, ruff format --check, mypy --strict, buf lint, buf format
 #   make proto   regenerate every generated file from proto/
+#   make proto-baseline  record proto/ as the published API (buf breaking's reference)
 #   make bench   the benchmarks (not part of test)
 
 SHELL := /bin/bash
@@ -20,10 +21,10 @@ PROTOS := $(sort $(wildcard proto/wahook/v1/*.proto))
 PY_GEN := server/wahook/v1
 PY_GEN_STAMP := $(PY_GEN)/.generated
 
-.PHONY: help venv tools proto test test-py check lint typecheck buflint run bench clean clients-test
+.PHONY: help venv tools proto proto-baseline test test-py check lint typecheck buflint run bench clean clients-test
 
 help:
-	@sed -n '2,7p' Makefile
+	@sed -n '2,8p' Makefile
 
 $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,14 +70,29 @@ lint: $(VENV_STAMP)
 typecheck: $(PY_GEN_STAMP)
 	$(BIN)/mypy
 
-# BUF_AGAINST: what `buf breaking` compares proto/ with (FILE rules, proto/buf.yaml):
-# the main branch by default, so a branch that would break a generated client fails.
-BUF_AGAINST ?= .git\#branch=main,subdir=proto
+# `buf breaking` (FILE rules, proto/buf.yaml) compares proto/ with the API as last
+# published: proto/api-baseline.json, a buf image committed with every proto change.
+# (Against the main branch it compared main with itself in CI, which runs on main, and
+# never failed.) So a change that would break a generated client fails here; one that
+# does not must come with `make proto-baseline`, or the check below fails and says so.
+# BUF_AGAINST overrides what to compare with (e.g. '.git\#branch=main,subdir=proto').
+BUF_BASELINE := proto/api-baseline.json
+BUF_BASELINE_NOW := $(basename $(BUF_BASELINE)).now.json
+BUF_AGAINST ?= $(BUF_BASELINE)
 
 buflint: $(BUF_STAMP)
 	cd proto && ../$(BUF) lint
 	cd proto && ../$(BUF) format --diff --exit-code
 	$(BUF) breaking proto --against '$(BUF_AGAINST)'
+	@$(BUF) build proto --exclude-source-info -o $(BUF_BASELINE_NOW)
+	@if cmp -s $(BUF_BASELINE_NOW) $(BUF_BASELINE); then rm -f $(BUF_BASELINE_NOW); else \
+	  rm -f $(BUF_BASELINE_NOW); \
+	  echo "buflint: proto/ changed since $(BUF_BASELINE); it breaks nothing (checked above):" \
+	    "run 'make proto-baseline' and commit $(BUF_BASELINE) with it" >&2; exit 1; fi
+
+# Records proto/ as the published API that later changes must not break.
+proto-baseline: $(BUF_STAMP)
+	$(BUF) build proto --exclude-source-info -o $(BUF_BASELINE)
 
 run: $(PY_GEN_STAMP)
 	$(BIN)/wahook serve --dev
