@@ -6,12 +6,14 @@ second instance racing the first) and how many commits it has made, if it batche
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Protocol
 
 import pytest
+from redis_server import RedisServer, start_redis
 from wahook.store.base import EventLog
+from wahook.store.redis_streams import RedisEventLog
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import event_pb2, message_pb2, status_pb2
 
@@ -42,6 +44,27 @@ class SqliteBackend:
         return log.metrics().commits
 
 
+class RedisBackend:
+    """Every instance opened on one Redis shares its keys, like replicas of a sidecar."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.url = server.url
+
+    async def open(self) -> EventLog:
+        return await RedisEventLog.open(self.url, prefix="contract")
+
+    def commits(self, log: EventLog) -> int | None:
+        assert isinstance(log, RedisEventLog)
+        return log.metrics().commits
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
 class Opened:
     """Opens log instances for one test and closes every one of them at teardown."""
 
@@ -55,10 +78,14 @@ class Opened:
         return log
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "sqlite":
         return SqliteBackend(tmp_path)
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        server.client().flushdb()  # each test starts on an empty store
+        return RedisBackend(server)
     raise AssertionError(request.param)  # pragma: no cover
 
 
