@@ -2,9 +2,9 @@
 
 Precedence, highest first: command-line flags, ``WAHOOK_*`` environment variables,
 ``--dev`` defaults (generated under the data directory), built-in defaults. A secret
-(``app_secret``, ``verify_token``, ``graph_access_token``) may also come from a file
-(``*_FILE``); a value and a file for the same secret at the same level is an error rather
-than a silent pick.
+(``app_secret``, ``verify_token``, ``graph_access_token``, and ``store``, whose Redis URL
+may carry a password) may also come from a file (``*_FILE``); a value and a file for the
+same secret at the same level is an error rather than a silent pick.
 
 The environment is passed in as a Mapping (never read from ``os.environ`` here) so
 tests and embedders decide what the sidecar sees. Secrets are wrapped in ``Secret``,
@@ -111,6 +111,32 @@ def parse_api_version(text: str) -> str:
     return version
 
 
+def parse_store(text: str) -> str:
+    """``sqlite``, or the URL of the Redis every replica shares (kept verbatim: it may
+    carry a password, so it is only ever shown through ``redis_streams.mask_url``)."""
+    value = text.strip()
+    if value.lower() == "sqlite":
+        return "sqlite"
+    if re.fullmatch(r"(rediss?|unix)://\S+", value):
+        return value
+    # Not echoed: a mistyped URL may still carry the password.
+    raise ValueError("not sqlite or a Redis URL (redis://[:password@]host:port/db or rediss://)")
+
+
+def parse_redis_prefix(text: str) -> str:
+    prefix = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.:{}-]+", prefix):
+        raise ValueError(f"not a Redis key prefix: {text!r} (letters, digits, _ . : - {{ }})")
+    return prefix
+
+
+def parse_count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be 0 or more: {value}")
+    return value
+
+
 def parse_level(text: str) -> str:
     level = text.strip().upper()
     if level not in LOG_LEVELS:
@@ -167,6 +193,17 @@ OPTIONS: tuple[Option, ...] = (
            metavar="PORT"),
     Option("data_dir", "WAHOOK_DATA_DIR", "./var", "directory of the event log (and --dev files)",
            metavar="DIR"),
+    Option("store", "WAHOOK_STORE", "sqlite",
+           "event log: sqlite (a file under the data directory) or the URL of a Redis that "
+           "several replicas share, redis://[:password@]host:port/db (rediss:// for TLS); the "
+           "password is masked in logs. See Scaling out with Redis Streams",
+           parse_store, secret_file=True, metavar="STORE"),
+    Option("redis_prefix", "WAHOOK_REDIS_PREFIX", "wahook",
+           "prefix of the Redis event log's keys (deployments sharing one Redis use different "
+           "ones)", parse_redis_prefix, metavar="PREFIX"),
+    Option("redis_wait_replicas", "WAHOOK_REDIS_WAIT_REPLICAS", "0",
+           "Redis replicas that must acknowledge each append (WAIT, 1 s) before the 200; 0: "
+           "the Redis server's persistence settings alone decide", parse_count, metavar="N"),
     Option("tls_cert", "WAHOOK_TLS_CERT", None, "PEM certificate chain for HTTPS",
            metavar="FILE"),
     Option("tls_key", "WAHOOK_TLS_KEY", None, "PEM private key for HTTPS", metavar="FILE"),
@@ -225,6 +262,10 @@ class Config:
     access_log: str
     dev_no_signature: bool
     graph_access_token: Secret | None = None
+    # The Redis URL of WAHOOK_STORE (a Secret: it may carry a password); None: SQLite.
+    store_url: Secret | None = None
+    redis_prefix: str = "wahook"
+    redis_wait_replicas: int = 0
     graph_base_url: str = "https://graph.facebook.com"
     graph_api_version: str = "v24.0"
     media_max_bytes: int = 100 * MIB
@@ -342,6 +383,9 @@ def load(
         access_log=values["access_log"],
         dev_no_signature=values["dev_no_signature"],
         graph_access_token=Secret(graph_token) if graph_token else None,
+        store_url=None if values["store"] == "sqlite" else Secret(values["store"]),
+        redis_prefix=values["redis_prefix"],
+        redis_wait_replicas=values["redis_wait_replicas"],
         graph_base_url=values["graph_base_url"],
         graph_api_version=values["graph_api_version"],
         media_max_bytes=values["media_max_bytes"],

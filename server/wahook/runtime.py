@@ -1,6 +1,7 @@
 """The running sidecar: one asyncio loop with Tornado's HTTPServer and the grpc.aio server.
 
-``serve(config)`` opens the SQLite log under the data directory, starts gRPC and
+``serve(config)`` opens the event log (SQLite under the data directory, or the Redis
+Streams log of WAHOOK_STORE that several replicas share), starts gRPC and
 HTTP(S), prints one machine-readable line with the bound ports, prunes old events
 hourly, and on SIGTERM/SIGINT drains:
 
@@ -34,6 +35,9 @@ from wahook.http.handlers import DEV_NO_SIGNATURE_WARNING, WebhookDeps
 from wahook.http.metrics import Metrics
 from wahook.media import MediaClient
 from wahook.rpc.server import create_server
+from wahook.store.base import EventLog
+from wahook.store.redis_append import mask_url
+from wahook.store.redis_streams import RedisEventLog
 from wahook.store.retention import prune_periodically
 from wahook.store.sqlite import SqliteEventLog
 
@@ -110,7 +114,7 @@ class Sidecar:
                 f"cannot listen on {config.http_host}:{config.http_port}: {exc.strerror}"
             ) from None
         try:
-            self.event_log = await SqliteEventLog.open(config.db_path)
+            self.event_log = await open_event_log(config)
         except BaseException:
             for sock in sockets:
                 sock.close()
@@ -225,7 +229,36 @@ async def serve(
     return 0
 
 
-def _add_store_metrics(metrics: Metrics, event_log: SqliteEventLog) -> None:
+async def open_event_log(config: Config) -> EventLog:
+    """The event log ``config.store_url`` names: Redis Streams, or SQLite by default."""
+    if config.store_url is None:
+        return await SqliteEventLog.open(config.db_path)
+    url = config.store_url.reveal()
+    log.info(
+        "event log: Redis Streams at %s, key prefix %r%s",
+        mask_url(url),
+        config.redis_prefix,
+        f", {config.redis_wait_replicas} replica(s) acknowledge each append"
+        if config.redis_wait_replicas
+        else "",
+    )
+    return await RedisEventLog.open(
+        url, prefix=config.redis_prefix, wait_replicas=config.redis_wait_replicas
+    )
+
+
+def _add_store_metrics(metrics: Metrics, event_log: EventLog) -> None:
+    if isinstance(event_log, RedisEventLog):
+        redis_log = event_log
+        metrics.add_collector(
+            "wahook_store_commits_total",
+            "counter",
+            "Append scripts run on Redis (client-side group commit).",
+            lambda: float(redis_log.metrics().commits),
+        )
+        return
+    if not isinstance(event_log, SqliteEventLog):  # pragma: no cover - two backends
+        return
     metrics.add_collector(
         "wahook_store_commits_total",
         "counter",
