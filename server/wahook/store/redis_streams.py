@@ -45,7 +45,6 @@ from redis.exceptions import RedisError
 
 from wahook.errors import (
     FailedPreconditionError,
-    InvalidArgumentError,
     LogUnavailableError,
     NotFoundError,
 )
@@ -61,6 +60,7 @@ from wahook.store.base import (
     StatusTransition,
 )
 from wahook.store.encoded import EncodedBatch
+from wahook.store.head import HeadWatch, check_appendable
 from wahook.store.redis_append import AppendBatcher, mask_url
 from wahook.v1 import account_pb2, event_pb2
 
@@ -120,8 +120,7 @@ class RedisEventLog:
         self._prefix = prefix
         self._stream = f"{prefix}:events"
         self._closed = False
-        self._head = 0
-        self._head_changed = asyncio.Event()
+        self._head = HeadWatch()
         self._waiters = 0
         self._watcher: asyncio.Task[None] | None = None
         reg = client.register_script
@@ -133,7 +132,7 @@ class RedisEventLog:
             wait_replicas=wait_replicas,
             wait_timeout_ms=int(wait_timeout * 1000),
             max_batch=max_batch,
-            on_head=self._on_head,
+            on_head=self._head.advance,
         )
         self._get_script = reg(scripts.GET)
         self._create_script = reg(scripts.CREATE_GROUP)
@@ -179,7 +178,7 @@ class RedisEventLog:
             forget_idle_consumers_after=forget_idle_consumers_after,
         )
         try:
-            log._head = int(await client.get(f"{prefix}:head") or 0)
+            log._head.advance(int(await client.get(f"{prefix}:head") or 0))
         except RedisError as exc:
             await client.aclose()
             raise LogUnavailableError(
@@ -203,12 +202,6 @@ class RedisEventLog:
     async def _run(self, script: AsyncScript, *args: bytes | str | int | float) -> Any:
         return await self._call(lambda: script(args=[self._prefix, *args]))
 
-    def _on_head(self, head: int) -> None:
-        if head > self._head:
-            self._head = head
-            changed, self._head_changed = self._head_changed, asyncio.Event()
-            changed.set()
-
     def metrics(self) -> RedisMetrics:
         b = self._batcher
         return RedisMetrics(
@@ -220,11 +213,7 @@ class RedisEventLog:
     def append(self, events: Sequence[event_pb2.Event]) -> asyncio.Future[AppendResult]:
         """A future (see ``EventLog.append``); bad events raise here, before anything is
         queued. Appends queued while a script runs go together in the next one."""
-        for i, event in enumerate(events):
-            if not event.dedupe_key:
-                raise InvalidArgumentError(f"events[{i}].dedupe_key is empty")
-            if not event.id:
-                raise InvalidArgumentError(f"events[{i}].id is empty")
+        check_appendable(events)
         self._check_open()
         return self._batcher.submit(events)
 
@@ -344,7 +333,7 @@ class RedisEventLog:
         )
         if int(r[0]) < 0:
             raise NotFoundError(f"consumer group {group!r} does not exist")
-        self._on_head(int(r[0]))
+        self._head.advance(int(r[0]))
         rows = sorted((int(r[i]), int(r[i + 1]), bytes(r[i + 2])) for i in range(2, len(r), 3))
         return EncodedBatch(
             [row[0] for row in rows],
@@ -403,25 +392,18 @@ class RedisEventLog:
 
     async def wait_for_append(self, after_sequence: int, timeout: float) -> bool:  # noqa: ASYNC109 - the EventLog protocol's signature
         self._check_open()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         self._waiters += 1
         try:
-            while self._head <= after_sequence:
-                remaining = deadline - loop.time()
-                if remaining <= 0 or self._closed:
-                    return False
-                if self._watcher is None or self._watcher.done():
-                    self._watcher = loop.create_task(self._watch())
-                changed = self._head_changed
-                try:
-                    async with asyncio.timeout(remaining):
-                        await changed.wait()
-                except TimeoutError:
-                    return self._head > after_sequence
-            return True
+            return await self._head.wait_past(
+                after_sequence, timeout, closed=lambda: self._closed, before_wait=self._watching
+            )
         finally:
             self._waiters -= 1
+
+    def _watching(self) -> None:
+        """Make sure the watcher of other replicas' appends runs while someone waits."""
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
         """Follow appends made through other replicas while someone waits: XREAD BLOCK
@@ -433,13 +415,13 @@ class RedisEventLog:
             while self._waiters > 0 and not self._closed:
                 try:
                     await conn.xread(
-                        {self._stream: f"0-{self._head}"}, count=1, block=_WATCH_BLOCK_MS
+                        {self._stream: f"0-{self._head.head}"}, count=1, block=_WATCH_BLOCK_MS
                     )
                     head = int(await conn.get(f"{self._prefix}:head") or 0)
                 except RedisError:
                     await asyncio.sleep(1.0)  # Redis away: waiters time out meanwhile
                     continue
-                self._on_head(head)
+                self._head.advance(head)
         finally:
             await conn.aclose()
 
@@ -452,7 +434,7 @@ class RedisEventLog:
         if self._closed:
             return
         self._closed = True
-        self._head_changed.set()  # wake waiters; they see the log closed
+        self._head.close()  # wake waiters; they see the log closed
         await self._batcher.drain()  # finish pending writes: every append gets its answer
         if self._watcher is not None:
             self._watcher.cancel()

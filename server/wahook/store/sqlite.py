@@ -34,7 +34,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from wahook.errors import InvalidArgumentError, LogUnavailableError
+from wahook.errors import LogUnavailableError
 from wahook.store import sqlite_groups as groups
 from wahook.store import sqlite_ops as ops
 from wahook.store import sqlite_status
@@ -47,6 +47,7 @@ from wahook.store.base import (
     StatusRecord,
 )
 from wahook.store.encoded import EncodedBatch
+from wahook.store.head import HeadWatch, check_appendable
 from wahook.store.sqlite_schema import connect, initialise
 from wahook.store.sqlite_writer import GroupCommitWriter, as_wahook_error
 from wahook.v1 import event_pb2
@@ -83,8 +84,7 @@ class SqliteEventLog:
     ) -> None:
         self.path = path
         self._loop = loop
-        self._head = head
-        self._head_changed = asyncio.Event()
+        self._head = HeadWatch(head)
         self._closed = False
         self._durable_appends = durable_appends
         self._appended = 0
@@ -101,7 +101,7 @@ class SqliteEventLog:
             loop,
             max_batch=max_batch,
             read_head=ops.head,
-            on_head=self._on_head,
+            on_head=self._head.advance,
             append_many=ops.append_many,
         )
 
@@ -196,12 +196,6 @@ class SqliteEventLog:
                 raise LogUnavailableError("event log is closed") from exc
             raise
 
-    def _on_head(self, head: int) -> None:
-        if head > self._head:
-            self._head = head
-            changed, self._head_changed = self._head_changed, asyncio.Event()
-            changed.set()
-
     def metrics(self) -> SqliteMetrics:
         return SqliteMetrics(
             commits=self._writer.commits,
@@ -216,11 +210,7 @@ class SqliteEventLog:
     def append(self, events: Sequence[event_pb2.Event]) -> asyncio.Future[AppendResult]:
         """A future, not a coroutine: the front waits for it with a callback, no task
         (see ``EventLog.append``). Bad events raise here, before anything is queued."""
-        for i, event in enumerate(events):
-            if not event.dedupe_key:
-                raise InvalidArgumentError(f"events[{i}].dedupe_key is empty")
-            if not event.id:
-                raise InvalidArgumentError(f"events[{i}].id is empty")
+        check_appendable(events)
         rows = [ops.prepare(event) for event in events]
         self._check_open()
         # Not a job of its own: every append of a group commit is one set-based write.
@@ -311,18 +301,7 @@ class SqliteEventLog:
 
     async def wait_for_append(self, after_sequence: int, timeout: float) -> bool:  # noqa: ASYNC109 - the EventLog protocol's signature
         self._check_open()
-        deadline = self._loop.time() + timeout
-        while self._head <= after_sequence:
-            remaining = deadline - self._loop.time()
-            if remaining <= 0 or self._closed:
-                return False
-            changed = self._head_changed
-            try:
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
-            except TimeoutError:
-                return self._head > after_sequence
-        return True
+        return await self._head.wait_past(after_sequence, timeout, closed=lambda: self._closed)
 
     async def check_writable(self) -> None:
         # An empty job still takes the write lock with BEGIN IMMEDIATE and commits.
@@ -332,7 +311,7 @@ class SqliteEventLog:
         if self._closed:
             return
         self._closed = True
-        self._head_changed.set()  # wake waiters; they see the log closed
+        self._head.close()  # wake waiters; they see the log closed
         await self._writer.close()
         self._pool.shutdown(wait=True)
         for conn in self._reader_conns:
