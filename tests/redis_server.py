@@ -32,6 +32,25 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
 
+    def crash(self) -> None:
+        """SIGKILL: no shutdown, no final save; what is on disk is what the AOF has."""
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> None:
+        """The same server again (same port, directory and settings) after ``crash``."""
+        self.process = subprocess.Popen(
+            self.process.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if self.client().ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        pytest.fail("redis-server did not come back", pytrace=False)
+
     def stop(self) -> None:
         self.process.terminate()
         try:

@@ -182,3 +182,31 @@ async def test_prune_forgets_idle_consumers_that_hold_nothing(redis_server: Redi
         assert [(d.event.sequence, d.attempt) for d in again] == [(s[0], 2)]
     finally:
         await log.close()
+
+
+async def test_a_redis_crash_fails_appends_until_it_is_back_and_loses_nothing_answered(
+    tmp_path: Path,
+) -> None:
+    # Its own server: this one is killed (SIGKILL, no shutdown save) and started again on
+    # the same port and directory, as a restarted Redis would be. With the AOF fsynced
+    # at every write, what append returned for survives; meanwhile appends fail with
+    # LogUnavailableError (a 503 to Meta, which retries); afterwards the same log object
+    # works again without being reopened.
+    directory = tmp_path / "redis"
+    server = start_redis(directory)
+    log = await RedisEventLog.open(server.url, prefix="c")
+    try:
+        first = await log.append([message(1), message(2)])
+        assert first.sequences == [1, 2]
+        server.crash()
+        with pytest.raises(LogUnavailableError):
+            await log.append([message(3)])
+        server.restart()
+        again = await log.append([message(3)])
+        assert again.sequences == [3]  # the failed attempt consumed no sequence
+        assert [e.id for e in await log.list_events(EventFilter(), 0, 0, 10)] == [
+            message(n).id for n in (1, 2, 3)
+        ]
+    finally:
+        await log.close()
+        server.stop()
