@@ -16,6 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from wahook.store.base import Delivery
+from wahook.v1 import event_pb2
+
+
+def decode_event(sequence: int, data: bytes) -> event_pb2.Event:
+    """A stored event's bytes parsed, with its sequence (stored bytes may lack it)."""
+    event = event_pb2.Event.FromString(data)
+    event.sequence = sequence
+    return event
+
 
 @dataclass(frozen=True, slots=True)
 class EncodedBatch:
@@ -34,6 +44,13 @@ class EncodedBatch:
 
     def __len__(self) -> int:
         return len(self.sequences)
+
+    def deliveries(self) -> list[Delivery]:
+        """The batch as ``EventLog.fetch`` returns it: each event parsed."""
+        return [
+            Delivery(event=decode_event(seq, data), attempt=attempt, deadline=self.deadline)
+            for seq, attempt, data in zip(self.sequences, self.attempts, self.events, strict=True)
+        ]
 
 
 @runtime_checkable

@@ -59,7 +59,7 @@ from wahook.store.base import (
     StatusRecord,
     StatusTransition,
 )
-from wahook.store.encoded import EncodedBatch
+from wahook.store.encoded import EncodedBatch, decode_event
 from wahook.store.head import HeadWatch, check_appendable
 from wahook.store.redis_append import AppendBatcher, mask_url
 from wahook.v1 import account_pb2, event_pb2
@@ -92,12 +92,6 @@ def _matches_fields(flt: EventFilter, f: dict[bytes, bytes]) -> bool:
     if flt.phone_number_ids and f[b"p"].decode() not in flt.phone_number_ids:
         return False
     return not (flt.waba_ids and f[b"w"].decode() not in flt.waba_ids)
-
-
-def _to_event(sequence: int, data: bytes) -> event_pb2.Event:
-    event = event_pb2.Event.FromString(data)
-    event.sequence = sequence
-    return event
 
 
 class RedisEventLog:
@@ -221,7 +215,7 @@ class RedisEventLog:
 
     async def get(self, event_id: str) -> event_pb2.Event | None:
         r = await self._run(self._get_script, event_id)
-        return None if r is None else _to_event(int(r[0]), r[1])
+        return None if r is None else decode_event(int(r[0]), r[1])
 
     async def list_events(
         self, flt: EventFilter, after_sequence: int, until_sequence: int, limit: int
@@ -233,7 +227,7 @@ class RedisEventLog:
             entries = await self._xrange(start, end)
             for entry_id, f in entries:
                 if _matches_fields(flt, f):
-                    out.append(_to_event(int(entry_id.split(b"-")[1]), f[b"d"]))
+                    out.append(decode_event(int(entry_id.split(b"-")[1]), f[b"d"]))
                     if len(out) == limit:
                         break
             if len(entries) < _LIST_CHUNK:
@@ -310,12 +304,7 @@ class RedisEventLog:
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
     ) -> list[Delivery]:
         batch = await self.fetch_encoded(group, consumer, max_count, ack_deadline, now)
-        return [
-            Delivery(event=_to_event(seq, data), attempt=attempt, deadline=batch.deadline)
-            for seq, attempt, data in zip(
-                batch.sequences, batch.attempts, batch.events, strict=True
-            )
-        ]
+        return batch.deliveries()
 
     async def fetch_encoded(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float

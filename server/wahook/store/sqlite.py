@@ -254,12 +254,7 @@ class SqliteEventLog:
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
     ) -> list[Delivery]:
         batch = await self.fetch_encoded(group, consumer, max_count, ack_deadline, now)
-        return [
-            Delivery(event=ops.to_event(seq, data), attempt=attempt, deadline=batch.deadline)
-            for seq, attempt, data in zip(
-                batch.sequences, batch.attempts, batch.events, strict=True
-            )
-        ]
+        return batch.deliveries()
 
     async def fetch_encoded(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float

@@ -16,6 +16,7 @@ from wahook.store.base import (
     AppendResult,
     EventFilter,
 )
+from wahook.store.encoded import decode_event
 from wahook.store.sqlite_status import StatusUpdate, apply_statuses, prune_history
 from wahook.v1 import account_pb2, event_pb2, status_pb2
 
@@ -79,12 +80,6 @@ def prepare(event: event_pb2.Event) -> Row:
         event.SerializeToString(),
     )
     return Row(event_id, dedupe_key, params, status)
-
-
-def to_event(sequence: int, data: bytes) -> event_pb2.Event:
-    event = event_pb2.Event.FromString(data)
-    event.sequence = sequence
-    return event
 
 
 def filter_sql(flt: EventFilter) -> tuple[str, list[object]]:
@@ -217,7 +212,7 @@ def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
 
 def get(conn: sqlite3.Connection, event_id: str) -> event_pb2.Event | None:
     row = conn.execute("SELECT sequence, data FROM events WHERE id = ?", (event_id,)).fetchone()
-    return None if row is None else to_event(int(row[0]), row[1])
+    return None if row is None else decode_event(int(row[0]), row[1])
 
 
 def list_events(
@@ -229,4 +224,4 @@ def list_events(
         " ORDER BY sequence LIMIT ?",
         (after, until if until > 0 else _MAX_SEQUENCE, *params, max(limit, 0)),
     ).fetchall()
-    return [to_event(int(s), d) for s, d in rows]
+    return [decode_event(int(s), d) for s, d in rows]
