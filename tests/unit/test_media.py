@@ -34,7 +34,7 @@ from wahook.media import (
     graph_error,
     sha256_digest,
 )
-from wahook.rpc.servicer import chunk_response
+from wahook.rpc.convert import media_chunk_response
 from wahook.v1 import service_pb2
 from wahook_testkit import free_port
 
@@ -352,9 +352,9 @@ async def test_a_paused_consumer_pauses_the_download(graph: FakeGraph) -> None:
 
 
 @pytest.mark.parametrize("size", [1, 127, 128, 16383, 16384, CHUNK_SIZE])
-def test_chunk_response_is_the_serialised_message(size: int) -> None:
+def test_media_chunk_response_is_the_serialised_message(size: int) -> None:
     data = os.urandom(size)
-    encoded = chunk_response(data)
+    encoded = media_chunk_response(data)
     assert encoded == service_pb2.DownloadMediaResponse(chunk=data).SerializeToString()
     assert service_pb2.DownloadMediaResponse.FromString(encoded).chunk == data
 

@@ -241,6 +241,14 @@ _RESPONSE_DELIVERY = _tag(service_pb2.SubscribeResponse, "deliveries", _LEN)
 _RESPONSE_TIME = _tag(service_pb2.SubscribeResponse, "server_time", _LEN)
 _RESPONSE_HEAD = _tag(service_pb2.SubscribeResponse, "head_sequence", _VARINT)
 _EVENT_SEQUENCE = _tag(event_pb2.Event, "sequence", _VARINT)
+_MEDIA_CHUNK = _tag(service_pb2.DownloadMediaResponse, "chunk", _LEN)
+
+
+def media_chunk_response(data: bytes) -> bytes:
+    """A serialised ``DownloadMediaResponse(chunk=data)``. One copy of the bytes instead of
+    a message's two (construct, serialise): 0.51 -> 0.46 s of sidecar CPU per 100 MiB,
+    measured (wahook.media.CHUNK_SIZE)."""
+    return b"".join((_MEDIA_CHUNK, varint(len(data)), data))
 
 
 def encoded_batch(deliveries: Sequence[Delivery], deadline: float, head: int) -> EncodedBatch:
