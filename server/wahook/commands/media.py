@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 
 from wahook.client import DownloadedMedia, download_media
+from wahook.commands import add_target_option, grpc_target
 
 
 def add_parser(sub: Any) -> None:
@@ -33,11 +34,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("media_id", metavar="ID", help="the media id, e.g. an event's message.image.id")
     p.add_argument("-o", "--output", metavar="FILE", default=None, help="where to write it")
-    p.add_argument(
-        "--target",
-        default=None,
-        help="gRPC address (default $WAHOOK_GRPC_HOST:$WAHOOK_GRPC_PORT or 127.0.0.1:50051)",
-    )
+    add_target_option(p)
     p.set_defaults(run=run)
 
 
@@ -70,10 +67,7 @@ def _extension(mime_type: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    target = args.target or (
-        f"{os.environ.get('WAHOOK_GRPC_HOST') or '127.0.0.1'}:"
-        f"{os.environ.get('WAHOOK_GRPC_PORT') or '50051'}"
-    )
+    target = grpc_target(args)
     try:
         if args.output == "-":
             media = asyncio.run(_to_stdout(target, args.media_id))

@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 from typing import Any
 
 import grpc
 
 from wahook.client import Subscriber, start_position
+from wahook.commands import add_target_option, grpc_target
 from wahook.core.jsonout import event_to_json
 from wahook.v1 import event_pb2
 
@@ -59,11 +59,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--phone-number-id", action="append", default=[], help="repeatable")
     p.add_argument("--waba-id", action="append", default=[], help="repeatable")
-    p.add_argument(
-        "--target",
-        default=None,
-        help="gRPC address (default $WAHOOK_GRPC_HOST:$WAHOOK_GRPC_PORT or 127.0.0.1:50051)",
-    )
+    add_target_option(p)
     p.add_argument("--ack-deadline", type=float, default=30.0, metavar="SECONDS")
     p.set_defaults(run=run)
 
@@ -104,10 +100,7 @@ async def tail(args: argparse.Namespace, target: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    target = args.target or (
-        f"{os.environ.get('WAHOOK_GRPC_HOST') or '127.0.0.1'}:"
-        f"{os.environ.get('WAHOOK_GRPC_PORT') or '50051'}"
-    )
+    target = grpc_target(args)
     try:
         start_position(args.start)
     except ValueError as exc:
