@@ -1,4 +1,5 @@
-"""A real redis-server for the tests of the Redis Streams event log (no mocks: DESIGN.md).
+"""A real redis-server for the tests of the Redis Streams event log (no mocks: see
+docs/architecture.md, Code habits).
 
 ``start_redis`` runs one on 127.0.0.1, a free port and a temporary directory, with the
 durable settings wahook documents (AOF, fsync on every write). The Makefile's ``test``
