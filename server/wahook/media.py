@@ -57,10 +57,9 @@ from wahook.errors import (
     WahookError,
 )
 
-# Bytes per DownloadMediaResponse.chunk, well under gRPC's 4 MiB message cap. Measured on
-# this project's VM (sidecar CPU, utime+stime, per 100 MiB download, median of 10
-# interleaved rounds): 0.60 s with 64 KiB chunks, 0.51 s with 256 KiB (the cost is per
-# message, in grpc and the loop), 0.46 s with 256 KiB sent pre-encoded (see the servicer).
+# Bytes per DownloadMediaResponse.chunk, well under gRPC's 4 MiB message cap. The cost is
+# per message (in grpc and the loop), so fewer, larger chunks are cheaper than 64 KiB
+# (figures: docs/architecture.md, "Why it is fast": media download).
 CHUNK_SIZE = 256 * 1024
 QUEUE_CHUNKS = 4  # chunks read ahead of the gRPC stream, per download
 CONNECT_TIMEOUT = 10.0

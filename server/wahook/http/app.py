@@ -85,9 +85,8 @@ class _FrontServer(tornado.httpserver.HTTPServer):
 
     Tornado's HTTP/1 connection turns TCP_NODELAY on in every response's ``finish`` and
     off again after it, two setsockopt calls per request; on loopback the first also
-    pushes the response out inside the call. Together ~4.5% of a webhook POST's CPU
-    (measured: both servers on one core at once, each under its own wrk, 0.955 / 0.958 /
-    0.953 CPU per POST with the flag left on). Every response here is written whole,
+    pushes the response out inside the call (~4.5% of a POST's CPU: docs/architecture.md,
+    "Why it is fast"). Every response here is written whole,
     so Nagle's algorithm has nothing to coalesce: the flag stays on and the per-request
     toggles do nothing.
     """

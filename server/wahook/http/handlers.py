@@ -209,8 +209,8 @@ def log_access(
 
     Logs the path without the query string (the verify token travels there) and never
     the body (message content). Why "errors" is the default: a line per POST at Meta's
-    rates is ~86 million lines a day at 1,000/s, and through the logging module it cost
-    ~23 us of a POST's ~450 us of CPU (measured); /metrics counts every request anyway.
+    rates is a lot of lines and a noticeable part of a POST's CPU
+    (docs/decisions/0012-access-log-refusals-only.md); /metrics counts every request anyway.
     """
     metrics.observe_request(name, method, status, seconds)
     if which == "off" or (which == "errors" and status < 400):

@@ -6,12 +6,10 @@ Application as before. ``WebhookFront`` is the HTTPServer's delegate: for each r
 looks at the start line and either serves a ``POST /webhook`` itself (``_WebhookPost``)
 or hands the request to the Application's own delegate.
 
-Why: a bare Tornado RequestHandler that answers 200 and does nothing costs ~450 us of
-CPU per POST on this project's VM; the same answer written by an HTTPMessageDelegate
-costs ~290 us (wrk, 50 connections, one core: 1,880 vs 3,340 POSTs/s measured side by
-side). Routing, the RequestHandler object with its header dicts, ``_execute``'s
-coroutine, ``flush`` and ``finish`` are the difference, and a webhook receiver needs none
-of them. The budget that frees pays for verifying, normalising and the durable append.
+Why: routing, the RequestHandler object with its header dicts, ``_execute``'s coroutine,
+``flush`` and ``finish`` are about a third of the CPU of an empty 200, and a webhook
+receiver needs none of them; the budget that frees pays for verifying, normalising and
+the durable append (figures: docs/decisions/0007-http-delegate-fast-path.md).
 
 Behaviour is the handler's, request for request: 413 for a body over the cap (refused
 before the body when the announced length is far over it, else read and dropped so the
@@ -87,8 +85,8 @@ class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
     It also closes keep-alive connections that wait longer than ``idle_timeout`` seconds
     for their next request (the job of Tornado's ``idle_connection_timeout``, which
     ``make_http_server`` turns off): Tornado arms and cancels a timer around every
-    request's header read for it, ~10% of the CPU of a minimal request here (measured:
-    ~220 -> ~200 us), where one sweep every ``idle_timeout / 5`` seconds does the same.
+    request's header read for it, ~10% of a minimal request's CPU (docs/architecture.md),
+    where one sweep every ``idle_timeout / 5`` seconds does the same.
     """
 
     def __init__(

@@ -29,9 +29,9 @@ from wahook.store.base import EventLog
 DEFAULT_MAX_RESPONSE_BYTES = 3 * 1024 * 1024
 # A stream fetches on appends at most once per this many seconds: under heavy ingest the
 # appends of several commits then share one fetch and one ack (readers tax ingest less);
-# an append after a quiet spell is still fetched at once. Longer (10-20 ms) measured no
-# gain: on a saturated core a stream's cycles are ~80 ms apart anyway (the loop's
-# latency); what spaces them there is the pacing in wahook.rpc.subscribe.
+# an append after a quiet spell is still fetched at once. Longer measured no gain; under
+# overload the pacing in wahook.rpc.subscribe spaces fetches out (figures:
+# docs/decisions/0016-fetch-linger-and-pacing.md).
 DEFAULT_FETCH_LINGER = 0.002
 
 

@@ -10,15 +10,10 @@ unacked, a heartbeat being due, or shutdown. When the stream ends, however it en
 consumer's pending events are released so that another subscriber gets them at once
 (with attempt + 1).
 
-Under overload the fetch cycles are paced: on a saturated core a live stream's cycle
-(fetch, encode, send, the ack that follows) costs ~1 ms of CPU and its pace is set by the
-loop's latency (~12 cycles a second per stream, whatever the linger), so 4 live groups
-took ~100 us of every POST's ~530. When cycles take over 10 ms on average, append-driven
-fetches are spaced by 6x that (at most 0.25 s): fewer, bigger batches. Measured side by
-side (two servers on one core, wrk 25 connections each, one with 4 drain groups), CPU per
-POST none / with groups 0.83 -> 0.89, fetches 1,028 -> 303 per run; POST -> subscriber at
-350/s and 1,000/s no slower (the pace only engages once the loop is that slow, and an
-append after a quiet spell is still fetched at once).
+Under overload the fetch cycles are paced: on a saturated core live readers' fetch cycles
+would tax every POST, so when cycles take over 10 ms on average, append-driven fetches
+are spaced by 6x that (at most 0.25 s): fewer, bigger batches; an append after a quiet
+spell is still fetched at once (docs/decisions/0016-fetch-linger-and-pacing.md).
 """
 
 from __future__ import annotations

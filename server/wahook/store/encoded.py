@@ -1,14 +1,14 @@
 """An optional EventLog capability: fetch() handing out stored event bytes unparsed.
 
 A Subscribe stream only forwards events, so parsing each stored Event and serialising it
-again is wasted work (a third of the CPU of a catch-up). A backend that keeps events
-serialised implements ``fetch_encoded`` with exactly the semantics of
+again is wasted work (docs/decisions/0011-subscribe-sends-stored-bytes.md). A backend
+that keeps events serialised implements ``fetch_encoded`` with exactly the semantics of
 ``EventLog.fetch``; the gRPC layer uses it when present and falls back to ``fetch``.
 
 The batch is columnar (parallel lists, one deadline) rather than one object per event:
-every delivery of one fetch shares its deadline (``now + ack_deadline``), and building
-a small object per event in the writer thread cost 1.8 us of the ~14 us of server CPU
-a catch-up spent per event.
+every delivery of one fetch shares its deadline (``now + ack_deadline``), and a small
+object per event, built in the writer thread, was a measurable part of a catch-up's CPU
+(docs/architecture.md, "Why it is fast": delivery).
 """
 
 from __future__ import annotations

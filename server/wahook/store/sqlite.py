@@ -122,8 +122,8 @@ class SqliteEventLog:
         transaction. ``readers``: reader threads (and connections) for queries.
         ``synchronous``: "full" (the default) fsyncs every append before it returns, so
         it survives power loss; "normal" skips that fsync: appends still survive kill -9
-        and crashes of this process, but a power cut may lose the last ones. On this
-        project's VM disk an fsync has a p99 of ~3 ms and a p99.9 of ~8 ms.
+        and crashes of this process, but a power cut may lose the last ones (why FULL is
+        the default: docs/decisions/0001-200-after-durable.md).
         """
         loop = asyncio.get_running_loop()
 

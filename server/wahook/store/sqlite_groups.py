@@ -10,8 +10,8 @@ lower bound on the group's earliest pending deadline, kept in the same transacti
 the group's pending entries once ``now`` reaches it, then sets it to the earliest
 deadline left. Whatever lowers a deadline (a new delivery, nack, release) lowers it;
 an ack leaves it low, which at worst costs one scan that finds nothing. The index cost
-every delivery an insert and every ack a delete in a second b-tree: dropping it made a
-catch-up about 1.2 us/event cheaper on the writer thread, of ~9 in all.
+every delivery an insert and every ack a delete in a second b-tree (the saving:
+docs/architecture.md, "Why it is fast": delivery).
 """
 
 from __future__ import annotations

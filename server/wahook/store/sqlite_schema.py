@@ -12,23 +12,16 @@ deleted the newest events: a consumer group's position must never point past a
 sequence that is handed out again.
 
 Checkpoints stay SQLite's own: the WAL auto-checkpoint runs inside the COMMIT that crosses
-1000 WAL pages (about every 100 small commits: ~10 pages each), copying them into the
-database file and fsyncing it while that batch, and whatever queued behind it, waits
-(~2-10 ms on this project's VM). Moving it off the commit path was built and measured
-(a thread running PASSIVE checkpoints every 0.1 s with ``wal_autocheckpoint = 0`` on the
-writer, which then finished the last few frames between batches so the WAL could start
-over: without that the WAL grows without end and every fsync gets dearer). On the shared
-VM it showed no reproducible gain: at 1,000 appends/s its p99 was 25 vs 19, 15 vs 10 and
-12 vs 16 ms in three runs of 6 rounds (auto-checkpoint second), and with sequential
-appends 4.6 vs 8.1 then 5.9 vs 5.3 ms; the catch-up fsync on the writer is about the
-stall it replaces. A thread, a connection and a RESTART bound were not worth that.
+1000 WAL pages (about every 100 small commits), which that batch waits for. Moving it off
+the commit path was built, measured and reverted, with no reproducible gain; the figures
+are in docs/decisions/0017-wal-auto-checkpoint.md.
 
 Dedupe is on ``events.id`` (UNIQUE), not on a second unique index over ``dedupe_key``:
 an event's id is derived from its dedupe key (core.ids: a hash of it), so unique ids
 are unique dedupe keys, and append checks the stored dedupe key on every id conflict.
 Both keys are random, and every random-key index dirties a page per insert that the
-commit must write to the WAL and later checkpoint: one such index instead of two made
-the writer about 45% faster at ingest, and GetEvent still finds events by id.
+commit writes to the WAL: one such index is cheaper than two (figures:
+docs/decisions/0003-one-unique-index.md), and GetEvent still finds events by id.
 """
 
 from __future__ import annotations
