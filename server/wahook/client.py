@@ -54,6 +54,9 @@ from google.protobuf import duration_pb2
 
 from wahook.v1 import event_pb2, service_pb2, service_pb2_grpc
 
+# The public SDK (README, "The Python SDK"); everything else in the package is the sidecar's.
+__all__ = ["RETRYABLE", "DownloadedMedia", "Subscriber", "download_media", "start_position"]
+
 log = logging.getLogger("wahook.client")
 
 # Worth reopening the stream for: the server went away, restarted, or shed load.
