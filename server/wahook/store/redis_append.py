@@ -2,8 +2,8 @@
 
 Appends issued while a script is in flight queue up and go together as the next script:
 one round trip and, with ``appendfsync always``, one AOF write and fsync for all of them,
-as the SQLite log's writer thread shares one commit. (2,000 concurrent one-event appends
-here ran as 58 scripts.) With ``wait_replicas`` the script and a ``WAIT`` go in one
+as the SQLite log's writer thread shares one commit (figures: docs/architecture.md,
+"Why it is fast": Redis Streams). With ``wait_replicas`` the script and a ``WAIT`` go in one
 pipeline, on one connection, so WAIT covers exactly that write.
 """
 
