@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from google.protobuf.json_format import MessageToDict
 from normalize_helpers import messages, msg, only, reason
 from wahook.v1 import event_pb2, message_pb2
 
@@ -117,6 +119,58 @@ def test_numeric_string_coordinates_and_ids_are_accepted() -> None:
 def test_flow_reply_with_object_response_json_is_serialised() -> None:
     item = msg("interactive", {"type": "nfm_reply", "nfm_reply": {"response_json": {"a": "é"}}})
     assert only(messages(item)).message.interactive.flow_reply.response_json == '{"a":"é"}'
+
+
+def _flow_reply(response_json: Any) -> message_pb2.FlowReply:
+    item = msg("interactive", {"type": "nfm_reply", "nfm_reply": {"response_json": response_json}})
+    event = only(messages(item))
+    assert event.type == E.EVENT_TYPE_MESSAGE
+    return event.message.interactive.flow_reply
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    answers: dict[str, Any] = {"leaf": [1, 2]}
+    for _ in range(depth - 2):  # the innermost object and its array are two levels
+        answers = {"a": answers}
+    return answers
+
+
+def test_flow_answers_nested_20_deep_are_parsed_and_survive_the_wire() -> None:
+    answers = {**_nested(20), "flow_token": "deep"}
+    reply = _flow_reply(json.dumps(answers))
+    assert reply.flow_token == "deep"
+    assert MessageToDict(reply.response) == answers
+    # Protobuf parsers refuse messages nested over 100 deep; this one must parse back.
+    reply_item = {"type": "nfm_reply", "nfm_reply": {"response_json": answers}}
+    event = only(messages(msg("interactive", reply_item)))
+    assert event_pb2.Event.FromString(event.SerializeToString()) == event
+    # One level more and only response_json keeps the answers.
+    deeper = _flow_reply(json.dumps(_nested(21)))
+    assert not deeper.HasField("response")
+    assert deeper.response_json
+
+
+@pytest.mark.parametrize(
+    "response_json",
+    [
+        '{"n": 1e400}',  # parses as infinity: no JSON mapping for it
+        '{"n": ' + "9" * 400 + "}",  # no double holds it
+        '{"s": "\\ud800"}',  # a lone surrogate cannot be a protobuf string
+        '{"a": [NaN]}',
+        '{"flow_token": "t"',
+        "",
+    ],
+)
+def test_flow_answers_that_are_not_a_usable_object_leave_response_unset(response_json: str) -> None:
+    reply = _flow_reply(response_json)
+    assert not reply.HasField("response")
+    assert (reply.response_json, reply.flow_token) == (response_json, "")
+
+
+def test_flow_token_other_than_text_or_integer_is_left_empty() -> None:
+    reply = _flow_reply('{"flow_token": {"nested": true}, "x": false}')
+    assert reply.flow_token == ""
+    assert MessageToDict(reply.response) == {"flow_token": {"nested": True}, "x": False}
 
 
 def test_interactive_newer_kind_keeps_type_only() -> None:

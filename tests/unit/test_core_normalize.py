@@ -108,8 +108,37 @@ def test_received_time_keeps_fractions() -> None:
 
 
 def test_value_without_metadata_and_null_items_are_tolerated() -> None:
-    body = wrap({"messages": None, "statuses": None, "contacts": None})
-    assert normalize(body, 0.0) == []
+    # Tolerated, and not dropped: a change with no item keeps its whole value.
+    value = {"messages": None, "statuses": None, "contacts": None}
+    event = only(normalize(wrap(value), 0.0))
+    assert event.type == E.EVENT_TYPE_CHANGE
+    assert (event.change.field, list(event.change.keys)) == ("messages", [])
+    assert json.loads(event.raw_json) == value
+    assert event.phone_number_id == ""
+
+
+def test_envelope_keys_holding_more_than_the_envelope_keeps_are_kept() -> None:
+    # metadata with a key beyond the two the envelope keeps, and a messaging_product
+    # other than "whatsapp", go to the change's CHANGE event; the item is unaffected.
+    item = msg("text", {"body": "hi"}, timestamp="1764000000")
+    value = {
+        "messaging_product": "whatsapp_next",
+        "metadata": {**META, "region": "eu"},
+        "contacts": [],
+        "messages": [item],
+    }
+    message, change = normalize(wrap(value), 0.0)
+    assert message.type == E.EVENT_TYPE_MESSAGE
+    assert message.phone_number_id == META["phone_number_id"]
+    assert change.type == E.EVENT_TYPE_CHANGE
+    assert list(change.change.keys) == ["messaging_product", "metadata"]
+    assert json.loads(change.raw_json) == {
+        "messaging_product": "whatsapp_next",
+        "metadata": value["metadata"],
+    }
+    # The usual envelope, and empty contacts with no item, give nothing more.
+    value = {"messaging_product": "whatsapp", "metadata": META, "contacts": [], "messages": [item]}
+    assert [e.type for e in normalize(wrap(value), 0.0)] == [E.EVENT_TYPE_MESSAGE]
 
 
 def test_value_errors_malformed() -> None:
@@ -251,7 +280,9 @@ def test_null_errors_and_missing_coordinates_are_absent() -> None:
     event = only(messages(msg("location", {"name": "somewhere"}, errors=None)))
     assert (event.message.location.latitude, event.message.location.name) == (0.0, "somewhere")
     assert list(event.message.errors) == []
-    assert normalize(wrap({"metadata": META, "errors": None}), 0.0) == []
+    # null errors give no VALUE_ERRORS event; the change, with nothing else, is kept whole.
+    event = only(normalize(wrap({"metadata": META, "errors": None}), 0.0))
+    assert event.type == E.EVENT_TYPE_CHANGE
 
 
 def test_a_batch_of_1000_updates_gives_1000_events_in_order() -> None:

@@ -199,23 +199,33 @@ ITEM_KEYS = {
 }
 
 
+ENVELOPE_KEYS = ("messaging_product", "metadata")
+
+
 def _units(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Split a well-formed body into single-update entries, as Meta could send them."""
+    """Split a well-formed body into single-update entries, as Meta could send them:
+    each item with the envelope and the contacts that describe it, the value's errors
+    with the envelope, and the keys no item consumes with the envelope."""
     for entry in doc["entry"]:
         shell = {k: v for k, v in entry.items() if k != "changes"}
         for change in entry["changes"]:
             field, value = change["field"], change["value"]
             keys = ITEM_KEYS.get(field)
-            if keys is None:
+            if keys is None or not any(value.get(key) for key in keys):
                 yield {**shell, "changes": [change]}
                 continue
-            base = {k: v for k, v in value.items() if k not in keys and k != "errors"}
-            for key in keys:
-                for item in value.get(key) or []:
-                    one = {**base, key: [item]}
-                    yield {**shell, "changes": [{"field": field, "value": one}]}
+            envelope = {k: v for k, v in value.items() if k in ENVELOPE_KEYS}
+            units = [
+                {**envelope, "contacts": value.get("contacts"), key: [item]}
+                for key in keys
+                for item in value.get(key) or []
+            ]
             if "errors" in value:
-                one = {**base, "errors": value["errors"]}
+                units.append({**envelope, "errors": value["errors"]})
+            rest = [k for k in value if k not in (*keys, *ENVELOPE_KEYS, "contacts", "errors")]
+            if rest:
+                units.append({**envelope, **{k: value[k] for k in rest}})
+            for one in units:
                 yield {**shell, "changes": [{"field": field, "value": one}]}
 
 

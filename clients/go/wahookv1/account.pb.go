@@ -8,6 +8,7 @@ package wahookv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -25,7 +26,8 @@ const (
 type TemplateStatusUpdate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The new status verbatim: "APPROVED", "REJECTED", "PENDING", "PAUSED",
-	// "DISABLED", "FLAGGED", "IN_APPEAL", "REINSTATED", "PENDING_DELETION", ...
+	// "DISABLED", "FLAGGED", "IN_APPEAL", "REINSTATED", "PENDING_DELETION",
+	// "DELETED", "ARCHIVED", "UNARCHIVED", "LOCKED", "LIMIT_EXCEEDED", ...
 	Event string `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
 	// The template's id, as a decimal string (Meta sends a large number).
 	TemplateId string `protobuf:"bytes,2,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
@@ -41,7 +43,19 @@ type TemplateStatusUpdate struct {
 	OtherInfoDescription string `protobuf:"bytes,7,opt,name=other_info_description,json=otherInfoDescription,proto3" json:"other_info_description,omitempty"`
 	// When a paused or flagged template will be disabled (`disable_date`),
 	// verbatim. Empty when absent.
-	DisableDate   string `protobuf:"bytes,8,opt,name=disable_date,json=disableDate,proto3" json:"disable_date,omitempty"`
+	DisableDate string `protobuf:"bytes,8,opt,name=disable_date,json=disableDate,proto3" json:"disable_date,omitempty"`
+	// The template's category (`message_template_category`): "MARKETING",
+	// "UTILITY", "AUTHENTICATION". Empty when absent (older payloads).
+	TemplateCategory string `protobuf:"bytes,9,opt,name=template_category,json=templateCategory,proto3" json:"template_category,omitempty"`
+	// What is wrong with a rejected template (`rejection_info.reason`), sent
+	// with reason "INVALID_FORMAT". Empty when absent.
+	RejectionInfoReason string `protobuf:"bytes,10,opt,name=rejection_info_reason,json=rejectionInfoReason,proto3" json:"rejection_info_reason,omitempty"`
+	// How to fix the template (`rejection_info.recommendation`). Empty when
+	// absent.
+	RejectionInfoRecommendation string `protobuf:"bytes,11,opt,name=rejection_info_recommendation,json=rejectionInfoRecommendation,proto3" json:"rejection_info_recommendation,omitempty"`
+	// `disable_date` as a time, when Meta sent it as Unix seconds (a number or
+	// a decimal string). Unset when absent or not in seconds.
+	DisableTime   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=disable_time,json=disableTime,proto3" json:"disable_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -130,6 +144,34 @@ func (x *TemplateStatusUpdate) GetDisableDate() string {
 		return x.DisableDate
 	}
 	return ""
+}
+
+func (x *TemplateStatusUpdate) GetTemplateCategory() string {
+	if x != nil {
+		return x.TemplateCategory
+	}
+	return ""
+}
+
+func (x *TemplateStatusUpdate) GetRejectionInfoReason() string {
+	if x != nil {
+		return x.RejectionInfoReason
+	}
+	return ""
+}
+
+func (x *TemplateStatusUpdate) GetRejectionInfoRecommendation() string {
+	if x != nil {
+		return x.RejectionInfoRecommendation
+	}
+	return ""
+}
+
+func (x *TemplateStatusUpdate) GetDisableTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DisableTime
+	}
+	return nil
 }
 
 // TemplateQualityUpdate is a change in a template's quality score
@@ -232,8 +274,12 @@ type TemplateCategoryUpdate struct {
 	// The category Meta considers correct (`correct_category`). Empty when
 	// absent.
 	CorrectCategory string `protobuf:"bytes,6,opt,name=correct_category,json=correctCategory,proto3" json:"correct_category,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// When Meta will change the category to `correct_category`
+	// (`category_update_timestamp`), sent with impending changes only (then
+	// `new_category` is the current category). Unset otherwise.
+	CategoryUpdateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=category_update_time,json=categoryUpdateTime,proto3" json:"category_update_time,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *TemplateCategoryUpdate) Reset() {
@@ -308,6 +354,192 @@ func (x *TemplateCategoryUpdate) GetCorrectCategory() string {
 	return ""
 }
 
+func (x *TemplateCategoryUpdate) GetCategoryUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CategoryUpdateTime
+	}
+	return nil
+}
+
+// TemplateComponentsUpdate is an edit of a template's components
+// (field `message_template_components_update`).
+type TemplateComponentsUpdate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The template's id, as a decimal string.
+	TemplateId string `protobuf:"bytes,1,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
+	// The template's name.
+	TemplateName string `protobuf:"bytes,2,opt,name=template_name,json=templateName,proto3" json:"template_name,omitempty"`
+	// The template's language code.
+	TemplateLanguage string `protobuf:"bytes,3,opt,name=template_language,json=templateLanguage,proto3" json:"template_language,omitempty"`
+	// The body text (`message_template_element`), with placeholders such as
+	// "{{1}}" verbatim.
+	Body string `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	// The text header (`message_template_title`). Empty when the template has
+	// no text header.
+	Header string `protobuf:"bytes,5,opt,name=header,proto3" json:"header,omitempty"`
+	// The footer (`message_template_footer`). Empty when none.
+	Footer string `protobuf:"bytes,6,opt,name=footer,proto3" json:"footer,omitempty"`
+	// The URL and phone number buttons (`message_template_buttons`), in order.
+	Buttons       []*TemplateButton `protobuf:"bytes,7,rep,name=buttons,proto3" json:"buttons,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TemplateComponentsUpdate) Reset() {
+	*x = TemplateComponentsUpdate{}
+	mi := &file_wahook_v1_account_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TemplateComponentsUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TemplateComponentsUpdate) ProtoMessage() {}
+
+func (x *TemplateComponentsUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_account_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TemplateComponentsUpdate.ProtoReflect.Descriptor instead.
+func (*TemplateComponentsUpdate) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TemplateComponentsUpdate) GetTemplateId() string {
+	if x != nil {
+		return x.TemplateId
+	}
+	return ""
+}
+
+func (x *TemplateComponentsUpdate) GetTemplateName() string {
+	if x != nil {
+		return x.TemplateName
+	}
+	return ""
+}
+
+func (x *TemplateComponentsUpdate) GetTemplateLanguage() string {
+	if x != nil {
+		return x.TemplateLanguage
+	}
+	return ""
+}
+
+func (x *TemplateComponentsUpdate) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *TemplateComponentsUpdate) GetHeader() string {
+	if x != nil {
+		return x.Header
+	}
+	return ""
+}
+
+func (x *TemplateComponentsUpdate) GetFooter() string {
+	if x != nil {
+		return x.Footer
+	}
+	return ""
+}
+
+func (x *TemplateComponentsUpdate) GetButtons() []*TemplateButton {
+	if x != nil {
+		return x.Buttons
+	}
+	return nil
+}
+
+// TemplateButton is one button of a TemplateComponentsUpdate.
+type TemplateButton struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The button type (`message_template_button_type`) verbatim, e.g. "URL",
+	// "PHONE_NUMBER", "QUICK_REPLY".
+	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// The button's label (`message_template_button_text`).
+	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
+	// The URL of a URL button (`message_template_button_url`). Empty
+	// otherwise.
+	Url string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	// The number of a phone number button
+	// (`message_template_button_phone_number`). Empty otherwise.
+	PhoneNumber   string `protobuf:"bytes,4,opt,name=phone_number,json=phoneNumber,proto3" json:"phone_number,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TemplateButton) Reset() {
+	*x = TemplateButton{}
+	mi := &file_wahook_v1_account_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TemplateButton) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TemplateButton) ProtoMessage() {}
+
+func (x *TemplateButton) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_account_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TemplateButton.ProtoReflect.Descriptor instead.
+func (*TemplateButton) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TemplateButton) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *TemplateButton) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *TemplateButton) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *TemplateButton) GetPhoneNumber() string {
+	if x != nil {
+		return x.PhoneNumber
+	}
+	return ""
+}
+
 // PhoneNumberQualityUpdate is a change in a business number's quality or
 // messaging limit (field `phone_number_quality_update`).
 type PhoneNumberQualityUpdate struct {
@@ -327,7 +559,7 @@ type PhoneNumberQualityUpdate struct {
 
 func (x *PhoneNumberQualityUpdate) Reset() {
 	*x = PhoneNumberQualityUpdate{}
-	mi := &file_wahook_v1_account_proto_msgTypes[3]
+	mi := &file_wahook_v1_account_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +571,7 @@ func (x *PhoneNumberQualityUpdate) String() string {
 func (*PhoneNumberQualityUpdate) ProtoMessage() {}
 
 func (x *PhoneNumberQualityUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_account_proto_msgTypes[3]
+	mi := &file_wahook_v1_account_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +584,7 @@ func (x *PhoneNumberQualityUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhoneNumberQualityUpdate.ProtoReflect.Descriptor instead.
 func (*PhoneNumberQualityUpdate) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_account_proto_rawDescGZIP(), []int{3}
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PhoneNumberQualityUpdate) GetDisplayPhoneNumber() string {
@@ -401,7 +633,7 @@ type PhoneNumberNameUpdate struct {
 
 func (x *PhoneNumberNameUpdate) Reset() {
 	*x = PhoneNumberNameUpdate{}
-	mi := &file_wahook_v1_account_proto_msgTypes[4]
+	mi := &file_wahook_v1_account_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +645,7 @@ func (x *PhoneNumberNameUpdate) String() string {
 func (*PhoneNumberNameUpdate) ProtoMessage() {}
 
 func (x *PhoneNumberNameUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_account_proto_msgTypes[4]
+	mi := &file_wahook_v1_account_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +658,7 @@ func (x *PhoneNumberNameUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PhoneNumberNameUpdate.ProtoReflect.Descriptor instead.
 func (*PhoneNumberNameUpdate) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_account_proto_rawDescGZIP(), []int{4}
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PhoneNumberNameUpdate) GetDisplayPhoneNumber() string {
@@ -476,7 +708,7 @@ type AccountUpdate struct {
 
 func (x *AccountUpdate) Reset() {
 	*x = AccountUpdate{}
-	mi := &file_wahook_v1_account_proto_msgTypes[5]
+	mi := &file_wahook_v1_account_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +720,7 @@ func (x *AccountUpdate) String() string {
 func (*AccountUpdate) ProtoMessage() {}
 
 func (x *AccountUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_account_proto_msgTypes[5]
+	mi := &file_wahook_v1_account_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +733,7 @@ func (x *AccountUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccountUpdate.ProtoReflect.Descriptor instead.
 func (*AccountUpdate) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_account_proto_rawDescGZIP(), []int{5}
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AccountUpdate) GetEvent() string {
@@ -554,7 +786,7 @@ type UserPreference struct {
 
 func (x *UserPreference) Reset() {
 	*x = UserPreference{}
-	mi := &file_wahook_v1_account_proto_msgTypes[6]
+	mi := &file_wahook_v1_account_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +798,7 @@ func (x *UserPreference) String() string {
 func (*UserPreference) ProtoMessage() {}
 
 func (x *UserPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_account_proto_msgTypes[6]
+	mi := &file_wahook_v1_account_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +811,7 @@ func (x *UserPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserPreference.ProtoReflect.Descriptor instead.
 func (*UserPreference) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_account_proto_rawDescGZIP(), []int{6}
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UserPreference) GetWaId() string {
@@ -644,7 +876,7 @@ type FlowUpdate struct {
 
 func (x *FlowUpdate) Reset() {
 	*x = FlowUpdate{}
-	mi := &file_wahook_v1_account_proto_msgTypes[7]
+	mi := &file_wahook_v1_account_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +888,7 @@ func (x *FlowUpdate) String() string {
 func (*FlowUpdate) ProtoMessage() {}
 
 func (x *FlowUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_account_proto_msgTypes[7]
+	mi := &file_wahook_v1_account_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +901,7 @@ func (x *FlowUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FlowUpdate.ProtoReflect.Descriptor instead.
 func (*FlowUpdate) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_account_proto_rawDescGZIP(), []int{7}
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FlowUpdate) GetEvent() string {
@@ -720,7 +952,7 @@ type MessageEcho struct {
 
 func (x *MessageEcho) Reset() {
 	*x = MessageEcho{}
-	mi := &file_wahook_v1_account_proto_msgTypes[8]
+	mi := &file_wahook_v1_account_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +964,7 @@ func (x *MessageEcho) String() string {
 func (*MessageEcho) ProtoMessage() {}
 
 func (x *MessageEcho) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_account_proto_msgTypes[8]
+	mi := &file_wahook_v1_account_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +977,7 @@ func (x *MessageEcho) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageEcho.ProtoReflect.Descriptor instead.
 func (*MessageEcho) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_account_proto_rawDescGZIP(), []int{8}
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MessageEcho) GetMessage() *Message {
@@ -777,7 +1009,7 @@ type HistorySync struct {
 
 func (x *HistorySync) Reset() {
 	*x = HistorySync{}
-	mi := &file_wahook_v1_account_proto_msgTypes[9]
+	mi := &file_wahook_v1_account_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +1021,7 @@ func (x *HistorySync) String() string {
 func (*HistorySync) ProtoMessage() {}
 
 func (x *HistorySync) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_account_proto_msgTypes[9]
+	mi := &file_wahook_v1_account_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +1034,7 @@ func (x *HistorySync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistorySync.ProtoReflect.Descriptor instead.
 func (*HistorySync) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_account_proto_rawDescGZIP(), []int{9}
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HistorySync) GetPhase() int64 {
@@ -859,7 +1091,7 @@ type ValueErrors struct {
 
 func (x *ValueErrors) Reset() {
 	*x = ValueErrors{}
-	mi := &file_wahook_v1_account_proto_msgTypes[10]
+	mi := &file_wahook_v1_account_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -871,7 +1103,7 @@ func (x *ValueErrors) String() string {
 func (*ValueErrors) ProtoMessage() {}
 
 func (x *ValueErrors) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_account_proto_msgTypes[10]
+	mi := &file_wahook_v1_account_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -884,7 +1116,7 @@ func (x *ValueErrors) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValueErrors.ProtoReflect.Descriptor instead.
 func (*ValueErrors) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_account_proto_rawDescGZIP(), []int{10}
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ValueErrors) GetErrors() []*WhatsAppError {
@@ -894,19 +1126,27 @@ func (x *ValueErrors) GetErrors() []*WhatsAppError {
 	return nil
 }
 
-// Change is a webhook field wahook does not type (yet). The change's `value`
-// is kept whole in Event.raw_json so nothing Meta adds is lost.
+// Change is what wahook does not type (yet), kept so that nothing Meta sends
+// is lost: a webhook field wahook does not type (the change's whole `value` is
+// in Event.raw_json); the keys of a per-item field's `value` (e.g. "messages")
+// that no other event of the change consumed, e.g. a key Meta added next to
+// `messages` (only those keys, as a JSON object; `contacts` among them when
+// the change had no item to describe); or a per-item field's change that
+// gave no other event, e.g. `"messages": []` (its whole `value`).
 type Change struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The field name, e.g. "security", "business_capability_update".
-	Field         string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// The value keys Event.raw_json carries when it is not the whole value, in
+	// payload order. Empty when Event.raw_json is the change's whole value.
+	Keys          []string `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_wahook_v1_account_proto_msgTypes[11]
+	mi := &file_wahook_v1_account_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1158,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_account_proto_msgTypes[11]
+	mi := &file_wahook_v1_account_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1171,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_account_proto_rawDescGZIP(), []int{11}
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Change) GetField() string {
@@ -939,6 +1179,13 @@ func (x *Change) GetField() string {
 		return x.Field
 	}
 	return ""
+}
+
+func (x *Change) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
 }
 
 // MalformedItem is an item wahook could not normalise: its raw JSON is kept
@@ -955,7 +1202,7 @@ type MalformedItem struct {
 
 func (x *MalformedItem) Reset() {
 	*x = MalformedItem{}
-	mi := &file_wahook_v1_account_proto_msgTypes[12]
+	mi := &file_wahook_v1_account_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1214,7 @@ func (x *MalformedItem) String() string {
 func (*MalformedItem) ProtoMessage() {}
 
 func (x *MalformedItem) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_account_proto_msgTypes[12]
+	mi := &file_wahook_v1_account_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1227,7 @@ func (x *MalformedItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MalformedItem.ProtoReflect.Descriptor instead.
 func (*MalformedItem) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_account_proto_rawDescGZIP(), []int{12}
+	return file_wahook_v1_account_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MalformedItem) GetReason() string {
@@ -1001,7 +1248,7 @@ var File_wahook_v1_account_proto protoreflect.FileDescriptor
 
 const file_wahook_v1_account_proto_rawDesc = "" +
 	"\n" +
-	"\x17wahook/v1/account.proto\x12\twahook.v1\x1a\x16wahook/v1/common.proto\x1a\x17wahook/v1/message.proto\"\xba\x02\n" +
+	"\x17wahook/v1/account.proto\x12\twahook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16wahook/v1/common.proto\x1a\x17wahook/v1/message.proto\"\x9e\x04\n" +
 	"\x14TemplateStatusUpdate\x12\x14\n" +
 	"\x05event\x18\x01 \x01(\tR\x05event\x12\x1f\n" +
 	"\vtemplate_id\x18\x02 \x01(\tR\n" +
@@ -1011,14 +1258,19 @@ const file_wahook_v1_account_proto_rawDesc = "" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12(\n" +
 	"\x10other_info_title\x18\x06 \x01(\tR\x0eotherInfoTitle\x124\n" +
 	"\x16other_info_description\x18\a \x01(\tR\x14otherInfoDescription\x12!\n" +
-	"\fdisable_date\x18\b \x01(\tR\vdisableDate\"\xec\x01\n" +
+	"\fdisable_date\x18\b \x01(\tR\vdisableDate\x12+\n" +
+	"\x11template_category\x18\t \x01(\tR\x10templateCategory\x122\n" +
+	"\x15rejection_info_reason\x18\n" +
+	" \x01(\tR\x13rejectionInfoReason\x12B\n" +
+	"\x1drejection_info_recommendation\x18\v \x01(\tR\x1brejectionInfoRecommendation\x12=\n" +
+	"\fdisable_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vdisableTime\"\xec\x01\n" +
 	"\x15TemplateQualityUpdate\x12\x1f\n" +
 	"\vtemplate_id\x18\x01 \x01(\tR\n" +
 	"templateId\x12#\n" +
 	"\rtemplate_name\x18\x02 \x01(\tR\ftemplateName\x12+\n" +
 	"\x11template_language\x18\x03 \x01(\tR\x10templateLanguage\x124\n" +
 	"\x16previous_quality_score\x18\x04 \x01(\tR\x14previousQualityScore\x12*\n" +
-	"\x11new_quality_score\x18\x05 \x01(\tR\x0fnewQualityScore\"\x86\x02\n" +
+	"\x11new_quality_score\x18\x05 \x01(\tR\x0fnewQualityScore\"\xd4\x02\n" +
 	"\x16TemplateCategoryUpdate\x12\x1f\n" +
 	"\vtemplate_id\x18\x01 \x01(\tR\n" +
 	"templateId\x12#\n" +
@@ -1026,7 +1278,22 @@ const file_wahook_v1_account_proto_rawDesc = "" +
 	"\x11template_language\x18\x03 \x01(\tR\x10templateLanguage\x12+\n" +
 	"\x11previous_category\x18\x04 \x01(\tR\x10previousCategory\x12!\n" +
 	"\fnew_category\x18\x05 \x01(\tR\vnewCategory\x12)\n" +
-	"\x10correct_category\x18\x06 \x01(\tR\x0fcorrectCategory\"\xcf\x01\n" +
+	"\x10correct_category\x18\x06 \x01(\tR\x0fcorrectCategory\x12L\n" +
+	"\x14category_update_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x12categoryUpdateTime\"\x86\x02\n" +
+	"\x18TemplateComponentsUpdate\x12\x1f\n" +
+	"\vtemplate_id\x18\x01 \x01(\tR\n" +
+	"templateId\x12#\n" +
+	"\rtemplate_name\x18\x02 \x01(\tR\ftemplateName\x12+\n" +
+	"\x11template_language\x18\x03 \x01(\tR\x10templateLanguage\x12\x12\n" +
+	"\x04body\x18\x04 \x01(\tR\x04body\x12\x16\n" +
+	"\x06header\x18\x05 \x01(\tR\x06header\x12\x16\n" +
+	"\x06footer\x18\x06 \x01(\tR\x06footer\x123\n" +
+	"\abuttons\x18\a \x03(\v2\x19.wahook.v1.TemplateButtonR\abuttons\"m\n" +
+	"\x0eTemplateButton\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
+	"\x04text\x18\x02 \x01(\tR\x04text\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12!\n" +
+	"\fphone_number\x18\x04 \x01(\tR\vphoneNumber\"\xcf\x01\n" +
 	"\x18PhoneNumberQualityUpdate\x120\n" +
 	"\x14display_phone_number\x18\x01 \x01(\tR\x12displayPhoneNumber\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\x12#\n" +
@@ -1069,9 +1336,10 @@ const file_wahook_v1_account_proto_rawDesc = "" +
 	"\rmessage_count\x18\x05 \x01(\x03R\fmessageCount\x120\n" +
 	"\x06errors\x18\x06 \x03(\v2\x18.wahook.v1.WhatsAppErrorR\x06errors\"?\n" +
 	"\vValueErrors\x120\n" +
-	"\x06errors\x18\x01 \x03(\v2\x18.wahook.v1.WhatsAppErrorR\x06errors\"\x1e\n" +
+	"\x06errors\x18\x01 \x03(\v2\x18.wahook.v1.WhatsAppErrorR\x06errors\"2\n" +
 	"\x06Change\x12\x14\n" +
-	"\x05field\x18\x01 \x01(\tR\x05field\";\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\";\n" +
 	"\rMalformedItem\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04pathBV\n" +
@@ -1089,35 +1357,41 @@ func file_wahook_v1_account_proto_rawDescGZIP() []byte {
 	return file_wahook_v1_account_proto_rawDescData
 }
 
-var file_wahook_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_wahook_v1_account_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_wahook_v1_account_proto_goTypes = []any{
 	(*TemplateStatusUpdate)(nil),     // 0: wahook.v1.TemplateStatusUpdate
 	(*TemplateQualityUpdate)(nil),    // 1: wahook.v1.TemplateQualityUpdate
 	(*TemplateCategoryUpdate)(nil),   // 2: wahook.v1.TemplateCategoryUpdate
-	(*PhoneNumberQualityUpdate)(nil), // 3: wahook.v1.PhoneNumberQualityUpdate
-	(*PhoneNumberNameUpdate)(nil),    // 4: wahook.v1.PhoneNumberNameUpdate
-	(*AccountUpdate)(nil),            // 5: wahook.v1.AccountUpdate
-	(*UserPreference)(nil),           // 6: wahook.v1.UserPreference
-	(*FlowUpdate)(nil),               // 7: wahook.v1.FlowUpdate
-	(*MessageEcho)(nil),              // 8: wahook.v1.MessageEcho
-	(*HistorySync)(nil),              // 9: wahook.v1.HistorySync
-	(*ValueErrors)(nil),              // 10: wahook.v1.ValueErrors
-	(*Change)(nil),                   // 11: wahook.v1.Change
-	(*MalformedItem)(nil),            // 12: wahook.v1.MalformedItem
-	(*Contact)(nil),                  // 13: wahook.v1.Contact
-	(*Message)(nil),                  // 14: wahook.v1.Message
-	(*WhatsAppError)(nil),            // 15: wahook.v1.WhatsAppError
+	(*TemplateComponentsUpdate)(nil), // 3: wahook.v1.TemplateComponentsUpdate
+	(*TemplateButton)(nil),           // 4: wahook.v1.TemplateButton
+	(*PhoneNumberQualityUpdate)(nil), // 5: wahook.v1.PhoneNumberQualityUpdate
+	(*PhoneNumberNameUpdate)(nil),    // 6: wahook.v1.PhoneNumberNameUpdate
+	(*AccountUpdate)(nil),            // 7: wahook.v1.AccountUpdate
+	(*UserPreference)(nil),           // 8: wahook.v1.UserPreference
+	(*FlowUpdate)(nil),               // 9: wahook.v1.FlowUpdate
+	(*MessageEcho)(nil),              // 10: wahook.v1.MessageEcho
+	(*HistorySync)(nil),              // 11: wahook.v1.HistorySync
+	(*ValueErrors)(nil),              // 12: wahook.v1.ValueErrors
+	(*Change)(nil),                   // 13: wahook.v1.Change
+	(*MalformedItem)(nil),            // 14: wahook.v1.MalformedItem
+	(*timestamppb.Timestamp)(nil),    // 15: google.protobuf.Timestamp
+	(*Contact)(nil),                  // 16: wahook.v1.Contact
+	(*Message)(nil),                  // 17: wahook.v1.Message
+	(*WhatsAppError)(nil),            // 18: wahook.v1.WhatsAppError
 }
 var file_wahook_v1_account_proto_depIdxs = []int32{
-	13, // 0: wahook.v1.UserPreference.contact:type_name -> wahook.v1.Contact
-	14, // 1: wahook.v1.MessageEcho.message:type_name -> wahook.v1.Message
-	15, // 2: wahook.v1.HistorySync.errors:type_name -> wahook.v1.WhatsAppError
-	15, // 3: wahook.v1.ValueErrors.errors:type_name -> wahook.v1.WhatsAppError
-	4,  // [4:4] is the sub-list for method output_type
-	4,  // [4:4] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	15, // 0: wahook.v1.TemplateStatusUpdate.disable_time:type_name -> google.protobuf.Timestamp
+	15, // 1: wahook.v1.TemplateCategoryUpdate.category_update_time:type_name -> google.protobuf.Timestamp
+	4,  // 2: wahook.v1.TemplateComponentsUpdate.buttons:type_name -> wahook.v1.TemplateButton
+	16, // 3: wahook.v1.UserPreference.contact:type_name -> wahook.v1.Contact
+	17, // 4: wahook.v1.MessageEcho.message:type_name -> wahook.v1.Message
+	18, // 5: wahook.v1.HistorySync.errors:type_name -> wahook.v1.WhatsAppError
+	18, // 6: wahook.v1.ValueErrors.errors:type_name -> wahook.v1.WhatsAppError
+	7,  // [7:7] is the sub-list for method output_type
+	7,  // [7:7] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_wahook_v1_account_proto_init() }
@@ -1133,7 +1407,7 @@ func file_wahook_v1_account_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wahook_v1_account_proto_rawDesc), len(file_wahook_v1_account_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -58,6 +58,9 @@ const (
 	EventType_EVENT_TYPE_CHANGE EventType = 14
 	// An item that could not be normalised (payload `malformed`).
 	EventType_EVENT_TYPE_MALFORMED EventType = 15
+	// A template's components were edited (payload
+	// `template_components_update`).
+	EventType_EVENT_TYPE_TEMPLATE_COMPONENTS_UPDATE EventType = 16
 )
 
 // Enum value maps for EventType.
@@ -79,6 +82,7 @@ var (
 		13: "EVENT_TYPE_VALUE_ERRORS",
 		14: "EVENT_TYPE_CHANGE",
 		15: "EVENT_TYPE_MALFORMED",
+		16: "EVENT_TYPE_TEMPLATE_COMPONENTS_UPDATE",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":                 0,
@@ -97,6 +101,7 @@ var (
 		"EVENT_TYPE_VALUE_ERRORS":                13,
 		"EVENT_TYPE_CHANGE":                      14,
 		"EVENT_TYPE_MALFORMED":                   15,
+		"EVENT_TYPE_TEMPLATE_COMPONENTS_UPDATE":  16,
 	}
 )
 
@@ -180,6 +185,7 @@ type Event struct {
 	//	*Event_ValueErrors
 	//	*Event_Change
 	//	*Event_Malformed
+	//	*Event_TemplateComponentsUpdate
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -434,6 +440,15 @@ func (x *Event) GetMalformed() *MalformedItem {
 	return nil
 }
 
+func (x *Event) GetTemplateComponentsUpdate() *TemplateComponentsUpdate {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_TemplateComponentsUpdate); ok {
+			return x.TemplateComponentsUpdate
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -513,6 +528,11 @@ type Event_Malformed struct {
 	Malformed *MalformedItem `protobuf:"bytes,34,opt,name=malformed,proto3,oneof"`
 }
 
+type Event_TemplateComponentsUpdate struct {
+	// EVENT_TYPE_TEMPLATE_COMPONENTS_UPDATE.
+	TemplateComponentsUpdate *TemplateComponentsUpdate `protobuf:"bytes,35,opt,name=template_components_update,json=templateComponentsUpdate,proto3,oneof"`
+}
+
 func (*Event_Message) isEvent_Payload() {}
 
 func (*Event_Status) isEvent_Payload() {}
@@ -542,6 +562,8 @@ func (*Event_ValueErrors) isEvent_Payload() {}
 func (*Event_Change) isEvent_Payload() {}
 
 func (*Event_Malformed) isEvent_Payload() {}
+
+func (*Event_TemplateComponentsUpdate) isEvent_Payload() {}
 
 // EventFilter selects events. Each non-empty list must match (AND between
 // lists, OR within one); an empty filter selects everything.
@@ -622,7 +644,7 @@ var File_wahook_v1_event_proto protoreflect.FileDescriptor
 
 const file_wahook_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x15wahook/v1/event.proto\x12\twahook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17wahook/v1/account.proto\x1a\x17wahook/v1/message.proto\x1a\x16wahook/v1/status.proto\"\xc2\v\n" +
+	"\x15wahook/v1/event.proto\x12\twahook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17wahook/v1/account.proto\x1a\x17wahook/v1/message.proto\x1a\x16wahook/v1/status.proto\"\xa7\f\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -652,14 +674,15 @@ const file_wahook_v1_event_proto_rawDesc = "" +
 	"\fhistory_sync\x18\x1f \x01(\v2\x16.wahook.v1.HistorySyncH\x00R\vhistorySync\x12;\n" +
 	"\fvalue_errors\x18  \x01(\v2\x16.wahook.v1.ValueErrorsH\x00R\vvalueErrors\x12+\n" +
 	"\x06change\x18! \x01(\v2\x11.wahook.v1.ChangeH\x00R\x06change\x128\n" +
-	"\tmalformed\x18\" \x01(\v2\x18.wahook.v1.MalformedItemH\x00R\tmalformedB\t\n" +
+	"\tmalformed\x18\" \x01(\v2\x18.wahook.v1.MalformedItemH\x00R\tmalformed\x12c\n" +
+	"\x1atemplate_components_update\x18# \x01(\v2#.wahook.v1.TemplateComponentsUpdateH\x00R\x18templateComponentsUpdateB\t\n" +
 	"\apayload\"\xae\x01\n" +
 	"\vEventFilter\x125\n" +
 	"\vevent_types\x18\x01 \x03(\x0e2\x14.wahook.v1.EventTypeR\n" +
 	"eventTypes\x12#\n" +
 	"\rmessage_types\x18\x02 \x03(\tR\fmessageTypes\x12(\n" +
 	"\x10phone_number_ids\x18\x03 \x03(\tR\x0ephoneNumberIds\x12\x19\n" +
-	"\bwaba_ids\x18\x04 \x03(\tR\awabaIds*\x86\x04\n" +
+	"\bwaba_ids\x18\x04 \x03(\tR\awabaIds*\xb1\x04\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12EVENT_TYPE_MESSAGE\x10\x01\x12\x15\n" +
@@ -677,7 +700,8 @@ const file_wahook_v1_event_proto_rawDesc = "" +
 	"\x17EVENT_TYPE_HISTORY_SYNC\x10\f\x12\x1b\n" +
 	"\x17EVENT_TYPE_VALUE_ERRORS\x10\r\x12\x15\n" +
 	"\x11EVENT_TYPE_CHANGE\x10\x0e\x12\x18\n" +
-	"\x14EVENT_TYPE_MALFORMED\x10\x0fBT\n" +
+	"\x14EVENT_TYPE_MALFORMED\x10\x0f\x12)\n" +
+	"%EVENT_TYPE_TEMPLATE_COMPONENTS_UPDATE\x10\x10BT\n" +
 	"\rdev.wahook.v1B\n" +
 	"EventProtoP\x01Z5github.com/wahook/wahook/clients/go/wahookv1;wahookv1b\x06proto3"
 
@@ -715,6 +739,7 @@ var file_wahook_v1_event_proto_goTypes = []any{
 	(*ValueErrors)(nil),              // 16: wahook.v1.ValueErrors
 	(*Change)(nil),                   // 17: wahook.v1.Change
 	(*MalformedItem)(nil),            // 18: wahook.v1.MalformedItem
+	(*TemplateComponentsUpdate)(nil), // 19: wahook.v1.TemplateComponentsUpdate
 }
 var file_wahook_v1_event_proto_depIdxs = []int32{
 	0,  // 0: wahook.v1.Event.type:type_name -> wahook.v1.EventType
@@ -735,12 +760,13 @@ var file_wahook_v1_event_proto_depIdxs = []int32{
 	16, // 15: wahook.v1.Event.value_errors:type_name -> wahook.v1.ValueErrors
 	17, // 16: wahook.v1.Event.change:type_name -> wahook.v1.Change
 	18, // 17: wahook.v1.Event.malformed:type_name -> wahook.v1.MalformedItem
-	0,  // 18: wahook.v1.EventFilter.event_types:type_name -> wahook.v1.EventType
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	19, // 18: wahook.v1.Event.template_components_update:type_name -> wahook.v1.TemplateComponentsUpdate
+	0,  // 19: wahook.v1.EventFilter.event_types:type_name -> wahook.v1.EventType
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_wahook_v1_event_proto_init() }
@@ -767,6 +793,7 @@ func file_wahook_v1_event_proto_init() {
 		(*Event_ValueErrors)(nil),
 		(*Event_Change)(nil),
 		(*Event_Malformed)(nil),
+		(*Event_TemplateComponentsUpdate)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

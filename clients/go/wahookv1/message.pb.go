@@ -8,6 +8,7 @@ package wahookv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1665,7 +1666,15 @@ type FlowReply struct {
 	// Meta's `body`, usually "Sent". Empty when absent.
 	Body string `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
 	// The Flow's answers as a JSON object string, verbatim from Meta.
-	ResponseJson  string `protobuf:"bytes,3,opt,name=response_json,json=responseJson,proto3" json:"response_json,omitempty"`
+	ResponseJson string `protobuf:"bytes,3,opt,name=response_json,json=responseJson,proto3" json:"response_json,omitempty"`
+	// The Flow's answers, parsed from `response_json`. Numbers are doubles, so
+	// integers beyond 2^53 are rounded: `response_json` keeps the exact text.
+	// Unset when `response_json` is not a JSON object, or is nested more than
+	// 20 levels deep.
+	Response *structpb.Struct `protobuf:"bytes,4,opt,name=response,proto3" json:"response,omitempty"`
+	// The `flow_token` of the answers: the token the business set when it sent
+	// the Flow, to tie the reply to it. Empty when absent.
+	FlowToken     string `protobuf:"bytes,5,opt,name=flow_token,json=flowToken,proto3" json:"flow_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1717,6 +1726,20 @@ func (x *FlowReply) GetBody() string {
 func (x *FlowReply) GetResponseJson() string {
 	if x != nil {
 		return x.ResponseJson
+	}
+	return ""
+}
+
+func (x *FlowReply) GetResponse() *structpb.Struct {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *FlowReply) GetFlowToken() string {
+	if x != nil {
+		return x.FlowToken
 	}
 	return ""
 }
@@ -2614,7 +2637,7 @@ var File_wahook_v1_message_proto protoreflect.FileDescriptor
 
 const file_wahook_v1_message_proto_rawDesc = "" +
 	"\n" +
-	"\x17wahook/v1/message.proto\x12\twahook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16wahook/v1/common.proto\"\xb0\n" +
+	"\x17wahook/v1/message.proto\x12\twahook.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16wahook/v1/common.proto\"\xb0\n" +
 	"\n" +
 	"\aMessage\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2727,11 +2750,14 @@ const file_wahook_v1_message_proto_rawDesc = "" +
 	"\tListReply\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\"X\n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"\xac\x01\n" +
 	"\tFlowReply\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\tR\x04body\x12#\n" +
-	"\rresponse_json\x18\x03 \x01(\tR\fresponseJson\"C\n" +
+	"\rresponse_json\x18\x03 \x01(\tR\fresponseJson\x123\n" +
+	"\bresponse\x18\x04 \x01(\v2\x17.google.protobuf.StructR\bresponse\x12\x1d\n" +
+	"\n" +
+	"flow_token\x18\x05 \x01(\tR\tflowToken\"C\n" +
 	"\x13TemplateButtonReply\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\tR\apayload\"Y\n" +
@@ -2870,7 +2896,8 @@ var file_wahook_v1_message_proto_goTypes = []any{
 	(*Identity)(nil),              // 29: wahook.v1.Identity
 	(*Contact)(nil),               // 30: wahook.v1.Contact
 	(*WhatsAppError)(nil),         // 31: wahook.v1.WhatsAppError
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 32: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
 }
 var file_wahook_v1_message_proto_depIdxs = []int32{
 	30, // 0: wahook.v1.Message.contact:type_name -> wahook.v1.Contact
@@ -2906,15 +2933,16 @@ var file_wahook_v1_message_proto_depIdxs = []int32{
 	14, // 30: wahook.v1.InteractiveReply.button_reply:type_name -> wahook.v1.ButtonReply
 	15, // 31: wahook.v1.InteractiveReply.list_reply:type_name -> wahook.v1.ListReply
 	16, // 32: wahook.v1.InteractiveReply.flow_reply:type_name -> wahook.v1.FlowReply
-	20, // 33: wahook.v1.Order.product_items:type_name -> wahook.v1.ProductItem
-	1,  // 34: wahook.v1.Edit.message:type_name -> wahook.v1.Message
-	27, // 35: wahook.v1.MessageContext.referred_product:type_name -> wahook.v1.ReferredProduct
-	32, // 36: wahook.v1.Identity.created_time:type_name -> google.protobuf.Timestamp
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	32, // 33: wahook.v1.FlowReply.response:type_name -> google.protobuf.Struct
+	20, // 34: wahook.v1.Order.product_items:type_name -> wahook.v1.ProductItem
+	1,  // 35: wahook.v1.Edit.message:type_name -> wahook.v1.Message
+	27, // 36: wahook.v1.MessageContext.referred_product:type_name -> wahook.v1.ReferredProduct
+	33, // 37: wahook.v1.Identity.created_time:type_name -> google.protobuf.Timestamp
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_wahook_v1_message_proto_init() }

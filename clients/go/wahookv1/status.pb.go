@@ -112,10 +112,13 @@ type Status struct {
 	// "individual" or "group" (`recipient_type`). Empty when absent.
 	RecipientType string `protobuf:"bytes,7,opt,name=recipient_type,json=recipientType,proto3" json:"recipient_type,omitempty"`
 	// For group messages, the participant this status is about
-	// (`recipient_participant_id`). Empty otherwise.
+	// (`recipient_participant_id`, their phone number). Empty otherwise, and
+	// when the message went to the participant's BSUID.
 	RecipientParticipantId string `protobuf:"bytes,8,opt,name=recipient_participant_id,json=recipientParticipantId,proto3" json:"recipient_participant_id,omitempty"`
 	// The recipient's entry from the value's `contacts[]`, matched by wa_id or
-	// user id. Unset when none matched (failed statuses carry no contacts).
+	// user id; for a group status, the participant's entry (matched by
+	// `recipient_participant_id` or `recipient_participant_user_id`). Unset
+	// when none matched (failed statuses carry no contacts).
 	Contact *Contact `protobuf:"bytes,9,opt,name=contact,proto3" json:"contact,omitempty"`
 	// The conversation the message belongs to. Unset when Meta omitted it.
 	Conversation *Conversation `protobuf:"bytes,10,opt,name=conversation,proto3" json:"conversation,omitempty"`
@@ -126,8 +129,15 @@ type Status struct {
 	// The string the business attached when sending
 	// (`biz_opaque_callback_data`). Empty when none.
 	BizOpaqueCallbackData string `protobuf:"bytes,13,opt,name=biz_opaque_callback_data,json=bizOpaqueCallbackData,proto3" json:"biz_opaque_callback_data,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// For group messages, the participant's BSUID
+	// (`recipient_participant_user_id`), when the message went to their BSUID.
+	// Empty otherwise.
+	RecipientParticipantUserId string `protobuf:"bytes,14,opt,name=recipient_participant_user_id,json=recipientParticipantUserId,proto3" json:"recipient_participant_user_id,omitempty"`
+	// For group messages, the participant's parent BSUID
+	// (`recipient_participant_parent_user_id`). Usually empty.
+	RecipientParticipantParentUserId string `protobuf:"bytes,15,opt,name=recipient_participant_parent_user_id,json=recipientParticipantParentUserId,proto3" json:"recipient_participant_parent_user_id,omitempty"`
+	unknownFields                    protoimpl.UnknownFields
+	sizeCache                        protoimpl.SizeCache
 }
 
 func (x *Status) Reset() {
@@ -247,6 +257,20 @@ func (x *Status) GetErrors() []*WhatsAppError {
 func (x *Status) GetBizOpaqueCallbackData() string {
 	if x != nil {
 		return x.BizOpaqueCallbackData
+	}
+	return ""
+}
+
+func (x *Status) GetRecipientParticipantUserId() string {
+	if x != nil {
+		return x.RecipientParticipantUserId
+	}
+	return ""
+}
+
+func (x *Status) GetRecipientParticipantParentUserId() string {
+	if x != nil {
+		return x.RecipientParticipantParentUserId
 	}
 	return ""
 }
@@ -394,7 +418,7 @@ var File_wahook_v1_status_proto protoreflect.FileDescriptor
 
 const file_wahook_v1_status_proto_rawDesc = "" +
 	"\n" +
-	"\x16wahook/v1/status.proto\x12\twahook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16wahook/v1/common.proto\"\xd6\x04\n" +
+	"\x16wahook/v1/status.proto\x12\twahook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16wahook/v1/common.proto\"\xe9\x05\n" +
 	"\x06Status\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x18.wahook.v1.DeliveryStateR\x05state\x12\x1f\n" +
@@ -410,7 +434,9 @@ const file_wahook_v1_status_proto_rawDesc = "" +
 	" \x01(\v2\x17.wahook.v1.ConversationR\fconversation\x12,\n" +
 	"\apricing\x18\v \x01(\v2\x12.wahook.v1.PricingR\apricing\x120\n" +
 	"\x06errors\x18\f \x03(\v2\x18.wahook.v1.WhatsAppErrorR\x06errors\x127\n" +
-	"\x18biz_opaque_callback_data\x18\r \x01(\tR\x15bizOpaqueCallbackData\"\x84\x01\n" +
+	"\x18biz_opaque_callback_data\x18\r \x01(\tR\x15bizOpaqueCallbackData\x12A\n" +
+	"\x1drecipient_participant_user_id\x18\x0e \x01(\tR\x1arecipientParticipantUserId\x12N\n" +
+	"$recipient_participant_parent_user_id\x18\x0f \x01(\tR recipientParticipantParentUserId\"\x84\x01\n" +
 	"\fConversation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12C\n" +
 	"\x0fexpiration_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x0eexpirationTime\x12\x1f\n" +

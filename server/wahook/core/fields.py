@@ -8,12 +8,13 @@ template ids as large JSON numbers, so ids are read as "string or integer".
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 from google.protobuf.message import Message
 
 from wahook.core.common import ContactIndex, get_errors
 from wahook.core.jsonutil import (
+    MAX_TIMESTAMP,
     JsonObject,
     Malformed,
     describe,
@@ -22,19 +23,36 @@ from wahook.core.jsonutil import (
     get_list,
     get_obj,
     get_str,
+    get_timestamp,
+    is_decimal,
 )
 from wahook.v1 import account_pb2, event_pb2
 
 A = account_pb2
 
 
-def template_status(v: JsonObject) -> A.TemplateStatusUpdate:
-    update = A.TemplateStatusUpdate(
-        event=get_str(v, "event"),
+class _Template(TypedDict):
+    """The template a template field is about: three fields of each payload."""
+
+    template_id: str
+    template_name: str
+    template_language: str
+
+
+def _template(v: JsonObject) -> _Template:
+    return _Template(
         template_id=get_id(v, "message_template_id"),
         template_name=get_str(v, "message_template_name"),
         template_language=get_str(v, "message_template_language"),
+    )
+
+
+def template_status(v: JsonObject) -> A.TemplateStatusUpdate:
+    update = A.TemplateStatusUpdate(
+        event=get_str(v, "event"),
+        **_template(v),
         reason=get_str(v, "reason"),
+        template_category=get_str(v, "message_template_category"),
     )
     other = get_obj(v, "other_info")
     if other is not None:
@@ -43,29 +61,57 @@ def template_status(v: JsonObject) -> A.TemplateStatusUpdate:
     disable = get_obj(v, "disable_info")
     if disable is not None:
         # Meta sends disable_date as text in some versions and as seconds in others.
-        update.disable_date = get_id(disable, "disable_date", "disable_info")
+        update.disable_date = date = get_id(disable, "disable_date", "disable_info")
+        if is_decimal(date) and int(date) <= MAX_TIMESTAMP:
+            update.disable_time.seconds = int(date)
+    rejection = get_obj(v, "rejection_info")
+    if rejection is not None:
+        update.rejection_info_reason = get_str(rejection, "reason", "rejection_info")
+        update.rejection_info_recommendation = get_str(
+            rejection, "recommendation", "rejection_info"
+        )
+    return update
+
+
+def template_components(v: JsonObject) -> A.TemplateComponentsUpdate:
+    update = A.TemplateComponentsUpdate(
+        **_template(v),
+        body=get_str(v, "message_template_element"),
+        header=get_str(v, "message_template_title"),
+        footer=get_str(v, "message_template_footer"),
+    )
+    for i, button in enumerate(get_list(v, "message_template_buttons")):
+        where = f"message_template_buttons[{i}]"
+        if button.__class__ is not dict:
+            raise Malformed(f"{where}: expected an object, got {describe(button)}")
+        update.buttons.add(
+            type=get_str(button, "message_template_button_type", where),
+            text=get_str(button, "message_template_button_text", where),
+            url=get_str(button, "message_template_button_url", where),
+            phone_number=get_id(button, "message_template_button_phone_number", where),
+        )
     return update
 
 
 def template_quality(v: JsonObject) -> A.TemplateQualityUpdate:
     return A.TemplateQualityUpdate(
-        template_id=get_id(v, "message_template_id"),
-        template_name=get_str(v, "message_template_name"),
-        template_language=get_str(v, "message_template_language"),
+        **_template(v),
         previous_quality_score=get_str(v, "previous_quality_score"),
         new_quality_score=get_str(v, "new_quality_score"),
     )
 
 
 def template_category(v: JsonObject) -> A.TemplateCategoryUpdate:
-    return A.TemplateCategoryUpdate(
-        template_id=get_id(v, "message_template_id"),
-        template_name=get_str(v, "message_template_name"),
-        template_language=get_str(v, "message_template_language"),
+    update = A.TemplateCategoryUpdate(
+        **_template(v),
         previous_category=get_str(v, "previous_category"),
         new_category=get_str(v, "new_category"),
         correct_category=get_str(v, "correct_category"),
     )
+    when = get_timestamp(v, "category_update_timestamp")
+    if when is not None:
+        update.category_update_time.seconds = when
+    return update
 
 
 def phone_quality(v: JsonObject) -> A.PhoneNumberQualityUpdate:
@@ -171,6 +217,11 @@ WHOLE_VALUE_FIELDS: dict[
         template_category,
         "template_category_update",
         E.EVENT_TYPE_TEMPLATE_CATEGORY_UPDATE,
+    ),
+    "message_template_components_update": (
+        template_components,
+        "template_components_update",
+        E.EVENT_TYPE_TEMPLATE_COMPONENTS_UPDATE,
     ),
     "phone_number_quality_update": (
         phone_quality,

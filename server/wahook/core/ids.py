@@ -12,6 +12,8 @@ its position in the arrays, never on when wahook received it.
   {recipient_user_id}:{participant_id}`` — one message gets several statuses
   ("delivered" then "read"), and in groups one per participant, so the key
   includes what distinguishes them; a retry of the same status repeats all parts.
+  The participant is ``recipient_participant_id``, or ``recipient_participant_user_id``
+  when Meta withheld the participant's phone number.
 - any other field: ``{field}:{waba_id}:{phone_number_id}:{entry_time}:{digest}``
   where the digest hashes the canonical JSON (sorted keys) of the item or value:
   these updates have no id of their own, so their content is their identity.

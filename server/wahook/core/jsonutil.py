@@ -91,6 +91,15 @@ def parse_body(body: bytes) -> Any:
     return doc
 
 
+def parse_json_text(text: str) -> Any:
+    """Decode JSON text found inside a payload (e.g. a Flow's response_json) with the
+    same strictness as a body; None when it is not valid JSON."""
+    try:
+        return parse_body(text.encode("utf-8"))
+    except PayloadError:
+        return None
+
+
 def _encoder(*, ascii_only: bool, sort_keys: bool) -> Callable[[Any], str]:
     """A compact JSON encoder built once. json.dumps with options builds a new encoder
     object per call, a third of the cost of serialising a small item; calling the C
@@ -149,7 +158,7 @@ def describe(value: Any) -> str:
     return "an array"
 
 
-def _is_decimal(text: str) -> bool:
+def is_decimal(text: str) -> bool:
     # ASCII digits only (str.isdigit also accepts e.g. Arabic-Indic digits), and short
     # enough that int() cannot hit Python's 4300-digit conversion limit.
     return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
@@ -216,7 +225,7 @@ def get_int(obj: JsonObject, key: str, where: str = "") -> int:
         return 0
     if value.__class__ is int:
         result: int = value
-    elif (value.__class__ is str and _is_decimal(value[1:] if value[:1] == "-" else value)) or (
+    elif (value.__class__ is str and is_decimal(value[1:] if value[:1] == "-" else value)) or (
         value.__class__ is float and value.is_integer()
     ):
         result = int(value)
@@ -269,7 +278,7 @@ def get_timestamp(obj: JsonObject, key: str, where: str = "") -> int | None:
     value = obj.get(key)
     if value is None:
         return None
-    if value.__class__ is str and _is_decimal(value):
+    if value.__class__ is str and is_decimal(value):
         seconds = int(value)
     elif value.__class__ is int:
         seconds = value

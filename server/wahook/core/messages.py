@@ -8,6 +8,7 @@ path relative to the item (e.g. ``location.latitude: expected a number, got ...`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from wahook.core.jsonutil import (
     get_str,
     get_timestamp,
     key_path,
+    parse_json_text,
     require_id,
 )
 from wahook.v1 import message_pb2
@@ -152,18 +154,52 @@ def _interactive(msg: M.Message, m: JsonObject) -> None:
         reply.list_reply.description = get_str(row, "description", w)
         reply.list_reply.SetInParent()
     elif kind == "nfm_reply":
-        flow = get_obj(obj, "nfm_reply", "interactive") or {}
-        w = "interactive.nfm_reply"
-        reply.flow_reply.name = get_str(flow, "name", w)
-        reply.flow_reply.body = get_str(flow, "body", w)
-        # Meta sends the Flow's answers as a JSON *string*; accept an object too
-        # and keep it as JSON text so clients always parse the same way.
-        answers = flow.get("response_json")
-        if answers.__class__ is dict:
-            reply.flow_reply.response_json = dumps(answers)
-        else:
-            reply.flow_reply.response_json = get_str(flow, "response_json", w)
-        reply.flow_reply.SetInParent()
+        _flow_reply(reply.flow_reply, get_obj(obj, "nfm_reply", "interactive") or {})
+
+
+# A Struct nests two protobuf messages per JSON level, and protobuf parsers refuse
+# messages nested over 100 deep: deeper answers stay in response_json only.
+MAX_FLOW_RESPONSE_DEPTH = 20
+
+
+def _struct_safe(value: Any, depth: int) -> bool:
+    """Whether a decoded JSON value fits a google.protobuf.Struct losslessly enough:
+    nested at most MAX_FLOW_RESPONSE_DEPTH deep, every number a finite double."""
+    if value.__class__ is dict or value.__class__ is list:
+        if depth >= MAX_FLOW_RESPONSE_DEPTH:
+            return False
+        children = value.values() if value.__class__ is dict else value
+        return all(_struct_safe(child, depth + 1) for child in children)
+    if value.__class__ is float:
+        return math.isfinite(value)
+    if value.__class__ is int:
+        return value.bit_length() < 1024  # float() of a larger one overflows
+    return True
+
+
+def _flow_reply(reply: M.FlowReply, flow: JsonObject) -> None:
+    w = "interactive.nfm_reply"
+    reply.SetInParent()
+    reply.name = get_str(flow, "name", w)
+    reply.body = get_str(flow, "body", w)
+    # Meta sends the Flow's answers as a JSON *string*; accept an object too
+    # and keep it as JSON text so clients always parse the same way.
+    answers: Any = flow.get("response_json")
+    if answers.__class__ is dict:
+        reply.response_json = dumps(answers)
+    else:
+        reply.response_json = text = get_str(flow, "response_json", w)
+        # The answers are the Flow's own data, not Meta's: text that is not a JSON
+        # object leaves `response` unset rather than the message malformed.
+        answers = parse_json_text(text) if text else None
+    if answers.__class__ is not dict or not _struct_safe(answers, 0):
+        return
+    reply.response.update(answers)
+    token = answers.get("flow_token")
+    if token.__class__ is str:
+        reply.flow_token = token
+    elif token.__class__ is int:
+        reply.flow_token = str(token)
 
 
 def _button(msg: M.Message, m: JsonObject) -> None:

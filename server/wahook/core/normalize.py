@@ -8,10 +8,16 @@ Anything else that is wrong becomes an EVENT_TYPE_MALFORMED event at the level
 where it went wrong (entry, change, value or item), with a precise reason, the
 path, and the raw JSON; its neighbours are unaffected.
 
+Nothing Meta sends is dropped: every change yields at least one event, and every
+key of its value is either consumed by a typed event or kept in an
+EVENT_TYPE_CHANGE event (keys Meta added next to the items, by themselves; a
+per-item field's value that gave no event at all, whole).
+
 Each event's ``raw_json`` is the compact JSON of what it came from: the item for
 per-item events (messages, statuses, echoes, user preferences, history chunks), the
 whole value for whole-value fields and unknown fields, the ``errors`` array for
-value-level errors, and the offending element itself for malformed events.
+value-level errors, the unconsumed keys for a per-item field's CHANGE event, and the
+offending element itself for malformed events.
 
 Ids and dedupe keys come from ``wahook.core.ids`` (see there for why they are
 position-independent).
@@ -20,6 +26,7 @@ position-independent).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -48,13 +55,29 @@ from wahook.v1 import event_pb2
 E = event_pb2
 WHATSAPP_OBJECT = "whatsapp_business_account"
 
-# Per-item fields: the value key holding the items.
+# Per-item fields: the value keys holding the items. The other keys a per-item
+# field's value may carry are the envelope below, consumed by every event of the
+# change (metadata: phone_number_id, display_phone_number; contacts: each item's
+# contact; messaging_product: always "whatsapp"), and `errors` (its own event).
+# Any other key is kept in an EVENT_TYPE_CHANGE event of its own.
 _ITEM_KEYS = {
     "messages": ("messages", "statuses"),
     "smb_message_echoes": ("message_echoes",),
     "user_preferences": ("user_preferences",),
     "history": ("history",),
 }
+_METADATA_KEYS = frozenset({"display_phone_number", "phone_number_id"})
+
+
+def _unconsumed(key: str, value: Any) -> bool:
+    """Whether a per-item field's value key, other than the items and errors, is
+    left to a CHANGE event (contacts are decided once the items are walked)."""
+    if key == "metadata":
+        # Consumed as long as it holds only what the envelope keeps.
+        return value is not None and not value.keys() <= _METADATA_KEYS
+    if key == "messaging_product":
+        return value is not None and value != "whatsapp"
+    return key != "contacts"
 
 
 def normalize(body: bytes, received_at: float) -> list[event_pb2.Event]:
@@ -182,20 +205,29 @@ class _Walker:
 
     def whole_value(self, value: JsonObject, path: str) -> None:
         known = WHOLE_VALUE_FIELDS.get(self.field)
-        event = event_pb2.Event()
         if known is None:
             # A field this version does not type: keep it whole, lose nothing.
-            event.type = E.EVENT_TYPE_CHANGE
-            event.change.field = self.field
-        else:
-            parser, attribute, event_type = known
-            try:
-                payload = parser(value)
-            except Malformed as exc:
-                self.malformed(value, path, exc.reason)
-                return
-            event.type = event_type
-            getattr(event, attribute).CopyFrom(payload)
+            self.untyped(value, ())
+            return
+        parser, attribute, event_type = known
+        try:
+            payload = parser(value)
+        except Malformed as exc:
+            self.malformed(value, path, exc.reason)
+            return
+        event = event_pb2.Event(type=event_type)
+        getattr(event, attribute).CopyFrom(payload)
+        key = ids.content_key(
+            self.field, self.waba_id, self.phone_number_id, self.entry_time, digest(value)
+        )
+        self.emit(event, key, dumps(value), None)
+
+    def untyped(self, value: JsonObject, keys: Iterable[str]) -> None:
+        """An EVENT_TYPE_CHANGE event keeping ``value``: a whole value, or the keys of
+        one that nothing else consumed (then ``keys`` names them)."""
+        event = event_pb2.Event(type=E.EVENT_TYPE_CHANGE)
+        event.change.field = self.field
+        event.change.keys.extend(keys)
         key = ids.content_key(
             self.field, self.waba_id, self.phone_number_id, self.entry_time, digest(value)
         )
@@ -213,6 +245,9 @@ class _Walker:
             self.malformed(
                 contacts, path + ".contacts", f"expected an array, got {describe(contacts)}"
             )
+        first = len(self.events)
+        has_items = False
+        rest: list[str] = []  # keys no event consumes, kept by a CHANGE event
         # Walk the value's keys in payload order so events keep Meta's order.
         for key in value:
             if key in item_keys:
@@ -225,8 +260,25 @@ class _Walker:
                     continue
                 for k, item in enumerate(items):
                     self.item(key, item, path, k)
-            elif key == "errors" and value[key] is not None:
-                self.value_errors(value, path)
+                has_items = has_items or bool(items)
+            elif key == "errors":
+                if value[key] is not None:
+                    self.value_errors(value, path)
+            elif _unconsumed(key, value[key]):
+                rest.append(key)
+        if not has_items and contacts.__class__ is list and contacts:
+            # contacts[] describes the items' users; with no item to carry them
+            # (e.g. Meta renamed the items' key), the contacts are kept as they are.
+            rest.append("contacts")
+        if rest:
+            # Only the unconsumed keys, so that their event is the same however
+            # Meta batches the items beside them.
+            kept = {key: value[key] for key in value if key in rest}
+            self.untyped(kept, kept)
+        elif len(self.events) == first:
+            # Nothing Meta sends may vanish: a change that gave no event (e.g.
+            # "messages": []) keeps its whole value.
+            self.untyped(value, ())
 
     def value_errors(self, value: JsonObject, path: str) -> None:
         # Errors Meta reports for the whole change (e.g. an outage for this number)

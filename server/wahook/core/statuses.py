@@ -26,13 +26,22 @@ _STATES = {
 }
 
 
+def _participant(status: S.Status, s: JsonObject) -> tuple[str, str]:
+    """A group status's participant: their phone number and BSUID (either may be "")."""
+    status.recipient_participant_id = participant_id = get_id(s, "recipient_participant_id")
+    status.recipient_participant_user_id = user_id = get_str(s, "recipient_participant_user_id")
+    status.recipient_participant_parent_user_id = get_str(s, "recipient_participant_parent_user_id")
+    return participant_id, user_id
+
+
 def parse_status(
     status: S.Status, s: JsonObject, contacts: ContactIndex | None
 ) -> tuple[str, str, str, str, str]:
     """Fill ``status`` in place from one item; ``id`` and ``status`` are required.
 
     Returns what the dedupe key needs (wamid, status, recipient id, recipient user
-    id, participant id), sparing the caller reading them back from the message.
+    id, participant id or else participant user id), sparing the caller reading
+    them back from the message.
     """
     status.id = wamid = require_id(s, "id")
     name = get_str(s, "status")
@@ -44,15 +53,15 @@ def parse_status(
     status.recipient_id = recipient_id = get_id(s, "recipient_id")
     # Statuses are half of all traffic and most keys below are usually absent:
     # testing membership first skips a call and an empty assignment for each.
-    recipient_user_id = participant_id = ""
+    recipient_user_id = participant_id = participant_user_id = ""
     if "recipient_user_id" in s:
         status.recipient_user_id = recipient_user_id = get_str(s, "recipient_user_id")
     if "recipient_parent_user_id" in s:
         status.recipient_parent_user_id = get_str(s, "recipient_parent_user_id")
     if "recipient_type" in s:
         status.recipient_type = get_str(s, "recipient_type")
-    if "recipient_participant_id" in s:
-        status.recipient_participant_id = participant_id = get_id(s, "recipient_participant_id")
+    if "recipient_participant_id" in s or "recipient_participant_user_id" in s:
+        participant_id, participant_user_id = _participant(status, s)
     if "biz_opaque_callback_data" in s:
         status.biz_opaque_callback_data = get_str(s, "biz_opaque_callback_data")
     conversation = get_obj(s, "conversation") if "conversation" in s else None
@@ -78,6 +87,14 @@ def parse_status(
         price.category = get_str(pricing, "category", "pricing")
     if "errors" in s:
         status.errors.extend(get_errors(s, "errors"))
+    if participant_id or participant_user_id:
+        # A group status: recipient_id is the group, and contacts[] describes the
+        # participant who received or read the message.
+        if contacts is not None:
+            contacts.fill(status, participant_id, participant_user_id)
+        # A participant reached by BSUID has no participant_id; the BSUID then
+        # tells the participants' statuses apart.
+        return wamid, name, recipient_id, recipient_user_id, participant_id or participant_user_id
     if contacts is not None:
         contacts.fill(status, recipient_id, recipient_user_id)
-    return wamid, name, recipient_id, recipient_user_id, participant_id
+    return wamid, name, recipient_id, recipient_user_id, ""
