@@ -54,7 +54,9 @@ const (
 	EventType_EVENT_TYPE_HISTORY_SYNC EventType = 12
 	// Errors Meta reported for a whole change (payload `value_errors`).
 	EventType_EVENT_TYPE_VALUE_ERRORS EventType = 13
-	// A field wahook does not type (payload `change`; value in raw_json).
+	// What wahook does not type (payload `change`; the JSON in raw_json): a
+	// field's whole value, or the keys of a typed field's value that no other
+	// event of the change consumed.
 	EventType_EVENT_TYPE_CHANGE EventType = 14
 	// An item that could not be normalised (payload `malformed`).
 	EventType_EVENT_TYPE_MALFORMED EventType = 15
@@ -164,7 +166,8 @@ type Event struct {
 	// The webhook field (`changes[].field`), e.g. "messages".
 	Field string `protobuf:"bytes,10,opt,name=field,proto3" json:"field,omitempty"`
 	// The JSON of the item this event came from (one message, one status, or
-	// the change's whole value), compact, with non-ASCII text unescaped.
+	// the change's whole value; for EVENT_TYPE_CHANGE, see Change.keys),
+	// compact, with non-ASCII text unescaped.
 	RawJson string `protobuf:"bytes,11,opt,name=raw_json,json=rawJson,proto3" json:"raw_json,omitempty"`
 	// The typed payload, one per EventType.
 	//
