@@ -7,7 +7,8 @@ unconsumed keys), when the key's value itself is an event's raw_json (an errors
 array, a malformed element), or when each element of its array is one (the items).
 The envelope is the one exception, each part checked for what it becomes: metadata
 becomes every event's phone_number_id and display_phone_number, messaging_product is
-always "whatsapp", and contacts[] is consumed by the change's items.
+always "whatsapp", and contacts[] is consumed by the change's items. A null items or
+errors key holds nothing.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def _covered(key: str, value: dict[str, Any], field: str, events: list[Any]) -> 
     if key == "contacts":
         item_lists = [value.get(k) for k in ITEM_KEYS.get(field, ())]
         return held in (None, []) or any(isinstance(v, list) and v for v in item_lists)
-    return key == "errors" and held is None
+    # A null errors or items key is Meta's "none", as an absent one.
+    return held is None and (key == "errors" or key in ITEM_KEYS.get(field, ()))
 
 
 def check_change(shell: dict[str, Any], change: dict[str, Any]) -> None:

@@ -217,10 +217,7 @@ class _Walker:
             return
         event = event_pb2.Event(type=event_type)
         getattr(event, attribute).CopyFrom(payload)
-        key = ids.content_key(
-            self.field, self.waba_id, self.phone_number_id, self.entry_time, digest(value)
-        )
-        self.emit(event, key, dumps(value), None)
+        self.emit_content(event, value)
 
     def untyped(self, value: JsonObject, keys: Iterable[str]) -> None:
         """An EVENT_TYPE_CHANGE event keeping ``value``: a whole value, or the keys of
@@ -228,12 +225,17 @@ class _Walker:
         event = event_pb2.Event(type=E.EVENT_TYPE_CHANGE)
         event.change.field = self.field
         event.change.keys.extend(keys)
+        self.emit_content(event, value)
+
+    def emit_content(self, event: event_pb2.Event, value: JsonObject) -> None:
+        """Emit an event whose content is its identity (it has no id of its own)."""
         key = ids.content_key(
             self.field, self.waba_id, self.phone_number_id, self.entry_time, digest(value)
         )
         self.emit(event, key, dumps(value), None)
 
     def items(self, value: JsonObject, item_keys: tuple[str, ...], path: str) -> None:
+        first = len(self.events)
         contacts = value.get("contacts")
         if contacts is None:
             self.contacts = None
@@ -245,7 +247,6 @@ class _Walker:
             self.malformed(
                 contacts, path + ".contacts", f"expected an array, got {describe(contacts)}"
             )
-        first = len(self.events)
         has_items = False
         rest: list[str] = []  # keys no event consumes, kept by a CHANGE event
         # Walk the value's keys in payload order so events keep Meta's order.
