@@ -240,6 +240,33 @@ def test_account_ban_state_as_string_and_bad_array() -> None:
     )
 
 
+def test_template_fields_of_the_wrong_type_are_malformed_with_their_path() -> None:
+    field = "message_template_components_update"
+    value = {"message_template_id": 1, "message_template_buttons": ["URL"]}
+    assert reason(normalize(wrap(value, field=field), 0.0)) == (
+        'message_template_buttons[0]: expected an object, got string "URL"'
+    )
+    value = {"message_template_buttons": [{"message_template_button_url": 7}]}
+    assert reason(normalize(wrap(value, field=field), 0.0)) == (
+        "message_template_buttons[0].message_template_button_url: expected a string, got number 7"
+    )
+    value = {"event": "REJECTED", "rejection_info": {"reason": ["too", "long"]}}
+    assert reason(normalize(wrap(value, field="message_template_status_update"), 0.0)) == (
+        "rejection_info.reason: expected a string, got an array"
+    )
+    value = {"new_category": "UTILITY", "category_update_timestamp": "tomorrow"}
+    assert reason(normalize(wrap(value, field="template_category_update"), 0.0)) == (
+        'category_update_timestamp: expected integer Unix seconds, got string "tomorrow"'
+    )
+
+
+def test_disable_date_beyond_timestamp_range_stays_text_only() -> None:
+    value = {"event": "DISABLED", "disable_info": {"disable_date": 253402300800}}
+    update = only(normalize(wrap(value, field="message_template_status_update"), 0.0))
+    assert update.template_status_update.disable_date == "253402300800"
+    assert not update.template_status_update.HasField("disable_time")
+
+
 def test_echo_contact_is_the_recipient() -> None:
     value = {
         "metadata": META,
