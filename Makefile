@@ -114,3 +114,7 @@ clean:
 # Client code generation, builds and tests for Go, Java, Node and Python live in
 # clients/clients.mk (targets proto-clients, clients-build, clients-test).
 -include clients/clients.mk
+
+# The container image (make image, make image-test) and the Kubernetes manifests'
+# validation (make manifests, part of make check) live in deploy/deploy.mk.
+-include deploy/deploy.mk

@@ -1,0 +1,52 @@
+"""The image's HEALTHCHECK: GET /healthz on the container's own webhook port; exit 0 when 200.
+
+Standard library only (the image has no curl). The port is $WAHOOK_HTTP_PORT (default 8443),
+so configure the container through WAHOOK_* variables rather than `serve` flags. HTTPS is
+tried first without verifying the certificate (it is our own process on loopback, and the
+certificate names the public host); a listener speaking plain HTTP (WAHOOK_INSECURE_HTTP=1)
+fails the handshake, and plain HTTP is tried next.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import ssl
+import sys
+
+TIMEOUT = 4.0  # under the HEALTHCHECK's --timeout
+
+
+def status(port: int, *, tls: bool) -> int:
+    if tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=TIMEOUT, context=ctx
+        )
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def main() -> int:
+    port = int(os.environ.get("WAHOOK_HTTP_PORT") or "8443")
+    try:
+        try:
+            code = status(port, tls=True)
+        except ssl.SSLError:
+            code = status(port, tls=False)
+    except OSError as exc:
+        print(f"healthcheck: http://127.0.0.1:{port}/healthz: {exc}", file=sys.stderr)
+        return 1
+    print(f"healthcheck: /healthz {code}")
+    return 0 if code == 200 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
