@@ -14,7 +14,10 @@ the event log on a named volume and both ports published on 127.0.0.1 only. Then
 6. a new container on the same volume keeps the log and the group's position: the
    group's next event is the new one (sequence 2, first attempt), and a new group
    reads both;
-7. that container drains and exits 0 too. The image's size is printed last.
+7. that container drains and exits 0 too;
+8. a third, run as deploy/kubernetes/workload.yaml runs it (plain HTTP behind the
+   Ingress, gRPC on loopback), is ready, passes the HEALTHCHECK and drains.
+The image's size is printed last.
 
 Real parts only: podman, the image's own wahook, `wahook send` and
 clients/python/subscribe.py from the repository's venv. Waits are on conditions (a
@@ -85,18 +88,29 @@ def podman(*args: str, check: bool = True, timeout: float = DEADLINE) -> str:
 
 
 class Sidecar:
-    """One container of the image on the shared volume, with its published ports."""
+    """One container of the image on the shared volume, with its published ports.
 
-    def __init__(self, image: str, name: str, volume: str, secrets_dir: Path) -> None:
+    ``tls=False`` runs it as deploy/kubernetes/workload.yaml does: plain HTTP behind a
+    TLS-terminating proxy, gRPC on the pod's loopback (so not published).
+    """
+
+    def __init__(
+        self, image: str, name: str, volume: str, secrets_dir: Path, *, tls: bool = True
+    ) -> None:
         self.name = name
-        self.cacert = secrets_dir / "tls.crt"
+        self.cacert = secrets_dir / "tls.crt" if tls else None
         env = {
             "WAHOOK_APP_SECRET_FILE": "/etc/wahook/app_secret",
             "WAHOOK_VERIFY_TOKEN_FILE": "/etc/wahook/verify_token",
             "WAHOOK_GRPC_TOKEN_FILE": "/etc/wahook/grpc_token",
-            "WAHOOK_TLS_CERT": "/etc/wahook/tls.crt",
-            "WAHOOK_TLS_KEY": "/etc/wahook/tls.key",
         }
+        if tls:
+            env |= {
+                "WAHOOK_TLS_CERT": "/etc/wahook/tls.crt",
+                "WAHOOK_TLS_KEY": "/etc/wahook/tls.key",
+            }
+        else:
+            env |= {"WAHOOK_INSECURE_HTTP": "1", "WAHOOK_GRPC_HOST": "127.0.0.1"}
         podman(
             "run", "--detach", "--name", name,
             "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges",
@@ -109,14 +123,17 @@ class Sidecar:
             image,
         )  # fmt: skip
         self.http_port = self._port(8443)
-        self.grpc_target = f"127.0.0.1:{self._port(50051)}"
+        self.grpc_target = f"127.0.0.1:{self._port(50051)}" if tls else ""
 
     def _port(self, inside: int) -> int:
         return int(podman("port", self.name, f"{inside}/tcp").rsplit(":", 1)[1])
 
     def get(self, path: str) -> tuple[int, str]:
-        ctx = ssl.create_default_context(cafile=str(self.cacert))
-        conn = http.client.HTTPSConnection("127.0.0.1", self.http_port, timeout=10, context=ctx)
+        if self.cacert is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        else:
+            ctx = ssl.create_default_context(cafile=str(self.cacert))
+            conn = http.client.HTTPSConnection("127.0.0.1", self.http_port, timeout=10, context=ctx)
         try:
             conn.request("GET", path)
             resp = conn.getresponse()
@@ -202,8 +219,12 @@ def probe(run: Run, sidecar: Sidecar, verify_token: str) -> None:
         f"/webhook?hub.mode=subscribe&hub.verify_token={verify_token}&hub.challenge={challenge}"
     )
     run.expect(answer == (200, challenge), "GET /webhook echoes the challenge", str(answer))
+    healthcheck(run, sidecar, "the image's HEALTHCHECK passes (HTTPS)")
+
+
+def healthcheck(run: Run, sidecar: Sidecar, what: str) -> None:
     health = command(PODMAN, "healthcheck", "run", sidecar.name)
-    run.expect(health.returncode == 0, "the image's HEALTHCHECK passes", health.stdout)
+    run.expect(health.returncode == 0, what, health.stdout)
 
 
 def check_process(run: Run, sidecar: Sidecar) -> None:
@@ -264,6 +285,12 @@ def scenario(run: Run, image: str, name: str, volume: str, tmp: Path) -> None:
         str(got),
     )
     second.stop(run)
+
+    plain = Sidecar(image, name, volume, tmp, tls=False)
+    plain.wait_ready()
+    run.ok("as workload.yaml runs it (plain HTTP, gRPC on loopback): /readyz 200")
+    healthcheck(run, plain, "the image's HEALTHCHECK passes (plain HTTP)")
+    plain.stop(run)
 
 
 def main() -> int:

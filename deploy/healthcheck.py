@@ -1,10 +1,11 @@
 """The image's HEALTHCHECK: GET /healthz on the container's own webhook port; exit 0 when 200.
 
 Standard library only (the image has no curl). The port is $WAHOOK_HTTP_PORT (default 8443),
-so configure the container through WAHOOK_* variables rather than `serve` flags. HTTPS is
-tried first without verifying the certificate (it is our own process on loopback, and the
-certificate names the public host); a listener speaking plain HTTP (WAHOOK_INSECURE_HTTP=1)
-fails the handshake, and plain HTTP is tried next.
+so configure the container through WAHOOK_* variables rather than `serve` flags. Plain HTTP
+is tried first (WAHOOK_INSECURE_HTTP=1): an HTTPS listener drops it at once, and HTTPS is
+tried next, without verifying the certificate (it is our own process on loopback, and the
+certificate names the public host). Not the other way round: a plain listener would wait
+for the end of headers that a TLS ClientHello never sends, until the timeout.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ def main() -> int:
     port = int(os.environ.get("WAHOOK_HTTP_PORT") or "8443")
     try:
         try:
-            code = status(port, tls=True)
-        except ssl.SSLError:
             code = status(port, tls=False)
-    except OSError as exc:
+        except (OSError, http.client.HTTPException):
+            code = status(port, tls=True)
+    except (OSError, http.client.HTTPException) as exc:
         print(f"healthcheck: http://127.0.0.1:{port}/healthz: {exc}", file=sys.stderr)
         return 1
     print(f"healthcheck: /healthz {code}")
