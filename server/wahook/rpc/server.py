@@ -21,6 +21,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from wahook.media import MediaClient
+from wahook.rpc.auth import Gate, TokenSet
 from wahook.rpc.servicer import SERVICE_NAME, EventService
 from wahook.rpc.subscribe import DeliveryStats, Hub
 from wahook.store.base import EventLog
@@ -43,6 +44,7 @@ class RpcHandle:
     port: int
     health: Any  # grpc_health.v1.health.aio.HealthServicer (untyped upstream)
     hub: Hub
+    gate: Gate
 
     def connected_subscribers(self) -> int:
         """Open Subscribe streams, for /metrics."""
@@ -71,6 +73,9 @@ async def create_server(
     options: Sequence[tuple[str, Any]] = (),
     clock: Callable[[], float] = time.time,
     media: MediaClient | None = None,
+    tokens: TokenSet | None = None,
+    max_streams: int = 0,
+    stream_max_bytes: int = 0,
 ) -> tuple[grpc.aio.Server, int, RpcHandle]:
     """Build, bind and start the gRPC server on the running loop.
 
@@ -78,10 +83,17 @@ async def create_server(
     (plain text otherwise). ``clock`` gives the wall-clock time used for ack deadlines.
     ``fetch_linger``: least seconds between two append-driven fetches of one stream.
     ``media`` serves DownloadMedia (None: it answers FAILED_PRECONDITION); its owner
-    closes it.
+    closes it. ``tokens``: the bearer tokens every call but health must carry (none: no
+    token asked); ``max_streams``: open Subscribe streams at most (0: no cap);
+    ``stream_max_bytes``: event bytes a stream may have sent unacked (0: no bound).
     Health reports SERVING for "" and "wahook.v1.EventService" once this returns.
     """
-    server = grpc.aio.server(options=list(options))
+    gate = Gate(
+        tokens or TokenSet(),
+        max_streams=max_streams,
+        counted=frozenset({f"/{SERVICE_NAME}/Subscribe"}),
+    )
+    server = grpc.aio.server(options=list(options), interceptors=[gate])
     hub = Hub(clock)
     service = EventService(
         log,
@@ -91,6 +103,7 @@ async def create_server(
         max_response_bytes=max_response_bytes,
         fetch_linger=fetch_linger,
         media=media,
+        stream_max_bytes=stream_max_bytes,
     )
     server.add_generic_rpc_handlers((service.handler(),))
     health = health_aio.HealthServicer()
@@ -111,4 +124,4 @@ async def create_server(
     await server.start()
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, bound, RpcHandle(server=server, port=bound, health=health, hub=hub)
+    return server, bound, RpcHandle(server=server, port=bound, health=health, hub=hub, gate=gate)

@@ -123,6 +123,7 @@ class EventService:
         max_response_bytes: int,
         fetch_linger: float = 0.0,
         media: MediaClient | None = None,
+        stream_max_bytes: int = 0,
     ) -> None:
         self._log = log
         self._media = media
@@ -131,6 +132,7 @@ class EventService:
         self._heartbeat_interval = heartbeat_interval
         self._max_response_bytes = max_response_bytes
         self._fetch_linger = fetch_linger
+        self._stream_max_bytes = stream_max_bytes
 
     async def Subscribe(
         self,
@@ -156,6 +158,7 @@ class EventService:
                 heartbeat_interval=self._heartbeat_interval,
                 max_response_bytes=self._max_response_bytes,
                 linger=self._fetch_linger,
+                max_bytes=self._stream_max_bytes,
             )
             self._hub.add(session)
             reader = asyncio.create_task(session.read_acks(request_iterator))

@@ -202,6 +202,7 @@ class Session:
         heartbeat_interval: float,
         max_response_bytes: int,
         linger: float = 0.0,
+        max_bytes: int = 0,
     ) -> None:
         self.log = log
         self.hub = hub
@@ -231,6 +232,12 @@ class Session:
         # finds the ones whose deadline passed (they no longer count). Per batch, not per
         # event: a catch-up hands out 100,000 events a second.
         self._in_flight: dict[int, float] = {}
+        # Bytes of the events in _in_flight, and each one's size: a stream stops fetching
+        # at ``max_bytes`` (0: no bound), so a reader that stops reading makes the server
+        # hold (in gRPC's buffers) at most about that much for it.
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._sizes: dict[int, int] = {}
         self._deadlines: list[tuple[float, int, list[int]]] = []
         self._heap_size = 0  # sequences held by the heap's entries, acked ones included
         self._batches = 0
@@ -258,8 +265,22 @@ class Session:
             self._heap_size -= len(seqs)
             for seq in seqs:
                 if self._in_flight.get(seq) == deadline:
-                    del self._in_flight[seq]
+                    self._forget(seq)
         return len(self._in_flight)
+
+    def _forget(self, seq: int) -> None:
+        """``seq`` is no longer in flight on this stream (acked, nacked or expired)."""
+        if self._in_flight.pop(seq, None) is not None:
+            self._bytes -= self._sizes.pop(seq, 0)
+
+    def _room(self, now: float) -> int:
+        """Events this stream may fetch now: its window less what it holds, and none once
+        it holds ``max_bytes``; by the average size so far, a fetch stays near the bound."""
+        room = self.settings.max_in_flight - self.in_flight(now)
+        if self._max_bytes and room > 0 and self._bytes > 0:
+            left = self._max_bytes - self._bytes
+            room = min(room, left * len(self._sizes) // self._bytes) if left > 0 else 0
+        return room
 
     def _push(self, deadline: float, seqs: list[int]) -> None:
         self._batches += 1
@@ -315,7 +336,7 @@ class Session:
             self._ack_failure = failure or LogUnavailableError("ack cancelled")
             return
         for seq in seqs:
-            self._in_flight.pop(seq, None)
+            self._forget(seq)
         self._compact()
         if self._awaiting_room:
             self.wake()
@@ -348,7 +369,7 @@ class Session:
         for at, seqs in by_time.items():
             await self.log.nack(group, seqs, at)
             for seq in seqs:
-                self._in_flight.pop(seq, None)
+                self._forget(seq)
             self.hub.schedule(group, at)
         self.hub.poke(group)
         self.wake()
@@ -375,7 +396,7 @@ class Session:
                 # while the window is full) cannot make the loop spin.
                 self._woken = False
                 now = self._clock()
-                room = s.max_in_flight - self.in_flight(now)
+                room = self._room(now)
                 if ahead is not None or room > 0:
                     if ahead is not None:
                         want, batch = ahead_want, await ahead
@@ -390,7 +411,7 @@ class Session:
                         self._track(batch)
                         if len(batch) == want:
                             ahead_want = min(
-                                s.max_in_flight - self.in_flight(self._clock()),
+                                self._room(self._clock()),
                                 max(s.max_batch_size, _FETCH_AT_LEAST),
                             )
                             if ahead_want > 0:
@@ -515,6 +536,10 @@ class Session:
         stats = self.hub.stats
         stats.delivered += len(batch)
         self._in_flight.update(dict.fromkeys(batch.sequences, batch.deadline))
+        if self._max_bytes:
+            sizes = [len(e) for e in batch.events]
+            self._sizes.update(zip(batch.sequences, sizes, strict=True))
+            self._bytes += sum(sizes)
         self._push(batch.deadline, batch.sequences)
         stats.redelivered += len(batch) - batch.attempts.count(1)
         self._schedule_deadline(batch.deadline)
