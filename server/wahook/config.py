@@ -235,7 +235,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("grpc_max_streams", "WAHOOK_GRPC_MAX_STREAMS", "100",
            "open Subscribe streams at most; more get RESOURCE_EXHAUSTED", parse_count,
            metavar="N"),
-    Option("grpc_stream_max_bytes", "WAHOOK_GRPC_STREAM_MAX_BYTES", "16MiB",
+    Option("grpc_stream_max_bytes", "WAHOOK_GRPC_STREAM_MAX_BYTES", "4MiB",
            "event bytes one Subscribe stream may have sent and not acked (with max_in_flight, "
            "what a stalled reader can make the sidecar hold)", parse_size, metavar="SIZE"),
     Option("data_dir", "WAHOOK_DATA_DIR", "./var", "directory of the event log (and --dev files)",
@@ -346,7 +346,7 @@ class Config:
     grpc_tls_client_ca: Path | None = None
     grpc_allow_unauthenticated: bool = False
     grpc_max_streams: int = 100
-    grpc_stream_max_bytes: int = 16 * MIB
+    grpc_stream_max_bytes: int = 4 * MIB
     allowed_phone_number_ids: frozenset[str] = frozenset()
     allowed_waba_ids: frozenset[str] = frozenset()
     dev: bool = False

@@ -221,7 +221,7 @@ def test_serve_parser_has_a_flag_per_option() -> None:
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "::", "wahook.internal"])
 def test_grpc_off_loopback_without_authentication_refuses_to_start(host: str) -> None:
     env = {**BASE_ENV, "WAHOOK_GRPC_HOST": host}
-    with pytest.raises(ConfigError, match="WAHOOK_GRPC_TOKEN.*WAHOOK_GRPC_ALLOW_UNAUTHENTICATED"):
+    with pytest.raises(ConfigError, match=r"WAHOOK_GRPC_TOKEN.*WAHOOK_GRPC_ALLOW_UNAUTHENTICATED"):
         cfg.load({}, env)
     for extra in (
         {"WAHOOK_GRPC_TOKEN": "tok"},

@@ -29,6 +29,12 @@ MIN_ACK_DEADLINE = 1.0
 MAX_ACK_DEADLINE = 3600.0
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# Sequences are uint64 on the wire and SQLite INTEGERs (signed 64-bit) in the log: a
+# larger one is refused here, not met as an overflow (INTERNAL) in the store.
+MAX_SEQUENCE = 2**63 - 1
+# Ids (event, message, group) longer than this are refused: echoing a megabyte id in a
+# NOT_FOUND message broke the status ("metadata exceeds limit").
+MAX_ID_LENGTH = 512
 
 _GROUP_RE = re.compile(r"[A-Za-z0-9._-]+")
 _EVENT_TYPES = frozenset(event_pb2.EventType.values())
@@ -46,6 +52,27 @@ class SubscribeSettings:
     max_in_flight: int
     ack_deadline: float
     max_batch_size: int
+
+
+def check_sequence(value: int, name: str) -> int:
+    """``value`` if it is a sequence the log can hold; else INVALID_ARGUMENT naming ``name``."""
+    if value > MAX_SEQUENCE:
+        raise InvalidArgumentError(f"{name} must be at most {MAX_SEQUENCE} (got {value})")
+    return value
+
+
+def check_sequences(values: Sequence[int], name: str) -> None:
+    if values and max(values) > MAX_SEQUENCE:
+        raise InvalidArgumentError(f"{name}: every sequence must be at most {MAX_SEQUENCE}")
+
+
+def check_id(value: str, name: str) -> str:
+    """``value`` if it is present and not absurdly long; else INVALID_ARGUMENT."""
+    if not value:
+        raise InvalidArgumentError(f"{name} is required")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgumentError(f"{name} is longer than {MAX_ID_LENGTH} characters")
+    return value
 
 
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
@@ -75,7 +102,8 @@ def parse_start(pb: service_pb2.StartPosition, name: str) -> StartPosition:
     if which == "latest":
         return StartPosition(kind="latest")
     if which == "after_sequence":
-        return StartPosition(kind="after_sequence", after_sequence=pb.after_sequence)
+        after = check_sequence(pb.after_sequence, f"{name}.after_sequence")
+        return StartPosition(kind="after_sequence", after_sequence=after)
     if which == "from_time":
         if not (0 <= pb.from_time.nanos <= 999_999_999):
             raise InvalidArgumentError(f"{name}.from_time.nanos is out of range")
@@ -183,7 +211,12 @@ def parse_page_token(token: str) -> int:
     except (binascii.Error, UnicodeError, ValueError):
         text = ""
     number = text.removeprefix(_TOKEN_PREFIX)
-    if not text.startswith(_TOKEN_PREFIX) or not number.isdigit() or len(number) > 19:
+    if (
+        not text.startswith(_TOKEN_PREFIX)
+        or not number.isdigit()
+        or len(number) > 19
+        or int(number) > MAX_SEQUENCE
+    ):
         raise InvalidArgumentError("page_token is not a token this server issued")
     return int(number)
 

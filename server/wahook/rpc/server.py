@@ -10,6 +10,7 @@ EventLog stays open: its owner closes it after this returns.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from wahook.rpc.auth import Gate, TokenSet
 from wahook.rpc.servicer import SERVICE_NAME, EventService
 from wahook.rpc.subscribe import DeliveryStats, Hub
 from wahook.store.base import EventLog
+
+_log = logging.getLogger(__name__)
 
 # A response stays under the default 4 MiB a client accepts, with room for framing.
 DEFAULT_MAX_RESPONSE_BYTES = 3 * 1024 * 1024
@@ -61,6 +64,23 @@ class RpcHandle:
         await self.server.stop(grace)
 
 
+class _QuietCancelledWrites(logging.Filter):
+    """grpc logs an ERROR with a traceback when a servicer's write fails because the
+    client already went away (cancelled, disconnected): once per Subscribe a client
+    cancels. That is a client leaving, not a server error: it goes to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.getMessage().startswith(
+            "ExecuteBatchError raised in core by servicer method"
+        ):
+            _log.debug("%s (the client went away)", record.getMessage())
+            return False
+        return True
+
+
+_QUIET = _QuietCancelledWrites()
+
+
 async def create_server(
     log: EventLog,
     host: str = "127.0.0.1",
@@ -93,6 +113,7 @@ async def create_server(
         max_streams=max_streams,
         counted=frozenset({f"/{SERVICE_NAME}/Subscribe"}),
     )
+    logging.getLogger("grpc._cython.cygrpc").addFilter(_QUIET)  # once: filters are a set
     server = grpc.aio.server(options=list(options), interceptors=[gate])
     hub = Hub(clock)
     service = EventService(

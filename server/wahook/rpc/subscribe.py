@@ -53,6 +53,8 @@ _WATCH_SECONDS = 3600.0
 # Events fetched from the log at once (when the window allows), split into responses of
 # max_batch_size.
 _FETCH_AT_LEAST = 2048
+# With a byte bound, a stream's first fetch (event sizes unknown yet) takes this many.
+_FIRST_FETCH = 16
 
 
 @dataclass
@@ -238,6 +240,7 @@ class Session:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._sizes: dict[int, int] = {}
+        self._event_size = 0  # average event size of the latest fetch
         self._deadlines: list[tuple[float, int, list[int]]] = []
         self._heap_size = 0  # sequences held by the heap's entries, acked ones included
         self._batches = 0
@@ -274,12 +277,16 @@ class Session:
             self._bytes -= self._sizes.pop(seq, 0)
 
     def _room(self, now: float) -> int:
-        """Events this stream may fetch now: its window less what it holds, and none once
-        it holds ``max_bytes``; by the average size so far, a fetch stays near the bound."""
+        """Events this stream may fetch now: its window less what it holds and, with
+        ``max_bytes``, what fits in the bytes left at the average size seen so far (a
+        first fetch, size unknown, takes a few)."""
         room = self.settings.max_in_flight - self.in_flight(now)
-        if self._max_bytes and room > 0 and self._bytes > 0:
+        if self._max_bytes and room > 0:
             left = self._max_bytes - self._bytes
-            room = min(room, left * len(self._sizes) // self._bytes) if left > 0 else 0
+            if left <= 0:
+                return 0
+            fits = max(1, left // self._event_size) if self._event_size else _FIRST_FETCH
+            room = min(room, fits)
         return room
 
     def _push(self, deadline: float, seqs: list[int]) -> None:
@@ -312,6 +319,7 @@ class Session:
             if self._ack_failure is not None:
                 raise self._ack_failure  # a failed ack (log unavailable) ends the stream
             if request.ack_sequences:
+                convert.check_sequences(request.ack_sequences, "ack_sequences")
                 self.hub.stats.acked += len(request.ack_sequences)
                 self._ack_buffer.extend(request.ack_sequences)
                 if self._ack_commit is None:
@@ -361,6 +369,7 @@ class Session:
         now = self._clock()
         by_time: dict[float, list[int]] = {}
         for i, nack in enumerate(nacks):
+            convert.check_sequence(nack.sequence, f"nacks[{i}].sequence")
             delay = convert.seconds_of(nack.delay, f"nacks[{i}].delay")
             if delay < 0:
                 raise InvalidArgumentError(f"nacks[{i}].delay must not be negative")
@@ -540,6 +549,7 @@ class Session:
             sizes = [len(e) for e in batch.events]
             self._sizes.update(zip(batch.sequences, sizes, strict=True))
             self._bytes += sum(sizes)
+            self._event_size = sum(sizes) // len(sizes) + 1
         self._push(batch.deadline, batch.sequences)
         stats.redelivered += len(batch) - batch.attempts.count(1)
         self._schedule_deadline(batch.deadline)
