@@ -130,12 +130,16 @@ class Acceptor:
         # As many as the backlog holds, at most 128 a turn so requests on open
         # connections are not starved (Tornado's loop does the same).
         for _ in range(128):
-            if self._open_count() >= self._cap and not self._evict_idle():
-                self._cap_log.log(
-                    "connection cap reached (%d open): not accepting until one closes "
-                    "(WAHOOK_HTTP_MAX_CONNECTIONS)",
-                    self._cap,
-                )
+            if self._open_count() >= self._cap:
+                # Paused until a connection closes: the one evicted here, else any. (Not
+                # accepting at once: a new connection is idle until its loop has run, so
+                # a burst would evict the keep-alive connections in use.)
+                if not self._evict_idle():
+                    self._cap_log.log(
+                        "connection cap reached (%d open): not accepting until one closes "
+                        "(WAHOOK_HTTP_MAX_CONNECTIONS)",
+                        self._cap,
+                    )
                 self._listen(False)
                 return
             try:

@@ -111,6 +111,9 @@ class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
         self._waiting: dict[Any, float] = {}
         self._heads: dict[Any, float] = {}
         self._bodies: dict[_WebhookPost, float] = {}
+        # Connections that have sent a request: an idle flood's never have, so at the
+        # cap those go first and the keep-alive connections Meta posts on stay.
+        self._used: set[Any] = set()
         self._sweep: asyncio.TimerHandle | None = None
 
     def start_request(
@@ -127,6 +130,7 @@ class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
         conn = post._server_conn
         self._waiting.pop(conn, None)
         self._heads.pop(conn, None)
+        self._used.add(conn)
         self._bodies[post] = asyncio.get_running_loop().time()
 
     def request_read(self, post: _WebhookPost) -> None:
@@ -136,12 +140,15 @@ class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
     def on_close(self, server_conn: object) -> None:
         self._waiting.pop(server_conn, None)
         self._heads.pop(server_conn, None)
+        self._used.discard(server_conn)
         self.app.on_close(server_conn)
 
     def evict_idle(self) -> bool:
-        """Close the connection waiting longest with no byte of a request (at the
-        connection cap, to make room); False when there is none."""
-        for conn in sorted(self._waiting, key=self._waiting.__getitem__):
+        """Close a connection waiting with no byte of a request (at the connection cap,
+        to make room): the longest waiting of those that never sent a request, else of
+        all; False when there is none."""
+        used = self._used
+        for conn in sorted(self._waiting, key=lambda c: (c in used, self._waiting[c])):
             if conn not in self._heads and not conn.stream._read_buffer_size:
                 del self._waiting[conn]
                 conn.stream.close()
