@@ -5,6 +5,8 @@ full disk."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
 import resource
 import shutil
@@ -12,6 +14,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -261,3 +264,31 @@ def test_readyz_is_503_while_the_disk_is_full_then_200(
     filler.unlink()
     _wait_for(lambda: post(ready, b"", ctx, method="GET", signature=None)[0] == 200)
     assert post(w.webhook_url, samples.body("text"), ctx)[0] == 200
+
+
+def test_wahook_tail_and_media_send_the_token(
+    tmp_path: Path, wahook_factory: type[WahookFactory], certs: Certs
+) -> None:
+    w = wahook_factory.start(tmp_path / "d", env={"WAHOOK_GRPC_TOKEN": "tail-token"})
+    assert post(w.webhook_url, samples.body("text"), certs.client_context())[0] == 200
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAHOOK_")}
+    tail = [sys.executable, "-m", "wahook.cli", "tail", "--target", w.grpc_target]
+    tail += ["--group", "g", "--count", "1", "--timeout", "30"]
+    refused = subprocess.run(tail, capture_output=True, text=True, env=env, check=False)
+    assert refused.returncode == 1
+    assert "UNAUTHENTICATED" in refused.stderr
+    by_flag = subprocess.run(
+        [*tail, "--token", "tail-token"], capture_output=True, text=True, env=env, check=False
+    )
+    assert by_flag.returncode == 0, by_flag.stderr
+    assert json.loads(by_flag.stdout)["message"]["text"]["body"]
+    media = [sys.executable, "-m", "wahook.cli", "media", "123", "--target", w.grpc_target]
+    by_env = subprocess.run(
+        [*media, "-o", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        env={**env, "WAHOOK_GRPC_TOKEN": "tail-token"},
+        check=False,
+    )
+    # Past the gate: the sidecar has no Graph API token, which it says.
+    assert "FAILED_PRECONDITION" in by_env.stderr, by_env.stderr

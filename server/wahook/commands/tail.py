@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from wahook.client import Subscriber, start_position
-from wahook.commands import add_target_option, grpc_target
+from wahook.commands import add_target_option, grpc_target, grpc_token
 from wahook.core.jsonout import event_to_json
 from wahook.v1 import event_pb2
 
@@ -78,6 +78,7 @@ async def tail(args: argparse.Namespace, target: str) -> int:
         start=args.start,
         ack_deadline=args.ack_deadline,
         max_in_flight=max(args.count, 0) or 1000,
+        token=grpc_token(args),
     )
     got = 0
     try:
@@ -105,6 +106,13 @@ def run(args: argparse.Namespace) -> int:
         start_position(args.start)
     except ValueError as exc:
         print(f"wahook tail: --from: {exc}", file=sys.stderr)
+        return 2
+    try:
+        grpc_token(args)
+    except OSError as exc:
+        print(
+            f"wahook tail: WAHOOK_GRPC_TOKEN_FILE: {exc.strerror}: {exc.filename}", file=sys.stderr
+        )
         return 2
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(tail(args, target))
