@@ -173,6 +173,8 @@ class Sidecar:
             metrics=self.metrics,
             ready=self._ready,
             access_log=config.access_log,
+            allowed_phone_number_ids=config.allowed_phone_number_ids,
+            allowed_waba_ids=config.allowed_waba_ids,
         )
         limits = _front_limits(config)
         log.info("webhook listener: at most %d connections", limits.connection_cap())

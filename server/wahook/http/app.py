@@ -17,6 +17,7 @@ import tornado.web
 
 from wahook.core.challenge import verify_challenge
 from wahook.core.normalize import normalize
+from wahook.http.allowlist import AllowList
 from wahook.http.handlers import (
     HealthHandler,
     MetricsHandler,
@@ -43,10 +44,17 @@ def build_deps(
     ready: Callable[[], Awaitable[None]] | None = None,
     clock: Callable[[], float] = time.time,
     access_log: str = "errors",
+    allowed_phone_number_ids: frozenset[str] = frozenset(),
+    allowed_waba_ids: frozenset[str] = frozenset(),
 ) -> WebhookDeps:
     """The handlers' dependencies with the core's normaliser and challenge check.
     ``keyring`` None disables signature checks (dev only); ``ready`` defaults to the
-    log's ``check_writable``."""
+    log's ``check_writable``. With allowed ids, events of other numbers are marked
+    misrouted (http.allowlist)."""
+    metrics = metrics or Metrics()
+    allow = None
+    if allowed_phone_number_ids or allowed_waba_ids:
+        allow = AllowList(allowed_phone_number_ids, allowed_waba_ids, metrics)
     return WebhookDeps(
         keyring=keyring,
         event_log=event_log,
@@ -55,9 +63,10 @@ def build_deps(
         normalize=normalize,
         verify_challenge=verify_challenge,
         ready=ready or event_log.check_writable,
-        metrics=metrics or Metrics(),
+        metrics=metrics,
         clock=clock,
         access_log=access_log,
+        allow=allow,
     )
 
 

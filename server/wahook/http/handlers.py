@@ -23,6 +23,7 @@ from wahook.errors import (
     VerificationError,
     WahookError,
 )
+from wahook.http.allowlist import AllowList
 from wahook.http.metrics import Metrics
 from wahook.ratelog import RateLimitedLog
 from wahook.store.base import EventLog
@@ -69,6 +70,8 @@ class WebhookDeps:
     # while the ones already in flight finish; the runtime waits for in_flight == 0.
     draining: bool = False
     in_flight: int = 0
+    # Marks events of numbers not on the allow-list (http.allowlist); None: no list.
+    allow: AllowList | None = None
     # Refusals of 500 and up (a 503 per POST while the log is down): one line per 10 s.
     failure_log: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
 

@@ -364,7 +364,10 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
             except SignatureError:
                 deps.metrics.signature_failures += 1
                 raise
-        return deps.normalize(body, deps.clock())
+        events = deps.normalize(body, deps.clock())
+        if deps.allow is not None:
+            deps.allow.mark(events)
+        return events
 
     def _appended(self, received: int, appended: asyncio.Future[AppendResult]) -> None:
         self._appending = False
