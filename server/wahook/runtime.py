@@ -165,6 +165,12 @@ class Sidecar:
             "Open Subscribe streams.",
             lambda: float(rpc.connected_subscribers()),
         )
+        self.metrics.add_collector(
+            "wahook_grpc_unauthenticated_total",
+            "counter",
+            "gRPC calls refused for a missing or wrong bearer token.",
+            lambda: float(rpc.gate.refused),
+        )
         self.deps = build_deps(
             keyring=keyring,
             event_log=event_log,
