@@ -171,6 +171,22 @@ async def test_no_server_keeps_retrying_until_stopped() -> None:
     assert await asyncio.wait_for(reader, 5) == []
 
 
+async def test_connected_says_whether_a_stream_ever_opened(live: Live) -> None:
+    async with Subscriber(live.target, "g") as sub:
+        # No event needed: the server sends its headers once the group exists.
+        await until(lambda: sub.connected)
+    nowhere = Subscriber(f"127.0.0.1:{free_port()}", "g", backoff_initial=0.01, backoff_max=0.05)
+    nowhere.start()
+    await until(lambda: nowhere.reconnects >= 2)
+    assert nowhere.connected is False
+    await nowhere.stop()
+    refused = Subscriber(live.target, "not a valid group!")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await take(refused, 1)
+    assert refused.connected is False
+    await refused.stop()
+
+
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     sub = Subscriber("x:1", "g", backoff_initial=0.1, backoff_max=1.0)
     for failures, full in [(0, 0.1), (1, 0.2), (2, 0.4), (3, 0.8), (4, 1.0), (50, 1.0)]:
