@@ -96,26 +96,6 @@ def test_send_unknown_kind_names_the_kinds(capsys: pytest.CaptureFixture[str]) -
             {"object": "whatsapp_business_account", "entry": [{"id": "1555010", "changes": []}]},
             "no entry has any change",
         ),
-        (
-            {
-                "object": "whatsapp_business_account",
-                "entry": [
-                    {
-                        "id": "1555010",
-                        "changes": [
-                            {
-                                "field": "messages",
-                                "value": {
-                                    "messaging_product": "whatsapp",
-                                    "metadata": {"phone_number_id": "15550100001"},
-                                },
-                            }
-                        ],
-                    }
-                ],
-            },
-            "no change holds anything wahook keeps",
-        ),
     ],
 )
 def test_normalize_says_why_a_body_gave_no_events(

@@ -56,7 +56,8 @@ def _why_none(body: bytes) -> str:
     entries = payload.get("entry") or []
     if not any(isinstance(e, dict) and e.get("changes") for e in entries):
         return 'no entry has any change ("entry" or every "changes" is empty or missing)'
-    return "no change holds anything wahook keeps (no messages, statuses or field value)"
+    # Every change becomes at least one event (typed, CHANGE or MALFORMED) today.
+    return "none of its changes became an event"
 
 
 def run(args: argparse.Namespace) -> int:
