@@ -95,6 +95,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "wahook_access_all",
     )
     p.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per server")
+    p.add_argument(
+        "--bodies",
+        type=int,
+        default=None,
+        help="distinct signed bodies for the closed-loop runs (default: 9,000 per --seconds, "
+        "20,000 to 150,000); a run that sends them all stops early and the report says so",
+    )
     p.add_argument("--seconds", type=float, default=6, help="length of one closed-loop run")
     p.add_argument("--rate", type=float, default=1000, help="open-loop POSTs/s")
     p.add_argument(
@@ -128,6 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.rounds, args.seconds, args.rate, args.latency_seconds = 1, 1, 200, 1
         args.warmup, args.group_rounds, args.groups, args.backlog = 0, 1, 2, 2000
         args.soak_seconds, args.soak_rate, args.profile_seconds = 1, 100, 1
+        args.bodies = args.bodies or 2000
     return args
 
 
@@ -202,8 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     secret = secrets.token_hex(16)
     run_id = secrets.token_hex(4)
     bodies = out / "bodies.txt"
-    # Enough distinct bodies that a closed-loop run at ~9,000 POSTs/s never repeats one.
-    count = 2000 if args.smoke else int(min(150_000, max(20_000, 9_000 * args.seconds)))
+    # Enough distinct bodies that a closed-loop run at ~9,000 POSTs/s never repeats one; a
+    # faster machine's runs stop when they are used up (signed_bodies.lua) and say so.
+    count = args.bodies or int(min(150_000, max(20_000, 9_000 * args.seconds)))
     t0 = time.monotonic()
     mix = payloads.write_signed_file(bodies, count, secret, run_id)
     warm = out / "bodies-warmup.txt"

@@ -81,6 +81,18 @@ class FakeGraph:
         self.media[media_id] = m
         return m
 
+    async def stalled(self, media_id: str, quiet: float = 0.3, within: float = 60.0) -> int:
+        """What download ``media_id`` had served once it stopped growing for ``quiet``
+        seconds (its reader stalled, so must the writing); fails if it grew for ``within``
+        seconds. Waits on the count, however fast or slow the machine fills the buffers."""
+        async with asyncio.timeout(within):
+            last = self.served[media_id]
+            while True:
+                await asyncio.sleep(quiet)
+                if (now := self.served[media_id]) == last:
+                    return now
+                last = now
+
     def download_requests(self, media_id: str) -> int:
         return sum(1 for path, _ in self.requests if path.startswith(f"/download/{media_id}"))
 

@@ -103,6 +103,23 @@ def targets(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def short_runs(r: dict[str, Any]) -> list[str]:
+    """Which closed-loop runs ended early because every body had been sent once."""
+    out = []
+    tp = _get(r, "throughput", "bodies_ran_out") or {}
+    rounds = _get(r, "throughput", "rounds") or []
+    out += [f"throughput {k} ({n} of {len(rounds)} runs)" for k, n in tp.items()]
+    if _get(r, "groups", "bodies_ran_out"):
+        out.append(f"groups ({r['groups']['bodies_ran_out']} runs)")
+    for key, pair in (_get(r, "side_by_side") or {}).items():
+        if isinstance(pair, dict) and "rounds" in pair:
+            sides = (pair["baseline"], pair["candidate"])
+            hit = sum(row[s].get("bodies_ran_out", False) for row in pair["rounds"] for s in sides)
+            if hit:
+                out.append(f"side by side {key} ({hit} of {2 * len(pair['rounds'])} runs)")
+    return out
+
+
 # The servers whose figures frame wahook's latency: the Python receiver that does nothing and the
 # compiled one that does nothing (the floor of this VM and the load tool).
 _FRAME = (("bare", "bare Tornado"), ("floor", "floor (Go, no work)"))
@@ -321,6 +338,16 @@ def render(r: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets(r)]
+    short = short_runs(r)
+    if short:
+        lines += [
+            "",
+            "Bodies ran out (this machine sent more POSTs than the run's distinct bodies): "
+            + "; ".join(short)
+            + ". Those runs stopped early rather than repeat a body (a repeat is a dedupe hit, "
+            "cheaper for wahook), so their rates are over a shorter run; --bodies N sizes the "
+            "file.",
+        ]
     tp = r.get("throughput")
     if tp and "median_rps" in tp:
         lines += [

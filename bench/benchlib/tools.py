@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -137,7 +138,10 @@ def ensure_py_spy() -> str:
 def run_wrk(
     url: str, bodies: Path, seconds: float, connections: int = 50, threads: int = 1
 ) -> dict[str, Any]:
-    """Closed-loop at max: wrk cycling pre-signed bodies; returns the script's JSON plus ``rps``."""
+    """Closed-loop at max: wrk cycling pre-signed bodies; returns the script's JSON plus ``rps``
+    (POSTs answered per second of the run) and ``bodies_ran_out``: the run ended early because
+    every body was sent once (signed_bodies.lua stops rather than repeat one), so it lasted
+    ``seconds_run``, not ``seconds``."""
     wrk = ensure_wrk()
     argv = pinned(
         LOAD_CORE,
@@ -154,18 +158,43 @@ def run_wrk(
             "--",
             str(bodies),
             str(threads),
+            str(-(-connections // threads)),
         ],
     )
-    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
-    for line in proc.stdout.splitlines():
+    lines: list[str] = []
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.strip() == "WRK_BODIES_USED":
+                _interrupt(proc)
+    output = "".join(lines)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{output[-2000:]}")
+    for line in lines:
         if line.startswith("WRK_JSON "):
             result: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
             errors = sum(v for k, v in result.items() if k.startswith("errors_"))
             good = result["requests"] - errors
             result["rps"] = good / (result["duration_us"] / 1e6)
             result["errors"] = errors
+            result["seconds_run"] = round(result["duration_us"] / 1e6, 3)
+            result["bodies_ran_out"] = result.pop("threads_ran_out") > 0
             return result
-    raise RuntimeError(f"wrk printed no result:\n{proc.stdout}\n{proc.stderr}")
+    raise RuntimeError(f"wrk printed no result:\n{output[-2000:]}")
+
+
+def _interrupt(proc: subprocess.Popen[str]) -> None:
+    """SIGINT to wrk until it ends its run: wrk ignores SIGINT until its threads have started
+    (then it stops them and prints its summary), and a body can run out before that."""
+    while proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def run_loadgen(

@@ -5,7 +5,8 @@ typed payload, print one JSON line per event, and ack it after handling.
         --event-types message,status
 
 The stream, acks and reconnects come from ``wahook.client.Subscriber`` (the same code
-`wahook tail` runs); this file is only the part a service writes itself.
+`wahook tail` runs); this file is only the part a service writes itself. Exit codes: 0
+done, 1 refused by the server, 3 never reached the server, 4 fewer events than --count.
 """
 
 from __future__ import annotations
@@ -142,6 +143,12 @@ async def run(args: argparse.Namespace) -> int:
         if idle is not None:
             idle.cancel()
         await sub.stop()
+    if not sub.connected:
+        print(f"wahook: never connected to {args.target}", file=sys.stderr)
+        return 3
+    if args.count and handled < args.count:
+        print(f"wahook: {handled} of --count {args.count} events", file=sys.stderr)
+        return 4
     return 0
 
 

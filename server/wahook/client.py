@@ -144,6 +144,9 @@ class Subscriber:
         self.backoff_max = backoff_max
         self.stall_timeout = stall_timeout
         self.reconnects = 0  # streams reopened after a drop (observability and tests)
+        # A stream has opened: the server answered with its headers, so the group exists.
+        # False after a run that never reached the server (wrong address, server down).
+        self.connected = False
         self._unsent: list[_Outgoing] = []  # acks/nacks not yet written to a stream
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -293,6 +296,13 @@ class Subscriber:
                 await call.done_writing()
                 return
 
+    async def _see_open(self, call: _Call) -> None:
+        # The server sends its headers as soon as the subscription is accepted; a call
+        # refused or never connected ends without any (a trailers-only answer).
+        await call.initial_metadata()
+        if not call.done():
+            self.connected = True
+
     def _backoff(self, failures: int) -> float:
         # Equal jitter: half the exponential delay fixed, half random, so a fleet of
         # subscribers dropped together does not reconnect in lockstep.
@@ -305,6 +315,7 @@ class Subscriber:
             while not self._stopping.is_set():
                 call = self._call = self._open()
                 writer = asyncio.create_task(self._write_loop(call))
+                opened = asyncio.create_task(self._see_open(call))
                 code = grpc.StatusCode.OK
                 try:
                     while True:
@@ -330,7 +341,8 @@ class Subscriber:
                     if not call.done():
                         call.cancel()
                     writer.cancel()
-                    await asyncio.gather(writer, return_exceptions=True)
+                    opened.cancel()
+                    await asyncio.gather(writer, opened, return_exceptions=True)
                 if self._stopping.is_set():
                     return
                 log.info("subscribe stream ended (%s); reconnecting", code.name)

@@ -21,7 +21,7 @@ from wahook.v1 import event_pb2
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from benchlib import payloads, report, servers  # noqa: E402
+from benchlib import payloads, report, servers, tools  # noqa: E402
 from benchlib.suites_http import open_loop_scaled, parse_collapsed, scaled_rate  # noqa: E402
 
 
@@ -116,6 +116,46 @@ def test_floor_baseline_reads_the_post_and_answers_200(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert server.proc.returncode is not None
+
+
+def test_closed_loop_stops_when_every_body_was_sent_once_and_says_so(tmp_path: Path) -> None:
+    bodies = tmp_path / "bodies.txt"
+    payloads.write_signed_file(bodies, 60, "smoke-secret", "0badc0de")
+    server = servers.start("bare", "smoke-secret", tmp_path)
+    try:
+        # 60 bodies and a minute asked for: any machine sends them all long before.
+        res = tools.run_wrk(server.url, bodies, 60, connections=4)
+    finally:
+        server.stop()
+    assert res["bodies_ran_out"] is True
+    assert res["wrapped"] == 0  # no body went twice (a dedupe hit for wahook)
+    assert 0 < res["requests"] <= 60
+    assert res["errors"] == 0
+    assert res["seconds_run"] < 60  # ended by the bodies, not by the clock
+    assert res["rps"] == res["requests"] / (res["duration_us"] / 1e6)
+
+
+def test_report_names_the_runs_that_ran_out_of_bodies() -> None:
+    results: dict[str, Any] = {
+        "machine": _MACHINE,
+        "throughput": {
+            "seconds": 6,
+            "connections": 50,
+            "rounds": [{"bare": 9000.0, "wahook": 8000.0}] * 3,
+            "median_rps": {"bare": 9000.0, "wahook": 8000.0},
+            "ratio": {"wahook/bare": 0.889},
+            "bodies_ran_out": {"bare": 2},
+        },
+        "groups": {"groups": 4, "ratio": 0.95, "with_groups_rps": 950, "no_subscriber_rps": 1000},
+    }
+    results["groups"]["bodies_ran_out"] = 1
+    assert report.short_runs(results) == ["throughput bare (2 of 3 runs)", "groups (1 runs)"]
+    table = report.render(results)
+    assert "Bodies ran out (this machine sent more POSTs than the run's distinct bodies): " in table
+    assert "--bodies N sizes the file." in table
+    del results["throughput"]["bodies_ran_out"], results["groups"]["bodies_ran_out"]
+    assert report.short_runs(results) == []
+    assert "Bodies ran out" not in report.render(results)
 
 
 def test_scaled_rate_loads_a_core_here_as_the_target_rate_did_on_the_issues_machine() -> None:
@@ -345,29 +385,48 @@ def test_report_judges_the_side_by_side_ratios_of_cpu_per_post() -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("bench-results")
+def _smoke(out: Path, suites: str, *extra: str) -> dict[str, Any]:
+    """``bench/run.py --smoke`` of ``suites``, its results with the table and output. Its exit
+    code is not checked here: a suite that failed is in ``errors``, which each test of that
+    suite reads (``_suite``), so one suite's failure fails its own tests only."""
     argv = [sys.executable, str(BENCH / "run.py"), "--smoke", "--out", str(out)]
-    argv += ["--suites", "throughput,open_loop,e2e,groups,side_by_side,backlog,soak"]
-    argv += ["--side-by-side-aa"]
-    argv += ["--servers", "bare,wahook"]
-    proc = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results: dict[str, Any] = json.loads((out / "latest.json").read_text())
+    argv += ["--suites", suites, "--servers", "bare,wahook", *extra]
+    # A bound for a hung run only: the smoke runs take well under a minute each.
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    latest = out / "latest.json"
+    assert latest.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    results: dict[str, Any] = json.loads(latest.read_text())
     results["_table"] = (out / "latest.md").read_text()
     results["_stdout"] = proc.stdout
+    results["_stderr"] = proc.stderr
     return results
 
 
+def _suite(results: dict[str, Any], name: str) -> Any:
+    """``results[name]``, after asserting the suite ran without an error."""
+    assert name not in results["errors"], (results["errors"][name], results["_stderr"][-3000:])
+    return results[name]
+
+
+# One bench run per group of suites (each a fixture): the scaled open-loop reading needs the
+# closed-loop median of the same run; the rest stand alone.
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _smoke(tmp_path_factory.mktemp("bench-http"), "throughput,open_loop")
+
+
+@pytest.fixture(scope="module")
+def smoke_sub_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _smoke(tmp_path_factory.mktemp("bench-sub"), "e2e,groups,backlog,soak")
+
+
+@pytest.fixture(scope="module")
+def smoke_sbs_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _smoke(tmp_path_factory.mktemp("bench-sbs"), "side_by_side", "--side-by-side-aa")
+
+
 def test_smoke_closed_loop_measures_baseline_and_wahook(smoke_results: dict[str, Any]) -> None:
-    tp = smoke_results["throughput"]
+    tp = _suite(smoke_results, "throughput")
     assert set(tp["median_rps"]) == {"bare", "wahook"}
     assert all(v > 0 for v in tp["median_rps"].values())
     assert tp["errors"] == {"bare": 0, "wahook": 0}
@@ -400,7 +459,7 @@ def _assert_open_loop_reading(reading: dict[str, Any], names: list[str]) -> None
 
 
 def test_smoke_open_loop_reports_percentiles_of_all_200s(smoke_results: dict[str, Any]) -> None:
-    ol = smoke_results["open_loop"]
+    ol = _suite(smoke_results, "open_loop")
     assert ol["rate"] == 200
     _assert_open_loop_reading(ol, ["floor", "bare", "wahook"])
     assert (
@@ -410,7 +469,7 @@ def test_smoke_open_loop_reports_percentiles_of_all_200s(smoke_results: dict[str
 
 
 def test_smoke_open_loop_reads_again_at_the_scaled_rate(smoke_results: dict[str, Any]) -> None:
-    scaled = smoke_results["open_loop"]["scaled"]
+    scaled = _suite(smoke_results, "open_loop")["scaled"]
     bare_rps = smoke_results["throughput"]["median_rps"]["bare"]
     assert scaled["basis"] == {
         "target_rate": 200,
@@ -422,8 +481,8 @@ def test_smoke_open_loop_reads_again_at_the_scaled_rate(smoke_results: dict[str,
     assert f"## Open-loop at the scaled rate {scaled['rate']:g} POSTs/s" in smoke_results["_table"]
 
 
-def test_smoke_subscriber_sees_posted_events(smoke_results: dict[str, Any]) -> None:
-    e2e = smoke_results["e2e"]
+def test_smoke_subscriber_sees_posted_events(smoke_sub_results: dict[str, Any]) -> None:
+    e2e = _suite(smoke_sub_results, "e2e")
     assert e2e["post_errors"] == 0
     assert e2e["events_measured"] > 0
     assert 0 <= e2e["subscriber_latency_ms"]["p50"] <= e2e["subscriber_latency_ms"]["p99"]
@@ -433,17 +492,17 @@ def test_smoke_subscriber_sees_posted_events(smoke_results: dict[str, Any]) -> N
     assert 0 < e2e["send_late_ms"]["p50"] <= e2e["send_late_ms"]["p99"]
 
 
-def test_smoke_groups_each_read_what_was_posted(smoke_results: dict[str, Any]) -> None:
-    g = smoke_results["groups"]
+def test_smoke_groups_each_read_what_was_posted(smoke_sub_results: dict[str, Any]) -> None:
+    g = _suite(smoke_sub_results, "groups")
     assert g["no_subscriber_rps"] > 0
     assert g["with_groups_rps"] > 0
     assert all(n > 0 for n in g["min_group_events"])
 
 
 def test_smoke_side_by_side_reads_cpu_per_post_of_both_servers(
-    smoke_results: dict[str, Any],
+    smoke_sbs_results: dict[str, Any],
 ) -> None:
-    sbs = smoke_results["side_by_side"]
+    sbs = _suite(smoke_sbs_results, "side_by_side")
     assert sbs["connections_each"] == 25
     expected = {
         "vs_bare": ("bare", "wahook"),
@@ -472,11 +531,11 @@ def test_smoke_side_by_side_reads_cpu_per_post_of_both_servers(
     assert g["groups"] == 2
     assert g["min_group_events"] > 0
     assert g["approx_events_posted"] > 0
-    assert "## Side by side" in smoke_results["_table"]
+    assert "## Side by side" in smoke_sbs_results["_table"]
 
 
-def test_smoke_backlog_is_stored_and_caught_up(smoke_results: dict[str, Any]) -> None:
-    bl = smoke_results["backlog"]
+def test_smoke_backlog_is_stored_and_caught_up(smoke_sub_results: dict[str, Any]) -> None:
+    bl = _suite(smoke_sub_results, "backlog")
     assert bl["preload"]["failures"] == 0
     for run in bl["catchup"].values():
         assert run["complete"], run
@@ -484,19 +543,25 @@ def test_smoke_backlog_is_stored_and_caught_up(smoke_results: dict[str, Any]) ->
     assert bl["rss_mib_peak"] > 0
 
 
-def test_smoke_soak_samples_rss(smoke_results: dict[str, Any]) -> None:
-    soak = smoke_results["soak"]
+def test_smoke_soak_samples_rss(smoke_sub_results: dict[str, Any]) -> None:
+    soak = _suite(smoke_sub_results, "soak")
     assert soak["post_errors"] == 0
     assert soak["rss_mib_end"] > 0
     assert len(soak["series_mib"]) >= 2
 
 
-def test_smoke_table_judges_every_target(smoke_results: dict[str, Any]) -> None:
-    assert smoke_results["errors"] == {}
-    rows = report.targets(smoke_results)
+def test_smoke_table_judges_every_target(
+    smoke_results: dict[str, Any],
+    smoke_sub_results: dict[str, Any],
+    smoke_sbs_results: dict[str, Any],
+) -> None:
+    runs = (smoke_results, smoke_sub_results, smoke_sbs_results)
+    for run in runs:
+        assert run["errors"] == {}, run["errors"]
+        assert "| target | figure | threshold | verdict |" in run["_table"]
+        assert run["_table"] in run["_stdout"]
+    rows = report.targets({k: v for run in runs for k, v in run.items()})
     assert len(rows) == 11
     judged = [row for row in rows if "at the issue machine's utilisation" not in row[0]]
     assert len(judged) == 10
     assert all(verdict.startswith(("met", "NOT met")) for *_, verdict in judged)
-    assert "| target | figure | threshold | verdict |" in smoke_results["_table"]
-    assert smoke_results["_table"] in smoke_results["_stdout"]

@@ -7,9 +7,10 @@ process, and check that it printed exactly those events — ids, types and key f
 one-line JSON format the four examples share — and acked them (pending_count 0). Then
 restart the sidecar on the same data directory and ports while the example runs, POST three
 more, and check it reconnects and gets them with nothing lost. Then a new group replays
-everything from the start and the example stops cleanly on SIGTERM; the first group,
-rejoined, gets nothing more and --idle-exit ends it; last, a subscription
-the server refuses (INVALID_ARGUMENT) ends the example with exit code 1 instead of retrying.
+everything from the start and the example stops cleanly on SIGTERM (exit 0); the first
+group, rejoined, gets nothing more and --idle-exit ends it; --count beyond what there is
+ends with 4, a target where nothing listens with 3; last, a subscription the server
+refuses (INVALID_ARGUMENT) ends the example with exit code 1 instead of retrying.
 
 Each client is built once per run by its make target (a no-op when already built).
 """
@@ -401,8 +402,7 @@ def test_example_receives_acks_and_survives_restart(
         wait_pending_zero(target, f"{lang}-replay")
         replay.proc.send_signal(signal.SIGTERM)
         code = replay.wait_exit(timeout=15)
-        # The JVM reports 143 (128 + SIGTERM) even when its shutdown hook finished cleanly.
-        assert code == 0 or (lang == "java" and code == 143), replay.explain(f"exit {code}")
+        assert code == 0, replay.explain(f"exit {code}")  # Java too, not 128 + SIGTERM
         assert pending(target, f"{lang}-replay") == 0
     finally:
         replay.close()
@@ -416,6 +416,32 @@ def test_example_receives_acks_and_survives_restart(
         assert idle.read_rest() == [], "an acked event was delivered again to its group"
     finally:
         idle.close()
+
+    # Asked for more events than there are: all ten, then --idle-exit, and exit 4.
+    short = Example(
+        command(lang, target, f"{lang}-short", "--count", "11", "--idle-exit", "1.5"),
+        tmp_path / "example5.log",
+        data_dir,
+    )
+    try:
+        assert short.wait_exit(timeout=60) == 4, short.explain("exit")
+        assert len(short.read_rest()) == 10
+        assert "10 of --count 11" in short.log.read_text()
+    finally:
+        short.close()
+
+    # Nothing listens at the target: no stream ever opened, so exit 3, not 0.
+    nowhere = Example(
+        command(lang, f"127.0.0.1:{free_port()}", group, "--idle-exit", "2"),
+        tmp_path / "example6.log",
+        data_dir,
+    )
+    try:
+        assert nowhere.wait_exit(timeout=60) == 3, nowhere.explain("exit")
+        assert nowhere.read_rest() == []
+        assert "never connected" in nowhere.log.read_text()
+    finally:
+        nowhere.close()
 
     # A refusal that retrying cannot fix (a group name with a space): exit 1 at once, no
     # reconnect loop.

@@ -97,13 +97,12 @@ async def _pre_acked(server: WahookProcess, ctx: ssl.SSLContext) -> set[str]:
         assert post(server.webhook_url, body, ctx)[0] == 200
     got = await collect(server.grpc_target, "crash", 10)
     assert len(got) == 10
-    for _ in range(100):
-        info = await group_info(server.grpc_target, "crash")
-        if info is not None and info.pending_count == 0:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("acks not applied")
+    async with asyncio.timeout(60):  # the acks applied
+        while True:
+            info = await group_info(server.grpc_target, "crash")
+            if info is not None and info.pending_count == 0:
+                break
+            await asyncio.sleep(0.02)
     return event_ids(bodies)
 
 

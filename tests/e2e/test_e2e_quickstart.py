@@ -62,6 +62,10 @@ def test_dev_server_send_and_tail(tmp_path: Path, wahook_factory: type[WahookFac
     again = wahook("tail", "--group", "demo", "--timeout", "1", env=env)
     assert again.returncode == 0
     assert again.stdout == ""
+    # Asked for more than came: --idle-exit ends it, and the exit code says it fell short.
+    short = wahook("tail", "--group", "demo", "--count", "2", "--idle-exit", "1", env=env)
+    assert (short.returncode, short.stdout) == (4, ""), short.stderr
+    assert "0 of --count 2 events" in short.stderr
 
     # Every kind posts; filters select statuses only.
     every = wahook("send", "all", env=env)
@@ -71,8 +75,8 @@ def test_dev_server_send_and_tail(tmp_path: Path, wahook_factory: type[WahookFac
         "tail",
         "--group",
         "statuses",
-        "--type",
-        "status",
+        "--event-types",
+        "status,account_update",
         "--count",
         "4",
         "--timeout",

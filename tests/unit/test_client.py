@@ -4,7 +4,7 @@ acks, nacks, flushing on stop, reconnecting after the server goes away, fatal er
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,25 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
     yield Live(log, rpc, port)
     await rpc.shutdown(0.5)
     await log.close()
+
+
+async def until(condition: Callable[[], Awaitable[bool] | bool], within: float = 10.0) -> None:
+    """Wait for ``condition`` (polled), however slow the machine; ``within`` bounds a hang."""
+    async with asyncio.timeout(within):
+        while True:
+            ok = condition()
+            if ok if isinstance(ok, bool) else await ok:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def group_exists(log: SqliteEventLog, group: str) -> bool:
+    return await log.group_info(group) is not None
+
+
+async def nothing_pending(log: SqliteEventLog, group: str) -> bool:
+    info = await log.group_info(group)
+    return info is not None and info.pending_count == 0
 
 
 async def take(sub: Subscriber, n: int, timeout: float = 10.0) -> list[service_pb2.Delivery]:  # noqa: ASYNC109
@@ -95,7 +114,7 @@ async def test_filter_and_start_latest(live: Live) -> None:
     flt = event_pb2.EventFilter(event_types=[event_pb2.EVENT_TYPE_STATUS])
     async with Subscriber(live.target, "statuses", filter=flt, start="latest") as sub:
         reader = asyncio.ensure_future(take(sub, 1))
-        await asyncio.sleep(0.3)  # the group exists (at the head) before new events arrive
+        await until(lambda: group_exists(live.log, "statuses"))  # at the head, before new events
         await live.add(1, "text")
         (status_seq,) = await live.add(1, "status-delivered")
         (d,) = await reader
@@ -113,9 +132,9 @@ async def test_reconnects_after_the_server_goes_away(tmp_path: Path) -> None:
         first = (await log.append(normalize(samples.body("text"), 1.0))).sequences
         got = await take(sub, 1)
         await sub.ack(got[0])
-        await asyncio.sleep(0.1)
+        await until(lambda: nothing_pending(log, "g"))  # the ack landed
         await rpc.shutdown(0.2)  # the stream ends with UNAVAILABLE; the subscriber retries
-        await asyncio.sleep(0.3)
+        await until(lambda: sub.reconnects >= 1)  # it noticed, and is retrying
         _, _, rpc = await create_server(log, "127.0.0.1", port, heartbeat_interval=0.2)
         later = (await log.append(normalize(samples.body("text"), 1.0))).sequences
         got += await take(sub, 1)
@@ -147,10 +166,25 @@ async def test_invalid_group_is_raised_not_retried(live: Live) -> None:
 async def test_no_server_keeps_retrying_until_stopped() -> None:
     sub = Subscriber(f"127.0.0.1:{free_port()}", "g", backoff_initial=0.01, backoff_max=0.05)
     reader = asyncio.ensure_future(take(sub, 1, timeout=30))
-    await asyncio.sleep(0.5)
-    assert sub.reconnects >= 2
+    await until(lambda: sub.reconnects >= 2)
     await sub.stop()
     assert await asyncio.wait_for(reader, 5) == []
+
+
+async def test_connected_says_whether_a_stream_ever_opened(live: Live) -> None:
+    async with Subscriber(live.target, "g") as sub:
+        # No event needed: the server sends its headers once the group exists.
+        await until(lambda: sub.connected)
+    nowhere = Subscriber(f"127.0.0.1:{free_port()}", "g", backoff_initial=0.01, backoff_max=0.05)
+    nowhere.start()
+    await until(lambda: nowhere.reconnects >= 2)
+    assert nowhere.connected is False
+    await nowhere.stop()
+    refused = Subscriber(live.target, "not a valid group!")
+    with pytest.raises(grpc.aio.AioRpcError):
+        await take(refused, 1)
+    assert refused.connected is False
+    await refused.stop()
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
@@ -176,7 +210,9 @@ async def test_stop_inside_the_loop_ends_it_and_unhanded_events_come_again(live:
     sub = Subscriber(live.target, "g")
     async for d in sub:
         if not handled:
-            await asyncio.sleep(0.2)  # let the other four arrive in the buffer
+            # The other four came in the same response (stored before the stream opened):
+            # they are in the buffer the loop is reading.
+            assert len(sub._current) - sub._taken == 4
         handled.append(d.event.sequence)
         await sub.ack(d)
         await sub.stop()  # one is enough: the loop must end here
@@ -193,8 +229,7 @@ async def test_a_silent_stream_is_abandoned_and_reopened(tmp_path: Path) -> None
     sub = Subscriber(f"127.0.0.1:{port}", "g", stall_timeout=0.3, backoff_initial=0.01)
     try:
         sub.start()
-        await asyncio.sleep(1.0)
-        assert sub.reconnects >= 2
+        await until(lambda: sub.reconnects >= 2)  # silent for stall_timeout, twice
         (seq,) = (await log.append(normalize(samples.body("text"), 1.0))).sequences
         (d,) = await take(sub, 1)
         assert d.event.sequence == seq

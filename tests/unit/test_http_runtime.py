@@ -34,7 +34,7 @@ def make_config(tmp_path: Path, **env: str) -> cfg.Config:
 
 
 async def started(out: io.StringIO) -> tuple[str, str]:
-    for _ in range(500):
+    for _ in range(6000):  # 60 s: a bound for a hang, not a measure of start-up
         m = LISTENING.search(out.getvalue())
         if m:
             return m.group(1), m.group(2)
@@ -115,7 +115,7 @@ async def test_retention_prunes_old_events(tmp_path: Path, monkeypatch: pytest.M
         old = normalize(samples.body("text"), time.time() - 7200)
         new = normalize(samples.body("text"), time.time())
         await sidecar.event_log.append([*old, *new])
-        for _ in range(200):
+        for _ in range(3000):
             left = await sidecar.event_log.list_events(EventFilter(), 0, 0, 10)
             if len(left) == 1:
                 break

@@ -68,7 +68,7 @@ class Rpc:
         assert info is not None
         return info.pending_count
 
-    async def wait_pending(self, group: str, count: int, within: float = 5.0) -> None:
+    async def wait_pending(self, group: str, count: int, within: float = 30.0) -> None:
         async with asyncio.timeout(within):
             while await self.pending(group) != count:  # noqa: ASYNC110 - polls the database
                 await asyncio.sleep(0.01)
@@ -161,7 +161,7 @@ class Subscriber:
         assert isinstance(item, service_pb2.SubscribeResponse)
         return item
 
-    async def batch(self, within: float = 5.0) -> list[service_pb2.Delivery]:
+    async def batch(self, within: float = 30.0) -> list[service_pb2.Delivery]:
         """The next non-empty response's deliveries (heartbeats are kept aside)."""
         async with asyncio.timeout(within):
             while True:
@@ -171,7 +171,7 @@ class Subscriber:
                     return list(response.deliveries)
                 self.heartbeats.append(response)
 
-    async def take(self, n: int, within: float = 5.0) -> list[service_pb2.Delivery]:
+    async def take(self, n: int, within: float = 30.0) -> list[service_pb2.Delivery]:
         got: list[service_pb2.Delivery] = []
         async with asyncio.timeout(within):
             while len(got) < n:
@@ -186,7 +186,7 @@ class Subscriber:
             return True
         return False
 
-    async def error(self, within: float = 5.0) -> grpc.aio.AioRpcError:
+    async def error(self, within: float = 30.0) -> grpc.aio.AioRpcError:
         """Wait for the stream to end with an error status, and return it."""
         async with asyncio.timeout(within):
             while True:

@@ -46,16 +46,19 @@ async def in_one_batch(log: SqliteEventLog, *calls: Callable[[], Awaitable[Any]]
     """Make ``calls`` so their jobs are certainly queued together: the writer is held in
     a job of its own until every call has queued, then takes them as one batch. (Made
     here, not by the caller: ``log.append`` queues its job when called.)"""
-    gate = threading.Event()
+    gate, inside = threading.Event(), threading.Event()
     statements: list[str] = []
 
     def hold(conn: sqlite3.Connection) -> None:
-        gate.wait(10)
+        inside.set()
+        gate.wait(30)
         conn.set_trace_callback(statements.append)
 
     before = log.metrics().commits
     held = asyncio.ensure_future(log._write(hold))
-    await asyncio.sleep(0.05)  # the writer is inside the holding job now
+    async with asyncio.timeout(30):  # the writer is inside the holding job now
+        while not inside.is_set():  # noqa: ASYNC110 - a thread's flag
+            await asyncio.sleep(0.005)
     tasks = [asyncio.ensure_future(call()) for call in calls]
     await asyncio.sleep(0)  # every task ran up to its await: its job is submitted
     await asyncio.sleep(0)  # and the next loop iteration handed them to the writer thread

@@ -34,6 +34,10 @@ type Subscriber struct {
 	// DrainTimeout is how long Run waits, when stopping, for the server to end
 	// the stream after the final acks were sent. Zero means 2 s.
 	DrainTimeout time.Duration
+	// OnOpen, when set, is called (from its own goroutine) each time a stream
+	// opens: the server sends its headers once the subscription is accepted.
+	// A Run that never called it never reached the server.
+	OnOpen func()
 }
 
 // Run subscribes until ctx is cancelled (returns nil) or the server rejects
@@ -78,6 +82,14 @@ func (s *Subscriber) session(ctx context.Context, h Handler) (delivered bool, er
 	}
 	if err := stream.Send(&wahookv1.SubscribeRequest{Options: s.Options}); err != nil {
 		return false, recvErr(stream)
+	}
+	if s.OnOpen != nil {
+		go func() {
+			// Header waits for the headers; nil means the stream ended without any.
+			if md, err := stream.Header(); err == nil && md != nil {
+				s.OnOpen()
+			}
+		}()
 	}
 
 	results := make(chan result, 1)

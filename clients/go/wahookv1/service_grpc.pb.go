@@ -45,8 +45,12 @@ type EventServiceClient interface {
 	// Subscribe opens a delivery stream for one consumer group.
 	//
 	// The first request must carry `options`; later ones carry acks and nacks.
-	// The server answers with batches of deliveries, and an empty response as
-	// a heartbeat while idle. Status codes: INVALID_ARGUMENT when the first
+	// The server sends its response headers as soon as the subscription is
+	// accepted (the group exists), before any response, so a client sees the
+	// stream open at once. It answers with batches of deliveries and, while
+	// idle, an empty response (a heartbeat) every 5 seconds: a subscriber that
+	// hears nothing for much longer (say 30 s) should assume the connection
+	// dead and reconnect. Status codes: INVALID_ARGUMENT when the first
 	// request lacks options or a field is invalid (the message names the
 	// field); FAILED_PRECONDITION when the group exists with a different
 	// filter; UNAVAILABLE while the server shuts down (reconnect).
@@ -198,8 +202,12 @@ type EventServiceServer interface {
 	// Subscribe opens a delivery stream for one consumer group.
 	//
 	// The first request must carry `options`; later ones carry acks and nacks.
-	// The server answers with batches of deliveries, and an empty response as
-	// a heartbeat while idle. Status codes: INVALID_ARGUMENT when the first
+	// The server sends its response headers as soon as the subscription is
+	// accepted (the group exists), before any response, so a client sees the
+	// stream open at once. It answers with batches of deliveries and, while
+	// idle, an empty response (a heartbeat) every 5 seconds: a subscriber that
+	// hears nothing for much longer (say 30 s) should assume the connection
+	// dead and reconnect. Status codes: INVALID_ARGUMENT when the first
 	// request lacks options or a field is invalid (the message names the
 	// field); FAILED_PRECONDITION when the group exists with a different
 	// filter; UNAVAILABLE while the server shuts down (reconnect).

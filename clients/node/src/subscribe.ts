@@ -3,6 +3,9 @@
 // after handling.
 //
 //   node dist/src/subscribe.js --target 127.0.0.1:50051 --group billing --event-types message,status
+//
+// Exit codes: 0 done, 1 refused by the server, 3 never reached the server, 4
+// fewer events than --count (clients/README.md).
 import { parseArgs } from "node:util";
 
 import { credentials, InterceptingCall, type Interceptor } from "@grpc/grpc-js";
@@ -158,6 +161,7 @@ async function main(): Promise<number> {
     interceptors: values.token ? [bearer] : [],
   });
   let handled = 0;
+  let opened = false;
   let idle: NodeJS.Timeout | undefined;
   const armIdle = (): void => {
     if (idleExitMs > 0) {
@@ -169,6 +173,7 @@ async function main(): Promise<number> {
     client,
     options,
     log: (line) => console.error(line),
+    onOpen: () => (opened = true),
     handler: (d) => {
       process.stdout.write(`${JSON.stringify(summarize(d))}\n`);
       armIdle();
@@ -184,6 +189,14 @@ async function main(): Promise<number> {
   armIdle();
   try {
     await subscriber.run();
+    if (!opened) {
+      console.error(`wahook: never connected to ${values.target}`);
+      return 3;
+    }
+    if (count > 0 && handled < count) {
+      console.error(`wahook: ${handled} of --count ${count} events`);
+      return 4;
+    }
     return 0;
   } catch (err) {
     if (err instanceof SubscriptionError) {

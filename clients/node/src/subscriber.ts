@@ -26,6 +26,11 @@ export interface SubscriberConfig {
   maxBackoffMs?: number;
   /** How long stop() waits for the server to end the stream after the final acks. */
   drainTimeoutMs?: number;
+  /**
+   * Called each time a stream opens: the server sends its headers once the
+   * subscription is accepted. A run that never called it never reached the server.
+   */
+  onOpen?: () => void;
 }
 
 // Errors a retry can outlive. INVALID_ARGUMENT, FAILED_PRECONDITION and the
@@ -128,6 +133,7 @@ export class Subscriber {
           resolve({ status, delivered });
         }
       };
+      stream.on("metadata", () => this.config.onOpen?.());
       stream.on("data", (response: SubscribeResponse) => {
         chain = chain.then(() => handleBatch(response));
       });

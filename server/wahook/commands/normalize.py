@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any
@@ -41,6 +42,24 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def _why_none(body: bytes) -> str:
+    """Why a body that normalised cleanly gave no event (it parsed: a JSON object)."""
+    payload = json.loads(body)
+    obj = payload.get("object")
+    if obj is None:
+        return 'no "object" (Meta sends "whatsapp_business_account")'
+    if obj != "whatsapp_business_account":
+        return (
+            f'"object" is {json.dumps(obj)}, not "whatsapp_business_account" (a webhook of '
+            "another Meta product, which wahook ignores)"
+        )
+    entries = payload.get("entry") or []
+    if not any(isinstance(e, dict) and e.get("changes") for e in entries):
+        return 'no entry has any change ("entry" or every "changes" is empty or missing)'
+    # Every change becomes at least one event (typed, CHANGE or MALFORMED) today.
+    return "none of its changes became an event"
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         if args.file == "-":
@@ -57,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     except PayloadError as exc:
         print(f"wahook normalize: {args.file}: {exc.message}", file=sys.stderr)
         return EXIT_USAGE
+    if not events:
+        print(f"wahook normalize: {args.file}: 0 events: {_why_none(body)}", file=sys.stderr)
     out = sys.stdout
     for event in events:
         out.write(event_to_json(event))

@@ -1,9 +1,12 @@
 """`wahook tail`: subscribe as a consumer group and print each event as one JSON line.
 
-Each event is printed (protobuf JSON mapping, one line) and then acked. Exits 0 after
-``--count`` events, when ``--timeout`` seconds have passed (with whatever arrived,
-possibly nothing), or on Ctrl-C; exits 1 when the server refuses the subscription
-(e.g. INVALID_ARGUMENT for a bad group name) and 2 for bad flags.
+Each event is printed (protobuf JSON mapping, one line) and then acked. It takes the flags
+of the example subscribers under clients/ (--event-types a,b, --message-types, --from,
+--count, --idle-exit) and a few more. It ends after --count events, when --timeout
+seconds have passed, after --idle-exit seconds without an event, or on Ctrl-C. Exit
+codes: 0 done; 1 the server refused the subscription (e.g. INVALID_ARGUMENT for a bad
+group name); 2 bad flags; 3 it never reached the server (no stream opened: wrong
+--target, or the sidecar is down); 4 --count N was asked and fewer events came.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ EVENT_TYPES = {
     if value != event_pb2.EVENT_TYPE_UNSPECIFIED
 }
 
+EXIT_REFUSED, EXIT_USAGE, EXIT_NEVER_CONNECTED, EXIT_SHORT = 1, 2, 3, 4
+
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -41,33 +46,76 @@ def add_parser(sub: Any) -> None:
         default="earliest",
         help="where a new group starts: earliest (default), latest, or after:SEQUENCE",
     )
-    p.add_argument("--count", type=int, default=0, metavar="N", help="exit after N events")
-    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS", help="exit after")
     p.add_argument(
+        "--count",
+        type=int,
+        default=0,
+        metavar="N",
+        help="exit after N events; exit 4 if fewer came (0: no limit)",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS", help="exit after SECONDS"
+    )
+    p.add_argument(
+        "--idle-exit",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="exit after SECONDS without an event (0: never)",
+    )
+    p.add_argument(
+        "--event-types",
         "--type",
         dest="types",
         action="append",
         default=[],
-        choices=sorted(EVENT_TYPES),
-        help="only these event types (repeatable)",
+        metavar="TYPES",
+        help=f"only these event types, comma-separated and repeatable ({', '.join(EVENT_TYPES)})",
     )
     p.add_argument(
+        "--message-types",
         "--message-type",
+        dest="message_types",
         action="append",
         default=[],
-        help="only messages of Meta's type (text, image, interactive, ...; repeatable)",
+        metavar="TYPES",
+        help="only messages of Meta's types (text, image, interactive, ...); comma-separated, "
+        "repeatable",
     )
-    p.add_argument("--phone-number-id", action="append", default=[], help="repeatable")
-    p.add_argument("--waba-id", action="append", default=[], help="repeatable")
+    p.add_argument(
+        "--phone-number-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only events of this business phone number id (repeatable)",
+    )
+    p.add_argument(
+        "--waba-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only events of this WhatsApp Business Account id (repeatable)",
+    )
     add_target_option(p)
-    p.add_argument("--ack-deadline", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument(
+        "--ack-deadline",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long an event waits for its ack before the group gets it again (default 30)",
+    )
     p.set_defaults(run=run)
 
 
-async def tail(args: argparse.Namespace, target: str) -> int:
+def _split(values: list[str]) -> list[str]:
+    """``["a,b", "c"]`` (repeated flags, comma lists) as ``["a", "b", "c"]``."""
+    return [p.strip() for v in values for p in v.split(",") if p.strip()]
+
+
+async def tail(args: argparse.Namespace, target: str, types: list[str]) -> int:
     flt = event_pb2.EventFilter(
-        event_types=[EVENT_TYPES[t] for t in args.types],
-        message_types=args.message_type,
+        event_types=[EVENT_TYPES[t] for t in types],
+        message_types=_split(args.message_types),
         phone_number_ids=args.phone_number_id,
         waba_ids=args.waba_id,
     )
@@ -80,9 +128,12 @@ async def tail(args: argparse.Namespace, target: str) -> int:
         max_in_flight=max(args.count, 0) or 1000,
         token=grpc_token(args),
     )
+    loop = asyncio.get_running_loop()
     got = 0
     try:
-        async with asyncio.timeout(args.timeout):
+        async with asyncio.timeout(args.timeout), asyncio.timeout(None) as idle:
+            if args.idle_exit > 0:
+                idle.reschedule(loop.time() + args.idle_exit)
             async for delivery in sub:
                 sys.stdout.write(event_to_json(delivery.event) + "\n")
                 sys.stdout.flush()
@@ -90,13 +141,24 @@ async def tail(args: argparse.Namespace, target: str) -> int:
                 got += 1
                 if args.count and got >= args.count:
                     break
+                if args.idle_exit > 0:
+                    idle.reschedule(loop.time() + args.idle_exit)
     except TimeoutError:
         pass
     except grpc.aio.AioRpcError as exc:
         print(f"wahook tail: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     finally:
         await sub.stop()
+    if not sub.connected:
+        print(
+            f"wahook tail: never connected to {target} (is the sidecar running there?)",
+            file=sys.stderr,
+        )
+        return EXIT_NEVER_CONNECTED
+    if args.count and got < args.count:
+        print(f"wahook tail: {got} of --count {args.count} events", file=sys.stderr)
+        return EXIT_SHORT
     return 0
 
 
@@ -106,14 +168,23 @@ def run(args: argparse.Namespace) -> int:
         start_position(args.start)
     except ValueError as exc:
         print(f"wahook tail: --from: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         grpc_token(args)
     except OSError as exc:
         print(
             f"wahook tail: WAHOOK_GRPC_TOKEN_FILE: {exc.strerror}: {exc.filename}", file=sys.stderr
         )
-        return 2
+        return EXIT_USAGE
+    types = _split(args.types)
+    unknown = [t for t in types if t not in EVENT_TYPES]
+    if unknown:
+        print(
+            f"wahook tail: --event-types: unknown {', '.join(unknown)}; "
+            f"one of {', '.join(EVENT_TYPES)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(tail(args, target))
+        return asyncio.run(tail(args, target, types))
     return 0

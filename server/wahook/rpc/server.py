@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from wahook.media import MediaClient
 from wahook.rpc.auth import Gate, TokenSet
@@ -28,6 +28,27 @@ from wahook.rpc.subscribe import DeliveryStats, Hub
 from wahook.store.base import EventLog
 
 _log = logging.getLogger(__name__)
+
+# Server reflection v1, what current clients (grpcurl, grpcui, tonic's) ask for first,
+# beside v1alpha, the only one grpcio-reflection ships: v1 is v1alpha's messages under a
+# new package name, and the wire format carries no names, so one servicer answers both.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _reflection_handlers(services: tuple[str, ...]) -> tuple[grpc.GenericRpcHandler, ...]:
+    """Server reflection (v1 and v1alpha) listing ``services`` and itself."""
+    names = (*services, REFLECTION_V1, reflection.SERVICE_NAME)
+    servicer = reflection.aio.ReflectionServicer(names)
+    method = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    return tuple(
+        grpc.method_handlers_generic_handler(name, {"ServerReflectionInfo": method})
+        for name in (REFLECTION_V1, reflection.SERVICE_NAME)
+    )
+
 
 # A response stays under the default 4 MiB a client accepts, with room for framing.
 DEFAULT_MAX_RESPONSE_BYTES = 3 * 1024 * 1024
@@ -129,13 +150,10 @@ async def create_server(
     server.add_generic_rpc_handlers((service.handler(),))
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    server.add_generic_rpc_handlers(
+        _reflection_handlers(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+        )
     )
     address = f"{host}:{port}"
     if credentials is None:

@@ -161,6 +161,10 @@ class EventService:
                 max_bytes=self._stream_max_bytes,
             )
             self._hub.add(session)
+            # The response headers now, not with the first response: a client sees the
+            # stream open (the group exists) at once, not at the first event or heartbeat
+            # (some, tonic's, block until then).
+            await context.send_initial_metadata(())
             reader = asyncio.create_task(session.read_acks(request_iterator))
             async for response in session.deliveries(reader):
                 yield response

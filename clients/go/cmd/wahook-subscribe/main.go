@@ -3,6 +3,9 @@
 // JSON line per event, and acks it after handling.
 //
 //	wahook-subscribe --target 127.0.0.1:50051 --group billing --event-types message,status
+//
+// Exit codes: 0 done, 1 refused by the server, 3 never reached the server, 4
+// fewer events than --count (clients/README.md).
 package main
 
 import (
@@ -16,6 +19,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -104,10 +108,12 @@ func main() {
 	defer idle.Stop()
 	enc := json.NewEncoder(os.Stdout)
 
+	var opened atomic.Bool
 	s := &subscriber.Subscriber{
 		Client:  wahookv1.NewEventServiceClient(conn),
 		Options: opts,
 		Logf:    log.Printf,
+		OnOpen:  func() { opened.Store(true) },
 	}
 	err = s.Run(ctx, func(_ context.Context, d *wahookv1.Delivery) error {
 		if err := enc.Encode(summarize(d)); err != nil {
@@ -124,6 +130,14 @@ func main() {
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Fatal(err)
+	}
+	if !opened.Load() {
+		log.Printf("wahook: never connected to %s", *target)
+		os.Exit(3)
+	}
+	if *count > 0 && handled < *count {
+		log.Printf("wahook: %d of --count %d events", handled, *count)
+		os.Exit(4)
 	}
 }
 

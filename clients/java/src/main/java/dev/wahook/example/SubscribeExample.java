@@ -23,6 +23,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
@@ -36,6 +37,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <pre>
  * java -jar target/wahook-subscribe.jar --target 127.0.0.1:50051 --group billing --event-types message,status
  * </pre>
+ *
+ * <p>Exit codes: 0 done (a signal included), 1 refused by the server, 3 never reached the server, 4
+ * fewer events than --count (clients/README.md).
  */
 public final class SubscribeExample {
 
@@ -108,15 +112,19 @@ public final class SubscribeExample {
     self[0] = subscriber;
     armIdle.run();
 
-    // SIGINT and SIGTERM run shutdown hooks: stop, let run() ack and return, then exit.
-    Thread main = Thread.currentThread();
+    // SIGINT and SIGTERM run shutdown hooks: stop, let run() ack and return, then end with
+    // main's exit code (halt: the JVM would otherwise report 128 + the signal, 143 for SIGTERM).
+    AtomicInteger exitCode = new AtomicInteger();
+    CountDownLatch finished = new CountDownLatch(1);
     Runtime.getRuntime()
         .addShutdownHook(
             new Thread(
                 () -> {
                   subscriber.stop();
                   try {
-                    main.join(5000);
+                    if (finished.await(5, TimeUnit.SECONDS)) {
+                      Runtime.getRuntime().halt(exitCode.get());
+                    }
                   } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
                   }
@@ -125,6 +133,13 @@ public final class SubscribeExample {
     int code = 0;
     try {
       subscriber.run();
+      if (!subscriber.opened()) {
+        System.err.println("wahook: never connected to " + target);
+        code = 3;
+      } else if (count > 0 && handled.get() < count) {
+        System.err.println("wahook: " + handled.get() + " of --count " + count + " events");
+        code = 4;
+      }
     } catch (StatusRuntimeException e) {
       System.err.println("wahook: subscription rejected: " + e.getStatus());
       code = 1;
@@ -132,9 +147,9 @@ public final class SubscribeExample {
       timers.shutdownNow();
       channel.shutdownNow().awaitTermination(2, TimeUnit.SECONDS);
     }
-    if (code != 0) {
-      System.exit(code);
-    }
+    exitCode.set(code);
+    finished.countDown();
+    System.exit(code);
   }
 
   /**

@@ -6,6 +6,14 @@ import dev.wahook.v1.Nack;
 import dev.wahook.v1.SubscribeOptions;
 import dev.wahook.v1.SubscribeRequest;
 import dev.wahook.v1.SubscribeResponse;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ForwardingClientCall;
+import io.grpc.ForwardingClientCallListener;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import io.grpc.stub.ClientCallStreamObserver;
 import io.grpc.stub.StreamObserver;
@@ -51,6 +59,7 @@ public final class Subscriber {
   private final Duration maxBackoff = Duration.ofSeconds(10);
   private final Duration drainTimeout = Duration.ofSeconds(2);
   private final CompletableFuture<Void> stopRequested = new CompletableFuture<>();
+  private volatile boolean opened;
 
   public Subscriber(
       EventServiceGrpc.EventServiceStub stub,
@@ -69,6 +78,14 @@ public final class Subscriber {
   /** Asks {@link #run} to return after acking what was handled. Safe from any thread. */
   public void stop() {
     stopRequested.complete(null);
+  }
+
+  /**
+   * Whether a stream has opened: the server sends its headers once the subscription is accepted.
+   * False after a run that never reached the server.
+   */
+  public boolean opened() {
+    return opened;
   }
 
   /** Whether {@link #stop} was called. */
@@ -113,6 +130,28 @@ public final class Subscriber {
     }
   }
 
+  /** Sets {@link #opened} when a call's response headers arrive (a refusal sends none). */
+  private final class SeeHeaders implements ClientInterceptor {
+    @Override
+    public <Q, R> ClientCall<Q, R> interceptCall(
+        MethodDescriptor<Q, R> method, CallOptions callOptions, Channel next) {
+      return new ForwardingClientCall.SimpleForwardingClientCall<>(next.newCall(method, callOptions)) {
+        @Override
+        public void start(Listener<R> listener, Metadata headers) {
+          super.start(
+              new ForwardingClientCallListener.SimpleForwardingClientCallListener<>(listener) {
+                @Override
+                public void onHeaders(Metadata responseHeaders) {
+                  opened = true;
+                  super.onHeaders(responseHeaders);
+                }
+              },
+              headers);
+        }
+      };
+    }
+  }
+
   /** One Subscribe stream, from the options request to its end. */
   private final class Session implements StreamObserver<SubscribeResponse> {
     private final CompletableFuture<Status> ended = new CompletableFuture<>();
@@ -122,7 +161,9 @@ public final class Subscriber {
     volatile boolean delivered;
 
     Status run() throws InterruptedException {
-      requests = (ClientCallStreamObserver<SubscribeRequest>) stub.subscribe(this);
+      requests =
+          (ClientCallStreamObserver<SubscribeRequest>)
+              stub.withInterceptors(new SeeHeaders()).subscribe(this);
       synchronized (sendLock) {
         requests.onNext(SubscribeRequest.newBuilder().setOptions(options).build());
       }
