@@ -23,12 +23,14 @@ from pathlib import Path
 from benchlib.tools import (
     BENCH,
     EXPRESS_DIR,
+    PYWA_ASYNC_DIR,
     PYWA_DIR,
     REPO,
     SERVER_CORE,
     ensure_express,
     ensure_floor,
     ensure_pywa,
+    ensure_pywa_async,
     ensure_uvloop,
     pinned,
 )
@@ -173,8 +175,9 @@ def start_baseline(
     kind: str, secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None
 ) -> Server:
     """A baseline on a free port: Tornado ("bare", "bare_uvloop", "bare_delegate",
-    "hmac_json"), "pywa", "express" (Node) or "floor" (Go net/http, no work: the floor of this
-    machine and load tool)."""
+    "hmac_json"), "pywa" (pywa's sync client), "pywa_async" (pywa's async client on uvicorn,
+    uvloop and httptools), "express" (Node) or "floor" (Go net/http, no work: the floor of
+    this machine and load tool)."""
     port = free_port()
     env = dict(os.environ)
     if kind == "express":
@@ -182,6 +185,8 @@ def start_baseline(
         argv = ["node", str(EXPRESS_DIR / "server.js")]
     elif kind == "pywa":
         argv = [str(ensure_pywa()), str(PYWA_DIR / "receiver.py")]
+    elif kind == "pywa_async":
+        argv = [str(ensure_pywa_async()), str(PYWA_ASYNC_DIR / "receiver.py")]
     elif kind == "floor":
         argv = [str(ensure_floor())]
     elif kind == "bare_uvloop":
