@@ -1,0 +1,321 @@
+"""The front's HTTP/1.1 server connection: plain ``POST /webhook`` requests read without
+Tornado's per-request machinery, anything else handed to Tornado's own connection.
+
+Tornado's ``HTTP1ServerConnection`` makes an ``HTTP1Connection`` per request and reads it
+in a coroutine: a timeout wrapper, close callbacks set and cleared, the start line and
+every header parsed with several regular expressions each into an ``HTTPHeaders``, the
+body read in a second coroutine, and a loop turn between requests. Profiled under load
+that was ~37% of the front's main-thread CPU per POST, more than the normaliser.
+
+``FastServerConnection`` reads a request head the way Tornado does (the same
+``read_until_regex`` and the same ``max_bytes``, so the 414/431 answers of http.limits
+still apply) and, when it is a plain ``POST /webhook`` over HTTP/1.1 with a
+``Content-Length``, no ``Transfer-Encoding``, no ``Expect`` and header lines that are
+well-formed by RFC 9110's grammar, checks the lines with one regular expression each,
+reads the body with one ``read_bytes`` and drives the same ``_WebhookPost`` delegate
+(http.webhook_post) that Tornado's connection drove: the same answers, limits, timeouts,
+access log and metrics. Any other head (another method or path, HTTP/1.0, chunked, an odd
+or malformed header) is put back into the stream's buffer unread and the connection is
+handed, for the rest of its life, to Tornado's ``HTTP1ServerConnection``, which then
+serves or refuses it exactly as before. TLS, accepting, the connection cap and the
+timeouts stay Tornado's and http.limits'.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable
+from typing import Any, cast
+
+import tornado.http1connection
+import tornado.httputil
+import tornado.iostream
+
+from wahook.http.limits import MAX_REQUEST_LINE
+
+log = logging.getLogger("wahook.http")
+
+# The same end-of-head pattern as Tornado's HTTP1Connection (a bare LF is tolerated).
+_HEAD_END = rb"\r?\n\r?\n"
+# The fast path's request target: the webhook path, with a query of visible ASCII.
+_TARGET = re.compile(rb"/webhook(?:\?[!-~]*)?")
+# A header line by RFC 9110: a token, a colon, a value of visible characters, spaces,
+# tabs and obs-text. Anything else (folding, a space before the colon, a control
+# character) is Tornado's to judge.
+_FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t\x20-\x7e\x80-\xff]*)")
+# Headers whose presence sends a request to Tornado's connection.
+_TORNADO_HEADERS = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+# Headers the webhook delegate reads (http.webhook_post), by lower-case name.
+_KEPT = {
+    b"content-length": "Content-Length",
+    b"connection": "Connection",
+    b"x-hub-signature-256": "X-Hub-Signature-256",
+}
+_START_LINE_CACHE: dict[bytes, tornado.httputil.RequestStartLine] = {}
+
+
+def parse_webhook_head(data: bytes) -> tuple[str, tornado.httputil.HTTPHeaders] | None:
+    """The request target and the headers the webhook delegate reads, when ``data`` (a
+    request head, up to and including its blank line) is a plain ``POST /webhook`` over
+    HTTP/1.1 with a Content-Length; None when Tornado's connection should read it."""
+    head = data.lstrip(b"\r\n")
+    line_end = head.find(b"\n")
+    method, _, rest = head[:line_end].rstrip(b"\r").partition(b" ")
+    target, _, version = rest.partition(b" ")
+    if (
+        method != b"POST"
+        or version != b"HTTP/1.1"
+        or len(target) > MAX_REQUEST_LINE
+        or not _TARGET.fullmatch(target)
+    ):
+        return None
+    kept: dict[str, str] = {}
+    for raw in head[line_end + 1 :].split(b"\n"):
+        line = raw[:-1] if raw.endswith(b"\r") else raw
+        if not line:
+            continue
+        field = _FIELD.fullmatch(line)
+        if field is None:
+            return None
+        name = field[1].lower()
+        if name in _TORNADO_HEADERS:
+            return None
+        canonical = _KEPT.get(name)
+        if canonical is not None:
+            if canonical in kept:  # repeated: Tornado joins or refuses them
+                return None
+            kept[canonical] = field[2].strip(b" \t").decode("latin1")
+    if "Content-Length" not in kept:
+        return None
+    headers = tornado.httputil.HTTPHeaders()
+    for name, value in kept.items():
+        headers[name] = value
+    return target.decode("latin1"), headers
+
+
+class _FastRequest(tornado.httputil.HTTPConnection):
+    """What the webhook delegate writes its answer to: the response bytes go straight to
+    the stream; ``finish`` starts reading the connection's next request, or closes it
+    once the answer is out when the answer said ``Connection: close``."""
+
+    __slots__ = ("_owner", "close_after", "context", "finished", "stream")
+
+    def __init__(self, owner: FastServerConnection) -> None:
+        self._owner = owner
+        self.stream = owner.stream
+        self.context = owner.context
+        self.finished = False
+        self.close_after = False
+
+    def set_max_body_size(self, max_body_size: int) -> None:
+        """Tornado's per-request limit: here the delegate's own checks are the limit."""
+
+    def write_headers(
+        self,
+        start_line: tornado.httputil.RequestStartLine | tornado.httputil.ResponseStartLine,
+        headers: tornado.httputil.HTTPHeaders,
+        chunk: bytes | None = None,
+    ) -> asyncio.Future[None]:
+        assert isinstance(start_line, tornado.httputil.ResponseStartLine)
+        if headers.get("Connection", "").lower() == "close":
+            self.close_after = True
+        elif self.close_after:  # the request asked for it, as Tornado's connection says
+            headers["Connection"] = "close"
+        lines = [f"HTTP/1.1 {start_line.code} {start_line.reason}"]
+        lines += [f"{name}: {value}" for name, value in headers.get_all()]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin1")
+        return self.stream.write(head + (chunk or b""))
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        return self.stream.write(chunk)
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self._owner.request_done(self)
+
+
+class FastServerConnection:
+    """Serves one accepted connection for ``HTTPServer`` (in place of Tornado's
+    ``HTTP1ServerConnection``): see the module docstring. ``delegate`` gets
+    ``start_request(self, request)`` per request and ``on_close(self)`` once."""
+
+    def __init__(
+        self,
+        stream: tornado.iostream.IOStream,
+        params: tornado.http1connection.HTTP1ConnectionParameters,
+        context: Any,
+    ) -> None:
+        self.stream = stream
+        self.params = params
+        self.context = context
+        self._delegate: tornado.httputil.HTTPServerConnectionDelegate | None = None
+        self._request: _FastRequest | None = None
+        self._message: tornado.httputil.HTTPMessageDelegate | None = None
+        self._tornado: tornado.http1connection.HTTP1ServerConnection | None = None
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def start_serving(self, delegate: tornado.httputil.HTTPServerConnectionDelegate) -> None:
+        self._delegate = delegate
+        self.stream.set_close_callback(self._on_stream_close)
+        # From the next loop turn, as Tornado's connection starts its coroutine: the
+        # acceptor (http.limits) accepts what the backlog holds before this connection
+        # counts as waiting for a request, so one just accepted is never evicted as idle.
+        asyncio.get_running_loop().call_soon(self._next_request)
+
+    async def close(self) -> None:
+        """Close the connection and wait until its delegate was told (``on_close``)."""
+        if self._tornado is not None:
+            await self._tornado.close()
+            return
+        self.stream.close()
+        await self._closed
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _next_request(self) -> None:
+        assert self._delegate is not None
+        if self.stream.closed():
+            self._on_stream_close()
+            return
+        request = self._request = _FastRequest(self)
+        self._message = self._delegate.start_request(self, request)
+        try:
+            head = cast(
+                "asyncio.Future[bytes]",
+                self.stream.read_until_regex(_HEAD_END, max_bytes=self.params.max_header_size),
+            )
+        except tornado.iostream.StreamClosedError:
+            self._on_stream_close()
+            return
+        head.add_done_callback(self._on_head)
+
+    def _on_head(self, future: asyncio.Future[bytes]) -> None:
+        if future.exception() is not None:
+            return  # the stream closed (the close callback ends the connection)
+        try:
+            self._serve(future.result())
+        except Exception:
+            # As Tornado's connection does with an uncaught error: log it, close.
+            log.exception("POST /webhook: uncaught error reading the request")
+            self.stream.close()
+
+    def _serve(self, data: bytes) -> None:
+        parsed = parse_webhook_head(data)
+        if parsed is None:
+            self._hand_to_tornado(data)
+            return
+        target, headers = parsed
+        start_line = _START_LINE_CACHE.get(target.encode())
+        if start_line is None:
+            start_line = tornado.httputil.RequestStartLine("POST", target, "HTTP/1.1")
+            if len(_START_LINE_CACHE) < 64:
+                _START_LINE_CACHE[target.encode()] = start_line
+        message, request = self._message, self._request
+        assert message is not None
+        assert request is not None
+        # Tornado's rule: an HTTP/1.1 connection stays open unless the client said close.
+        request.close_after = headers.get("Connection", "").lower() == "close"
+        self._done_or_wait(message.headers_received(start_line, headers))
+        if request.finished:
+            return  # answered before the body (413, 503): the connection closes
+        length = int(headers["Content-Length"])
+        if not length:
+            self._on_body(request, b"")
+            return
+        try:
+            body = cast("asyncio.Future[bytes]", self.stream.read_bytes(length))
+        except tornado.iostream.StreamClosedError:
+            return
+        body.add_done_callback(lambda f: self._on_body_future(request, f))
+
+    def _on_body_future(self, request: _FastRequest, future: asyncio.Future[bytes]) -> None:
+        if future.exception() is not None:
+            return  # the stream closed mid-body: the close callback tells the delegate
+        try:
+            self._on_body(request, future.result())
+        except Exception:
+            log.exception("POST /webhook: uncaught error reading the request")
+            self.stream.close()
+
+    def _on_body(self, request: _FastRequest, body: bytes) -> None:
+        message = self._message
+        if request is not self._request or message is None:
+            return
+        if body:
+            self._done_or_wait(message.data_received(body))
+        message.finish()
+
+    @staticmethod
+    def _done_or_wait(result: Awaitable[None] | None) -> None:
+        # The webhook delegate never waits (it returns None); keep that promise visible.
+        assert result is None, "the webhook delegate does not pause reads"
+
+    def request_done(self, request: _FastRequest) -> None:
+        """The request's answer is written: read the next request, or close."""
+        if request is not self._request:
+            return
+        self._message = None
+        if request.close_after:
+            # Once the answer is out, as Tornado's connection closes after its write.
+            try:
+                written = self.stream.write(b"")
+            except tornado.iostream.StreamClosedError:
+                return
+            written.add_done_callback(lambda _: self.stream.close())
+            return
+        self._next_request()
+
+    # -- handing over and closing --------------------------------------------------------
+
+    def _hand_to_tornado(self, head: bytes) -> None:
+        """Put ``head`` back in front of the stream's unread bytes and let Tornado's own
+        connection serve this connection from this request on."""
+        stream = self.stream
+        stream._read_buffer[:0] = head
+        stream._read_buffer_size += len(head)
+        stream.set_close_callback(None)
+        self._request = self._message = None
+        server = self._delegate
+        assert server is not None
+        # The request delegate made for this request was never used: its wait ends as
+        # Tornado's connection makes another for the same request.
+        conn = tornado.http1connection.HTTP1ServerConnection(stream, self.params, self.context)
+        self._tornado = conn
+        conn.start_serving(_AsOwner(self, server))
+
+    def _on_stream_close(self) -> None:
+        message, self._message = self._message, None
+        request = self._request
+        if message is not None and request is not None and not request.finished:
+            message.on_connection_close()
+        self._ended()
+
+    def _ended(self) -> None:
+        if self._closed.done():
+            return
+        self._closed.set_result(None)
+        assert self._delegate is not None
+        self._delegate.on_close(self)
+
+
+class _AsOwner(tornado.httputil.HTTPServerConnectionDelegate):
+    """Tornado's connection, serving for a FastServerConnection: requests and the close
+    are reported to the server under the FastServerConnection's name, the one it holds."""
+
+    def __init__(
+        self, owner: FastServerConnection, server: tornado.httputil.HTTPServerConnectionDelegate
+    ) -> None:
+        self._owner = owner
+        self._server = server
+
+    def start_request(
+        self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
+    ) -> tornado.httputil.HTTPMessageDelegate:
+        return self._server.start_request(self._owner, request_conn)
+
+    def on_close(self, server_conn: object) -> None:
+        self._owner._ended()
