@@ -5,6 +5,7 @@ request's bytes intact, so it is served or refused exactly as Tornado would."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
@@ -49,6 +50,28 @@ async def test_pipelined_posts_on_one_connection_are_answered_in_order(
     assert (await read_response(reader))[0] == 200
     writer.close()
     assert http_front.deps.metrics.events_appended == 4
+
+
+async def test_a_request_in_pieces_is_put_together(http_front: HttpFront) -> None:
+    request = post(samples.body("text"))
+    head_end = request.index(b"\r\n\r\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", http_front.port)
+    # The head in two writes, then the body in two, each after the server read the last.
+    cuts = [0, head_end // 2, head_end + 4 + 10, len(request)]
+    for start, stop in itertools.pairwise(cuts):
+        writer.write(request[start:stop])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    status, _, body = await read_response(reader)
+    assert (status, json.loads(body)) == (200, {"received": 1, "new": 1})
+    # A request whose head arrives with the end of the previous one's body.
+    first, second = post(samples.body("text")), post(samples.body("image"))
+    writer.write(first + second[:30])
+    assert (await read_response(reader))[0] == 200
+    writer.write(second[30:])
+    assert (await read_response(reader))[0] == 200
+    writer.close()
+    assert http_front.deps.metrics.events_appended == 3
 
 
 async def test_other_requests_on_a_webhook_connection_are_tornados(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import tornado.http1connection
@@ -39,6 +39,9 @@ log = logging.getLogger("wahook.http")
 
 # The same end-of-head pattern as Tornado's HTTP1Connection (a bare LF is tolerated).
 _HEAD_END = rb"\r?\n\r?\n"
+_HEAD_END_RE = re.compile(_HEAD_END)
+# Most a request's first read takes from the stream (Meta's POSTs are a few KiB).
+_READ_SIZE = 65536
 # The fast path's request target: the webhook path, with a query of visible ASCII.
 _TARGET = re.compile(rb"/webhook(?:\?[!-~]*)?")
 # A header line by RFC 9110: a token, a colon, a value of visible characters, spaces,
@@ -53,7 +56,7 @@ _KEPT = {
     b"connection": "Connection",
     b"x-hub-signature-256": "X-Hub-Signature-256",
 }
-_START_LINE_CACHE: dict[bytes, tornado.httputil.RequestStartLine] = {}
+_START_LINE_CACHE: dict[str, tornado.httputil.RequestStartLine] = {}
 
 
 def parse_webhook_head(data: bytes) -> tuple[str, tornado.httputil.HTTPHeaders] | None:
@@ -93,6 +96,22 @@ def parse_webhook_head(data: bytes) -> tuple[str, tornado.httputil.HTTPHeaders] 
     for name, value in kept.items():
         headers[name] = value
     return target.decode("latin1"), headers
+
+
+def write_now(stream: tornado.iostream.IOStream, data: bytes) -> None:
+    """``stream.write(data)``, but on a plain TCP stream with nothing queued, straight to
+    the socket: IOStream's write makes a future and its callback per write, for the one
+    small answer the kernel takes at once. What the socket does not take (a full send
+    buffer, an error) goes through ``stream.write`` as before."""
+    if type(stream) is tornado.iostream.IOStream and not stream._write_buffer:
+        try:
+            sent = stream.socket.send(data)
+        except OSError:  # would block, or the connection broke: stream.write decides
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
+    stream.write(data)
 
 
 class _FastRequest(tornado.httputil.HTTPConnection):
@@ -156,6 +175,9 @@ class FastServerConnection:
         self._request: _FastRequest | None = None
         self._message: tornado.httputil.HTTPMessageDelegate | None = None
         self._tornado: tornado.http1connection.HTTP1ServerConnection | None = None
+        # Bytes read past the current request (a pipelined next one), unread again
+        # before the next request is awaited.
+        self._rest = b""
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def start_serving(self, delegate: tornado.httputil.HTTPServerConnectionDelegate) -> None:
@@ -178,42 +200,68 @@ class FastServerConnection:
 
     def _next_request(self) -> None:
         assert self._delegate is not None
-        if self.stream.closed():
+        stream = self.stream
+        if stream.closed():
             self._on_stream_close()
             return
         request = self._request = _FastRequest(self)
         self._message = self._delegate.start_request(self, request)
+        # Bytes of the next request that came with the last one wait in the stream's
+        # buffer, where the front's sweeps look for a request under way.
+        self._unread(self._rest)
+        self._rest = b""
         try:
-            head = cast(
-                "asyncio.Future[bytes]",
-                self.stream.read_until_regex(_HEAD_END, max_bytes=self.params.max_header_size),
-            )
+            # Whatever is buffered, or the next bytes to arrive: usually a whole request.
+            data = cast("asyncio.Future[bytes]", stream.read_bytes(_READ_SIZE, partial=True))
         except tornado.iostream.StreamClosedError:
             self._on_stream_close()
             return
-        head.add_done_callback(self._on_head)
+        data.add_done_callback(self._on_data)
 
-    def _on_head(self, future: asyncio.Future[bytes]) -> None:
+    def _on_data(self, future: asyncio.Future[bytes]) -> None:
         if future.exception() is not None:
             return  # the stream closed (the close callback ends the connection)
+        data = future.result()
+        end = _HEAD_END_RE.search(data)
+        if end is None or end.end() > self.params.max_header_size:
+            # A head in several pieces: back in the buffer, read as Tornado reads one
+            # (the same pattern and limit: past it http.limits answers 414/431).
+            self._unread(data)
+            try:
+                head = cast(
+                    "asyncio.Future[bytes]",
+                    self.stream.read_until_regex(_HEAD_END, max_bytes=self.params.max_header_size),
+                )
+            except tornado.iostream.StreamClosedError:
+                return
+            head.add_done_callback(self._on_head)
+            return
+        self._guarded(self._serve, data[: end.end()], data[end.end() :])
+
+    def _on_head(self, future: asyncio.Future[bytes]) -> None:
+        if future.exception() is None:
+            self._guarded(self._serve, future.result(), b"")
+
+    def _guarded(self, serve: Callable[[bytes, bytes], None], head: bytes, rest: bytes) -> None:
         try:
-            self._serve(future.result())
+            serve(head, rest)
         except Exception:
             # As Tornado's connection does with an uncaught error: log it, close.
             log.exception("POST /webhook: uncaught error reading the request")
             self.stream.close()
 
-    def _serve(self, data: bytes) -> None:
-        parsed = parse_webhook_head(data)
+    def _serve(self, head: bytes, rest: bytes) -> None:
+        """``head`` is a request head, ``rest`` what was read after it."""
+        parsed = parse_webhook_head(head)
         if parsed is None:
-            self._hand_to_tornado(data)
+            self._hand_to_tornado(head + rest)
             return
         target, headers = parsed
-        start_line = _START_LINE_CACHE.get(target.encode())
+        start_line = _START_LINE_CACHE.get(target)
         if start_line is None:
             start_line = tornado.httputil.RequestStartLine("POST", target, "HTTP/1.1")
             if len(_START_LINE_CACHE) < 64:
-                _START_LINE_CACHE[target.encode()] = start_line
+                _START_LINE_CACHE[target] = start_line
         message, request = self._message, self._request
         assert message is not None
         assert request is not None
@@ -223,14 +271,24 @@ class FastServerConnection:
         if request.finished:
             return  # answered before the body (413, 503): the connection closes
         length = int(headers["Content-Length"])
-        if not length:
-            self._on_body(request, b"")
+        if len(rest) >= length:
+            self._rest = rest[length:]
+            self._on_body(request, rest[:length])
             return
+        # The body's remainder is read as Tornado reads one, the part read back in front.
+        self._unread(rest)
         try:
             body = cast("asyncio.Future[bytes]", self.stream.read_bytes(length))
         except tornado.iostream.StreamClosedError:
             return
         body.add_done_callback(lambda f: self._on_body_future(request, f))
+
+    def _unread(self, data: bytes) -> None:
+        """Put ``data`` back in front of the stream's unread bytes."""
+        if data:
+            stream = self.stream
+            stream._read_buffer[:0] = data
+            stream._read_buffer_size += len(data)
 
     def _on_body_future(self, request: _FastRequest, future: asyncio.Future[bytes]) -> None:
         if future.exception() is not None:
@@ -271,12 +329,12 @@ class FastServerConnection:
 
     # -- handing over and closing --------------------------------------------------------
 
-    def _hand_to_tornado(self, head: bytes) -> None:
-        """Put ``head`` back in front of the stream's unread bytes and let Tornado's own
-        connection serve this connection from this request on."""
+    def _hand_to_tornado(self, data: bytes) -> None:
+        """Put ``data`` (the request's bytes read so far) back in front of the stream's
+        unread bytes and let Tornado's own connection serve this connection from this
+        request on."""
         stream = self.stream
-        stream._read_buffer[:0] = head
-        stream._read_buffer_size += len(head)
+        self._unread(data)
         stream.set_close_callback(None)
         self._request = self._message = None
         server = self._delegate
