@@ -42,6 +42,13 @@ BASELINES = {
 }
 
 
+# Put before every server's argv (after the core pinning), e.g. valgrind for
+# bench/bench_post_cost.py --callgrind; empty for every suite of run.py.
+SPAWN_PREFIX: list[str] = []
+# How long a server may take to answer its first request (valgrind slows start-up ~40x).
+READY_TIMEOUT = 30.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -118,7 +125,8 @@ class Server:
             self._tmp = None
 
 
-def _wait_ready(server: Server, path: str, timeout: float = 30.0) -> None:
+def _wait_ready(server: Server, path: str, timeout: float | None = None) -> None:
+    timeout = READY_TIMEOUT if timeout is None else timeout
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -156,7 +164,11 @@ def _spawn(
     log_path = log_dir / f"{name}-{int(time.time() * 1000)}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            pinned(SERVER_CORE, argv), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+            pinned(SERVER_CORE, [*SPAWN_PREFIX, *argv]),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
         )
     return proc, log_path
 
