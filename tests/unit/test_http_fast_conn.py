@@ -175,6 +175,14 @@ def test_parse_keeps_the_headers_the_webhook_delegate_reads() -> None:
     target, headers = parsed
     assert target == "/webhook?x=1"
     assert dict(headers) == {"Content-Length": "12", "X-Hub-Signature-256": "sha256=ab"}
+    # Names are matched whole and in any case; a name that only ends like one is not it.
+    parsed = parse_webhook_head(
+        _head(
+            b"POST /webhook HTTP/1.1", b"X-Content-Length: 9", b"CONTENT-LENGTH: 3", b"X-Expect: 1"
+        )
+    )
+    assert parsed is not None
+    assert dict(parsed[1]) == {"Content-Length": "3"}
     # Bare LF line ends and a leading blank line, as Tornado tolerates.
     lf = b"\nPOST /webhook HTTP/1.1\nContent-Length: 0\n\n"
     assert parse_webhook_head(lf) is not None

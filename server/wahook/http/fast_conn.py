@@ -44,18 +44,18 @@ _HEAD_END_RE = re.compile(_HEAD_END)
 _READ_SIZE = 65536
 # The fast path's request target: the webhook path, with a query of visible ASCII.
 _TARGET = re.compile(rb"/webhook(?:\?[!-~]*)?")
-# A header line by RFC 9110: a token, a colon, a value of visible characters, spaces,
-# tabs and obs-text. Anything else (folding, a space before the colon, a control
-# character) is Tornado's to judge.
-_FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):([\t\x20-\x7e\x80-\xff]*)")
-# Headers whose presence sends a request to Tornado's connection.
-_TORNADO_HEADERS = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
-# Headers the webhook delegate reads (http.webhook_post), by lower-case name.
-_KEPT = {
-    b"content-length": "Content-Length",
-    b"connection": "Connection",
-    b"x-hub-signature-256": "X-Hub-Signature-256",
-}
+# The header block by RFC 9110: lines of a token, a colon and a value of visible
+# characters, spaces, tabs and obs-text, then the blank line. Anything else (folding, a
+# space before the colon, a control character) is Tornado's to judge.
+_FIELDS = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\r?\n)*\r?\n")
+# The headers the webhook delegate reads (http.webhook_post), as they start a line of the
+# lower-cased head; and those that send a request to Tornado's connection.
+_KEPT = (
+    (b"\ncontent-length:", "Content-Length"),
+    (b"\nconnection:", "Connection"),
+    (b"\nx-hub-signature-256:", "X-Hub-Signature-256"),
+)
+_TORNADOS = (b"\ntransfer-encoding:", b"\nexpect:", b"\nupgrade:")
 _START_LINE_CACHE: dict[str, tornado.httputil.RequestStartLine] = {}
 
 
@@ -72,29 +72,25 @@ def parse_webhook_head(data: bytes) -> tuple[str, tornado.httputil.HTTPHeaders] 
         or version != b"HTTP/1.1"
         or len(target) > MAX_REQUEST_LINE
         or not _TARGET.fullmatch(target)
+        or not _FIELDS.fullmatch(head, line_end + 1)
     ):
         return None
-    kept: dict[str, str] = {}
-    for raw in head[line_end + 1 :].split(b"\n"):
-        line = raw[:-1] if raw.endswith(b"\r") else raw
-        if not line:
-            continue
-        field = _FIELD.fullmatch(line)
-        if field is None:
+    lower = head.lower()
+    for name in _TORNADOS:
+        if name in lower:
             return None
-        name = field[1].lower()
-        if name in _TORNADO_HEADERS:
-            return None
-        canonical = _KEPT.get(name)
-        if canonical is not None:
-            if canonical in kept:  # repeated: Tornado joins or refuses them
-                return None
-            kept[canonical] = field[2].strip(b" \t").decode("latin1")
-    if "Content-Length" not in kept:
-        return None
     headers = tornado.httputil.HTTPHeaders()
-    for name, value in kept.items():
-        headers[name] = value
+    for name, canonical in _KEPT:
+        at = lower.find(name, line_end)
+        if at < 0:
+            continue
+        if lower.find(name, at + 1) >= 0:
+            return None  # repeated: Tornado joins or refuses them
+        start = at + len(name)
+        value = head[start : head.index(b"\n", start)]
+        headers[canonical] = value.strip(b" \t\r").decode("latin1")
+    if "Content-Length" not in headers:
+        return None
     return target.decode("latin1"), headers
 
 
