@@ -4,20 +4,23 @@ Tornado's per-request machinery, anything else handed to Tornado's own connectio
 Tornado's ``HTTP1ServerConnection`` makes an ``HTTP1Connection`` per request and reads it
 in a coroutine: a timeout wrapper, close callbacks set and cleared, the start line and
 every header parsed with several regular expressions each into an ``HTTPHeaders``, the
-body read in a second coroutine, and a loop turn between requests. Profiled under load
-that was ~37% of the front's main-thread CPU per POST, more than the normaliser.
+body read in a second coroutine, and a loop turn between requests: more of a POST's CPU
+than the normaliser (figures: docs/decisions/0022-front-connection.md).
 
-``FastServerConnection`` reads a request head the way Tornado does (the same
-``read_until_regex`` and the same ``max_bytes``, so the 414/431 answers of http.limits
-still apply) and, when it is a plain ``POST /webhook`` over HTTP/1.1 with a
-``Content-Length``, no ``Transfer-Encoding``, no ``Expect`` and header lines that are
-well-formed by RFC 9110's grammar, checks the lines with one regular expression each,
-reads the body with one ``read_bytes`` and drives the same ``_WebhookPost`` delegate
-(http.webhook_post) that Tornado's connection drove: the same answers, limits, timeouts,
-access log and metrics. Any other head (another method or path, HTTP/1.0, chunked, an odd
-or malformed header) is put back into the stream's buffer unread and the connection is
-handed, for the rest of its life, to Tornado's ``HTTP1ServerConnection``, which then
-serves or refuses it exactly as before. TLS, accepting, the connection cap and the
+``FastServerConnection`` takes what the stream holds in one read and finds the head in it
+with Tornado's own pattern (a head that came in pieces is read with Tornado's
+``read_until_regex`` and ``max_bytes``, so the 414/431 answers of http.limits still apply).
+When the head is a plain ``POST /webhook`` over HTTP/1.1 with a ``Content-Length``, no
+``Transfer-Encoding``, ``Expect`` or ``Upgrade`` and field lines well-formed by RFC 9110's
+grammar (one regular expression over the block), it reads the three headers the delegate
+uses, takes the body from the same bytes (or reads the rest) and drives the same
+``_WebhookPost`` delegate (http.webhook_post) that Tornado's connection drove: the same
+answers, limits, timeouts, access log and metrics. Any other head (another method or path,
+HTTP/1.0, chunked, an odd or malformed header) is put back into the stream's buffer unread
+and the connection is handed, for the rest of its life, to Tornado's
+``HTTP1ServerConnection``, which then serves or refuses it exactly as before. Bytes of a
+pipelined next request are put back too before it is awaited, so the front's sweeps see a
+request under way where they always looked. TLS, accepting, the connection cap and the
 timeouts stay Tornado's and http.limits'.
 """
 
