@@ -8,6 +8,7 @@ from conftest import Opened, message
 from wahook.errors import NotFoundError
 from wahook.store.base import (
     DEFAULT_EXPIRE_AFTER_IDLE,
+    DEFAULT_GROUP_SETTINGS,
     DEFAULT_MAX_DELIVERY_ATTEMPTS,
     Delivery,
     EventFilter,
@@ -21,7 +22,7 @@ DAY = 86400.0
 
 
 async def group_with(
-    log: EventLog, n: int, *, settings: GroupSettings = GroupSettings(), name: str = "g"
+    log: EventLog, n: int, *, settings: GroupSettings = DEFAULT_GROUP_SETTINGS, name: str = "g"
 ) -> list[int]:
     """``n`` events appended and group ``name`` created before them; their sequences."""
     seqs = (await log.append([message(i, received=1000.0 + i) for i in range(n)])).sequences

@@ -55,6 +55,10 @@ class AppendResult:
 
 
 DEFAULT_MAX_DELIVERY_ATTEMPTS = 10
+# The error a dead letter gets when its last attempt just timed out, and the one a
+# pending event gets when the stream holding it ends.
+DEADLINE_PASSED = "not acked within its ack deadline"
+STREAM_ENDED = "the subscriber's stream ended before it acked"
 DEFAULT_EXPIRE_AFTER_IDLE = 7 * 24 * 3600.0
 
 # (sequence, lease): one delivery of one event to a group. Every fetch hands its events

@@ -257,7 +257,7 @@ class SqliteEventLog:
         settings: GroupSettings = DEFAULT_GROUP_SETTINGS,
     ) -> GroupInfo:
         return await self._write(
-            lambda conn: groups.create_group(conn, name, flt, start, now, settings),
+            lambda conn: groups.create_group(conn, name, flt, start, now, settings=settings),
             durable=self._durable_appends,
         )
 

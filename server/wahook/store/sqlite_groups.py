@@ -16,7 +16,6 @@ docs/architecture.md, "Why it is fast": delivery).
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 from collections.abc import Sequence
@@ -25,14 +24,17 @@ from typing import Any
 
 from wahook.errors import FailedPreconditionError, NotFoundError
 from wahook.store import filters
-from wahook.store.base import EventFilter, GroupInfo, GroupSettings, Lease, StartPosition
+from wahook.store.base import (
+    DEADLINE_PASSED,
+    STREAM_ENDED,
+    EventFilter,
+    GroupInfo,
+    GroupSettings,
+    Lease,
+    StartPosition,
+)
 from wahook.store.encoded import EncodedBatch
 from wahook.store.sqlite_ops import filter_sql, head, json_ints
-
-# The error a dead letter gets when its last attempt just timed out, and the one an
-# entry gets when the stream holding it ends.
-DEADLINE_PASSED = "not acked within its ack deadline"
-STREAM_ENDED = "the subscriber's stream ended before it acked"
 
 
 def create_group(
@@ -41,6 +43,7 @@ def create_group(
     flt: EventFilter,
     start: StartPosition,
     now: float,
+    *,
     settings: GroupSettings,
 ) -> GroupInfo:
     row = conn.execute("SELECT filter FROM consumer_groups WHERE name = ?", (name,)).fetchone()
@@ -109,7 +112,16 @@ def fetch(
     expired: list[tuple[int, int, bytes]] = []
     due = next_due
     if next_due <= now:
-        expired = _redeliver(conn, group, consumer, lease, deadline, now, max_count, int(row[4]))
+        expired = _redeliver(
+            conn,
+            group,
+            consumer=consumer,
+            lease=lease,
+            deadline=deadline,
+            now=now,
+            max_count=max_count,
+            max_attempts=int(row[4]),
+        )
         # Due ones beyond max_count keep it at or below now: the next fetch looks again.
         earliest = conn.execute(
             "SELECT min(deadline) FROM pending WHERE group_name = ?", (group,)
@@ -158,6 +170,7 @@ def fetch(
 def _redeliver(
     conn: sqlite3.Connection,
     group: str,
+    *,
     consumer: str,
     lease: int,
     deadline: float,
@@ -367,9 +380,7 @@ def group_info(conn: sqlite3.Connection, name: str) -> GroupInfo | None:
 _GROUP_COLUMNS = "name, filter, position, created_at, max_attempts, expire_after, last_active"
 
 
-def to_group_info(
-    conn: sqlite3.Connection, row: tuple[Any, ...], head_sequence: int
-) -> GroupInfo:
+def to_group_info(conn: sqlite3.Connection, row: tuple[Any, ...], head_sequence: int) -> GroupInfo:
     """A ``_GROUP_COLUMNS`` row as GroupInfo, with its pending and dead-letter counts."""
     name = str(row[0])
     pending, dead = conn.execute(

@@ -100,8 +100,8 @@ def redeliver_dead_letters(
     # Attempt 0 and lease 0 (no delivery holds it): the next fetch hands it out as
     # attempt 1 under a new lease.
     moved = conn.execute(
-        "INSERT OR REPLACE INTO pending (group_name, sequence, consumer, attempt, deadline,"
-        " lease, error) SELECT group_name, sequence, '', 0, ?, 0, ''"  # noqa: S608 - fixed fragment
+        "INSERT OR REPLACE INTO pending (group_name, sequence, consumer, attempt, deadline,"  # noqa: S608 - fixed fragment
+        " lease, error) SELECT group_name, sequence, '', 0, ?, 0, ''"
         f" FROM dead_letters WHERE group_name = ?{where}",
         (now, group, *params),
     ).rowcount
