@@ -16,6 +16,7 @@ from wahook.store.base import (
     GroupSettings,
     StartPosition,
 )
+from wahook.store.encoded import SupportsEncodedFetch
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -104,8 +105,9 @@ async def test_a_poison_event_is_dead_lettered_after_max_attempts(event_log: Eve
         assert [(d.event.sequence, d.attempt) for d in again] == [(s[0], attempt)]
     await event_log.nack_leases("g", leases(again), t, "handler: KeyError 'price'")
     # The 4th delivery would pass max_delivery_attempts: the fetch goes on with s[1].
-    after = await event_log.fetch("g", "a", 1, 30.0, t + 1)
-    assert [(d.event.sequence, d.attempt) for d in after] == [(s[1], 1)]
+    assert isinstance(event_log, SupportsEncodedFetch)
+    after = await event_log.fetch_encoded("g", "a", 1, 30.0, t + 1)
+    assert (after.sequences, after.attempts, after.dead_lettered) == ([s[1]], [1], 1)
     [dead] = await event_log.list_dead_letters("g", 0, 10)
     assert (dead.event.sequence, dead.attempts) == (s[0], 3)
     assert dead.event.id == message(0).id

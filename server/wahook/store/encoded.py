@@ -35,7 +35,8 @@ class EncodedBatch:
     the ack deadline of them all. ``head`` is the log's head sequence as the fetch saw
     it, so a caller knows, without another query, that nothing after ``head`` was
     considered and can wait for appends past it. ``lease`` names this fetch's deliveries
-    (see ``base.Lease``)."""
+    (see ``base.Lease``); ``dead_lettered`` counts the due events the fetch moved to the
+    dead letters instead (their attempts were spent)."""
 
     sequences: list[int]
     attempts: list[int]
@@ -43,6 +44,7 @@ class EncodedBatch:
     deadline: float
     head: int
     lease: int = 0
+    dead_lettered: int = 0
 
     def __len__(self) -> int:
         return len(self.sequences)

@@ -269,9 +269,10 @@ return {meta[1], meta[2], pos, pending - dead, head, meta[3], meta[4], meta[5], 
 
 # ARGV: P, group, consumer, max_count, now, deadline, max_scan, deadline_passed (the error
 # of a dead letter whose last attempt timed out).
-# Returns {-1} for an unknown group, else {head, scanned_to, lease, seq, attempt, data, ...}:
-# scanned_to is the head, or how far a scan capped at max_scan got (nothing after it
-# was considered); lease names this fetch's deliveries.
+# Returns {-1} for an unknown group, else {head, scanned_to, lease, dead, seq, attempt,
+# data, ...}: scanned_to is the head, or how far a scan capped at max_scan got (nothing
+# after it was considered); lease names this fetch's deliveries; dead counts the due
+# entries moved to the dead letters.
 FETCH = (
     _COMMON
     + """
@@ -285,7 +286,7 @@ if not filter then return {-1} end
 local max_attempts = tonumber(meta[2] or '10')
 local due = k.due
 local head = tonumber(redis.call('GET', P .. ':head') or '0')
-local out = {head, head, 0}
+local out = {head, head, 0, 0}
 if max_count <= 0 then return out end
 local lease = dec(redis.call('HINCRBY', k.meta, 'leases', 1))
 out[3] = lease
@@ -302,6 +303,7 @@ while got < max_count do
     local claimed = {}
     if p[1] and p[1][4] >= max_attempts then
       to_dead(group, k, seq, p[1][4], redis.call('HGET', k.err, dec(seq)) or ARGV[8], now)
+      out[4] = out[4] + 1
     else
       claimed = redis.call('XCLAIM', STREAM, group, consumer, 0, sid(seq))
       if claimed[1] then

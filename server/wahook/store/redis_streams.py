@@ -359,7 +359,7 @@ class RedisEventLog:
         if int(r[0]) < 0:
             raise NotFoundError(f"consumer group {group!r} does not exist")
         self._head.advance(int(r[0]))
-        rows = sorted((int(r[i]), int(r[i + 1]), bytes(r[i + 2])) for i in range(3, len(r), 3))
+        rows = sorted((int(r[i]), int(r[i + 1]), bytes(r[i + 2])) for i in range(4, len(r), 3))
         return EncodedBatch(
             [row[0] for row in rows],
             [row[1] for row in rows],
@@ -367,6 +367,7 @@ class RedisEventLog:
             deadline,
             int(r[1]),
             int(r[2]),
+            int(r[3]),
         )
 
     async def ack(self, group: str, sequences: Sequence[int]) -> int:

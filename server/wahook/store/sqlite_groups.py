@@ -110,9 +110,10 @@ def fetch(
     lease = int(row[3]) + 1
     head_now = head(conn)
     expired: list[tuple[int, int, bytes]] = []
+    dead = 0
     due = next_due
     if next_due <= now:
-        expired = _redeliver(
+        expired, dead = _redeliver(
             conn,
             group,
             consumer=consumer,
@@ -160,10 +161,17 @@ def fetch(
         )
     if not expired:
         sequences, events = (list(c) for c in zip(*fresh, strict=True)) if fresh else ([], [])
-        return EncodedBatch(sequences, [1] * len(sequences), events, deadline, head_now, lease)
+        attempts = [1] * len(sequences)
+        return EncodedBatch(sequences, attempts, events, deadline, head_now, lease, dead)
     rows = sorted([*expired, *((s, 1, d) for s, d in fresh)], key=itemgetter(0))
     return EncodedBatch(
-        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], deadline, head_now, lease
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        deadline,
+        head_now,
+        lease,
+        dead,
     )
 
 
@@ -177,11 +185,12 @@ def _redeliver(
     now: float,
     max_count: int,
     max_attempts: int,
-) -> list[tuple[int, int, bytes]]:
+) -> tuple[list[tuple[int, int, bytes]], int]:
     """Up to ``max_count`` due entries handed to ``consumer`` again (sequence, attempt,
     data), most overdue first (they have waited longest); due entries whose attempts are
-    spent go to the dead letters on the way."""
+    spent go to the dead letters on the way (and are counted)."""
     out: list[tuple[int, int, bytes]] = []
+    dead = 0
     while len(out) < max_count:
         want = max_count - len(out)
         rows = conn.execute(
@@ -194,6 +203,7 @@ def _redeliver(
         spent = [s for s, attempt, _ in rows if attempt >= max_attempts]
         if spent:
             to_dead_letters(conn, group, json_ints(spent), DEADLINE_PASSED, now)
+            dead += len(spent)
         again = [(s, attempt + 1, data) for s, attempt, data in rows if attempt < max_attempts]
         if again:
             conn.execute(
@@ -205,7 +215,7 @@ def _redeliver(
             out.extend(again)
         if len(rows) < want:
             break
-    return out
+    return out, dead
 
 
 def to_dead_letters(
