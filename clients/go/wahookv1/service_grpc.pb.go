@@ -112,9 +112,11 @@ type EventServiceClient interface {
 	// or after it. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
 	// when the position is unset.
 	SeekConsumerGroup(ctx context.Context, in *SeekConsumerGroupRequest, opts ...grpc.CallOption) (*SeekConsumerGroupResponse, error)
-	// ListDeadLetters pages through a group's dead letters in sequence order.
-	// NOT_FOUND when the group does not exist; INVALID_ARGUMENT for a bad page
-	// token.
+	// ListDeadLetters pages through a group's dead letters in sequence order,
+	// each with its event. A page stops early (at least one dead letter) where
+	// its events pass 3 MiB; a single event may be larger than 4 MiB, so read
+	// it with the receive limit of Subscribe. NOT_FOUND when the group does not
+	// exist; INVALID_ARGUMENT for a bad page token.
 	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
 	// RedeliverDeadLetters moves dead letters back to the group's pending
 	// events, deliverable at once with their attempt count starting again
@@ -380,9 +382,11 @@ type EventServiceServer interface {
 	// or after it. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
 	// when the position is unset.
 	SeekConsumerGroup(context.Context, *SeekConsumerGroupRequest) (*SeekConsumerGroupResponse, error)
-	// ListDeadLetters pages through a group's dead letters in sequence order.
-	// NOT_FOUND when the group does not exist; INVALID_ARGUMENT for a bad page
-	// token.
+	// ListDeadLetters pages through a group's dead letters in sequence order,
+	// each with its event. A page stops early (at least one dead letter) where
+	// its events pass 3 MiB; a single event may be larger than 4 MiB, so read
+	// it with the receive limit of Subscribe. NOT_FOUND when the group does not
+	// exist; INVALID_ARGUMENT for a bad page token.
 	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
 	// RedeliverDeadLetters moves dead letters back to the group's pending
 	// events, deliverable at once with their attempt count starting again

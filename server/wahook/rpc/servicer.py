@@ -391,11 +391,15 @@ class EventService:
         after = convert.parse_page_token(request.page_token)
         size = min(request.page_size or convert.DEFAULT_PAGE_SIZE, convert.MAX_PAGE_SIZE)
         dead = await self._log.list_dead_letters(group, after, size + 1)
-        response = service_pb2.ListDeadLettersResponse(
-            dead_letters=[convert.dead_letter(d) for d in dead[:size]]
-        )
-        if len(dead) > size:
-            response.next_page_token = convert.page_token(dead[size - 1].event.sequence)
+        response = service_pb2.ListDeadLettersResponse()
+        total = 0
+        for letter in dead[:size]:
+            total += letter.event.ByteSize()
+            if response.dead_letters and total > self._max_response_bytes:
+                break
+            response.dead_letters.append(convert.dead_letter(letter))
+        if len(dead) > len(response.dead_letters):
+            response.next_page_token = convert.page_token(response.dead_letters[-1].event.sequence)
         return response
 
     async def _redeliver_dead_letters(
