@@ -55,6 +55,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import BinaryIO, Self
 
@@ -92,7 +93,8 @@ _Call = grpc.aio.StreamStreamCall[service_pb2.SubscribeRequest, service_pb2.Subs
 
 
 def start_position(start: str | service_pb2.StartPosition | None) -> service_pb2.StartPosition:
-    """ "earliest", "latest", "after:SEQ" or a StartPosition → StartPosition."""
+    """ "earliest", "latest", "after:SEQ", "time:ISO-8601" (a time zone is required) or a
+    StartPosition → StartPosition."""
     if start is None or isinstance(start, service_pb2.StartPosition):
         return start or service_pb2.StartPosition(earliest=True)
     if start == "earliest":
@@ -101,7 +103,14 @@ def start_position(start: str | service_pb2.StartPosition | None) -> service_pb2
         return service_pb2.StartPosition(latest=True)
     if start.startswith("after:"):
         return service_pb2.StartPosition(after_sequence=int(start.removeprefix("after:")))
-    raise ValueError(f"start must be earliest, latest or after:SEQ, not {start!r}")
+    if start.startswith("time:"):
+        when = datetime.fromisoformat(start.removeprefix("time:"))
+        if when.tzinfo is None:
+            raise ValueError(f"{start!r} has no time zone (add Z or +HH:MM)")
+        position = service_pb2.StartPosition()
+        position.from_time.FromDatetime(when)
+        return position
+    raise ValueError(f"start must be earliest, latest, after:SEQ or time:ISO-8601, not {start!r}")
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
