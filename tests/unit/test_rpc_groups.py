@@ -239,8 +239,11 @@ async def test_groups_are_listed_deleted_and_a_deleted_groups_stream_ends(rpc: R
 
 async def test_seek_replays_since_a_bad_deploy(rpc: Rpc) -> None:
     await rpc.log.append([message(i) for i in range(1, 5)])
-    sub = rpc.subscribe(consumer_group="g")
-    got = await sub.take(4)
+    sub = rpc.subscribe(consumer_group="g", max_in_flight=2)
+    got = await sub.take(2)
+    sub.send(service_pb2.SubscribeRequest(ack_ids=[d.ack_id for d in got]))
+    await sub.confirmation()
+    got = await sub.take(2)
     sub.send(service_pb2.SubscribeRequest(ack_ids=[d.ack_id for d in got]))
     await sub.confirmation()
     # message(n) was received at 1_700_000_000 + n: replay from message 3 on.
@@ -253,6 +256,16 @@ async def test_seek_replays_since_a_bad_deploy(rpc: Rpc) -> None:
     assert (sought.group.delivered_sequence, sought.group.lag) == (2, 2)
     replay = await sub.take(2)
     assert [(d.event.sequence, d.attempt) for d in replay] == [(3, 1), (4, 1)]
+    # Seeking again while those are unacked (the stream's window full) replays at once.
+    await rpc.stub.SeekConsumerGroup(
+        service_pb2.SeekConsumerGroupRequest(
+            consumer_group="g", position=service_pb2.StartPosition(after_sequence=3)
+        )
+    )
+    [d] = await sub.take(1)
+    assert (d.event.sequence, d.attempt) == (4, 1)
+    sub.send(service_pb2.SubscribeRequest(ack_ids=[r.ack_id for r in replay]))
+    assert list((await sub.confirmation()).expired_ids) == [r.ack_id for r in replay]
     unset = await call_error(
         rpc.stub.SeekConsumerGroup(service_pb2.SeekConsumerGroupRequest(consumer_group="g"))
     )

@@ -378,8 +378,8 @@ class EventService:
         position = convert.parse_start(request.position, "position")
         info = await self._log.seek_group(group, position, self._clock())
         _log.info("consumer group %s sought to after %d", group, info.delivered_sequence)
-        # Its streams' leases ended: wake them so that they fetch from the new position.
-        self._hub.poke(group)
+        # Its streams' leases ended: they fetch from the new position at once.
+        self._hub.forget_leases(group)
         return service_pb2.SeekConsumerGroupResponse(
             group=convert.consumer_group(info, self._hub.connected(group))
         )

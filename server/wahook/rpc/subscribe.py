@@ -109,6 +109,12 @@ class Hub:
         """The groups with a stream open here."""
         return sorted(self._sessions)
 
+    def forget_leases(self, group: str) -> None:
+        """Every lease of the group ended (it was sought): its streams stop counting what
+        they hold as in flight, and fetch from the new position at once."""
+        for session in self._sessions.get(group, ()):
+            session.forget_leases()
+
     def end_group(self, group: str, failure: Exception) -> None:
         """End every stream of the group with ``failure`` (the group was deleted)."""
         for session in self._sessions.get(group, ()):
@@ -262,6 +268,11 @@ class Session:
         # Looked up once: isinstance on a runtime-checkable Protocol walks its members
         # (~20 us here), once per fetch it was a few % of a live stream's loop time.
         self._encoded = log if isinstance(log, SupportsEncodedFetch) else None
+
+    def forget_leases(self) -> None:
+        self._in_flight.clear()
+        self._compact()
+        self.wake()
 
     def end(self, failure: Exception) -> None:
         """End the stream with ``failure`` (its group was deleted)."""
