@@ -69,16 +69,18 @@ const (
 type EventServiceClient interface {
 	// Subscribe opens a delivery stream for one consumer group.
 	//
-	// The first request must carry `options`; later ones carry acks and nacks.
-	// The server sends its response headers as soon as the subscription is
-	// accepted (the group exists), before any response, so a client sees the
-	// stream open at once. It answers with batches of deliveries and, while
-	// idle, an empty response (a heartbeat) every 5 seconds: a subscriber that
-	// hears nothing for much longer (say 30 s) should assume the connection
-	// dead and reconnect. Status codes: INVALID_ARGUMENT when the first
-	// request lacks options or a field is invalid (the message names the
-	// field); FAILED_PRECONDITION when the group exists with a different
-	// filter; UNAVAILABLE while the server shuts down (reconnect).
+	// The first request must carry `options`; later ones carry acks, nacks and
+	// deadline changes. The server sends its response headers as soon as the
+	// subscription is accepted (the group exists), before any response, so a
+	// client sees the stream open at once. It answers with batches of
+	// deliveries, confirmations of ack ids and, while idle, an empty response
+	// (a heartbeat) every 5 seconds: a subscriber that hears nothing for much
+	// longer (say 30 s) should assume the connection dead and reconnect.
+	// Status codes: INVALID_ARGUMENT when the first request lacks options or a
+	// field is invalid (the message names the field; a malformed ack id is
+	// one); FAILED_PRECONDITION when the group exists with a different filter;
+	// NOT_FOUND when the group is deleted while the stream is open; UNAVAILABLE
+	// while the server shuts down (reconnect).
 	Subscribe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubscribeRequest, SubscribeResponse], error)
 	// GetEvent returns one stored event by id. NOT_FOUND when no event has the
 	// id (it never arrived, or was pruned); INVALID_ARGUMENT for an empty id.
@@ -339,16 +341,18 @@ type EventService_DownloadMediaClient = grpc.ServerStreamingClient[DownloadMedia
 type EventServiceServer interface {
 	// Subscribe opens a delivery stream for one consumer group.
 	//
-	// The first request must carry `options`; later ones carry acks and nacks.
-	// The server sends its response headers as soon as the subscription is
-	// accepted (the group exists), before any response, so a client sees the
-	// stream open at once. It answers with batches of deliveries and, while
-	// idle, an empty response (a heartbeat) every 5 seconds: a subscriber that
-	// hears nothing for much longer (say 30 s) should assume the connection
-	// dead and reconnect. Status codes: INVALID_ARGUMENT when the first
-	// request lacks options or a field is invalid (the message names the
-	// field); FAILED_PRECONDITION when the group exists with a different
-	// filter; UNAVAILABLE while the server shuts down (reconnect).
+	// The first request must carry `options`; later ones carry acks, nacks and
+	// deadline changes. The server sends its response headers as soon as the
+	// subscription is accepted (the group exists), before any response, so a
+	// client sees the stream open at once. It answers with batches of
+	// deliveries, confirmations of ack ids and, while idle, an empty response
+	// (a heartbeat) every 5 seconds: a subscriber that hears nothing for much
+	// longer (say 30 s) should assume the connection dead and reconnect.
+	// Status codes: INVALID_ARGUMENT when the first request lacks options or a
+	// field is invalid (the message names the field; a malformed ack id is
+	// one); FAILED_PRECONDITION when the group exists with a different filter;
+	// NOT_FOUND when the group is deleted while the stream is open; UNAVAILABLE
+	// while the server shuts down (reconnect).
 	Subscribe(grpc.BidiStreamingServer[SubscribeRequest, SubscribeResponse]) error
 	// GetEvent returns one stored event by id. NOT_FOUND when no event has the
 	// id (it never arrived, or was pruned); INVALID_ARGUMENT for an empty id.
