@@ -147,6 +147,8 @@ async def test_groups_cli_and_a_tail_without_group_leaves_no_group(
     redo = wahook("groups", "dead-letters", "poison", "--redeliver-all", *target)
     assert "1 dead letters of poison to be delivered again" in redo.stderr
     assert [d.attempt for d in await collect(sidecar.grpc_target, "poison", 1)] == [1]
+    none = wahook("groups", "dead-letters", "poison", "--discard", "1", *target)
+    assert "0 dead letters of poison discarded" in none.stderr  # it was redelivered
 
     deleted = wahook("groups", "delete", "demo", *target)
     assert (deleted.returncode, deleted.stderr.strip()) == (0, "deleted consumer group demo")

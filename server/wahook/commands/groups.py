@@ -102,22 +102,17 @@ async def _seek(stub: Stub, args: argparse.Namespace) -> None:
 
 async def _dead_letters(stub: Stub, args: argparse.Namespace) -> None:
     group = args.name
-    if args.redeliver or args.redeliver_all:
-        done = await stub.RedeliverDeadLetters(
-            service_pb2.RedeliverDeadLettersRequest(
-                consumer_group=group, sequences=args.redeliver or [], all=args.redeliver_all
+    for rpc, sequences, everything, what in (
+        ("RedeliverDeadLetters", args.redeliver, args.redeliver_all, "to be delivered again"),
+        ("DiscardDeadLetters", args.discard, args.discard_all, "discarded"),
+    ):
+        if sequences or everything:
+            request = getattr(service_pb2, f"{rpc}Request")(
+                consumer_group=group, sequences=sequences or [], all=everything
             )
-        )
-        print(f"{done.count} dead letters of {group} to be delivered again", file=sys.stderr)
-        return
-    if args.discard or args.discard_all:
-        done = await stub.DiscardDeadLetters(
-            service_pb2.DiscardDeadLettersRequest(
-                consumer_group=group, sequences=args.discard or [], all=args.discard_all
-            )
-        )
-        print(f"{done.count} dead letters of {group} discarded", file=sys.stderr)
-        return
+            done = await getattr(stub, rpc)(request)
+            print(f"{done.count} dead letters of {group} {what}", file=sys.stderr)
+            return
     token = ""
     while True:
         page = await stub.ListDeadLetters(
