@@ -42,12 +42,17 @@ def add_parser(sub: Any) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = p.add_subparsers(
+        dest="action",
+        metavar="ACTION",
+        required=True,
+        help="list, delete, seek or dead-letters (each has --help)",
+    )
     listing = actions.add_parser("list", help="every consumer group, one JSON line each")
     delete = actions.add_parser("delete", help="delete a consumer group")
-    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("name", metavar="NAME", help="the consumer group")
     seek = actions.add_parser("seek", help="move a group's position (replay or skip)")
-    seek.add_argument("name", metavar="NAME")
+    seek.add_argument("name", metavar="NAME", help="the consumer group")
     seek.add_argument(
         "--to",
         required=True,
@@ -55,7 +60,7 @@ def add_parser(sub: Any) -> None:
         help="earliest, latest, after:SEQUENCE or time:ISO-8601 (e.g. time:2026-01-31T09:00Z)",
     )
     dead = actions.add_parser("dead-letters", help="list, redeliver or discard dead letters")
-    dead.add_argument("name", metavar="NAME")
+    dead.add_argument("name", metavar="NAME", help="the consumer group")
     what = dead.add_mutually_exclusive_group()
     what.add_argument("--redeliver", type=int, nargs="+", metavar="SEQ", help="deliver again")
     what.add_argument("--redeliver-all", action="store_true", help="every dead letter again")
