@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +117,7 @@ def start_wahook(
     secret: str = APP_SECRET,
     startup_timeout: float = 30.0,
     dev: bool = False,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> WahookProcess:
     """Start `python -m wahook.cli serve` and wait for its listening line.
 
@@ -152,6 +153,7 @@ def start_wahook(
             stderr=err,
             text=True,
             env=full_env,
+            preexec_fn=preexec_fn,  # noqa: PLW1509 (tests: e.g. a lower descriptor limit)
         )
     lines: list[str] = []
     q: queue.Queue[str | None] = queue.Queue()

@@ -83,6 +83,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Subscribe to wahook events and print them.")
     p.add_argument("--target", default=os.environ.get("WAHOOK_GRPC_TARGET", "127.0.0.1:50051"))
     p.add_argument("--group", default=os.environ.get("WAHOOK_GROUP", "python-example"))
+    p.add_argument(
+        "--token",
+        default=os.environ.get("WAHOOK_GRPC_TOKEN") or None,
+        help="the sidecar's bearer token, when it asks for one (env WAHOOK_GRPC_TOKEN)",
+    )
     p.add_argument("--event-types", default="", help="e.g. message,status (default: all)")
     p.add_argument("--message-types", default="", help="e.g. text,interactive (default: all)")
     p.add_argument("--from", dest="start", choices=["earliest", "latest"], default="earliest")
@@ -106,6 +111,7 @@ async def run(args: argparse.Namespace) -> int:
         filter=event_filter,
         start=args.start,
         consumer_name="python-example",
+        token=args.token,
     )
     loop = asyncio.get_running_loop()
     stops: set[asyncio.Task[None]] = set()  # keep a reference until the task is done

@@ -17,12 +17,13 @@ or, to take what arrived a batch at a time (measured catching up on 200,000 even
 
 Delivery is at-least-once: an event is delivered again (``delivery.attempt`` > 1) when
 it was not acked before its deadline or its stream ended, so handle events
-idempotently by ``event.id``. Acks, nacks and ``extend`` name the delivery's lease (its
-``ack_id``): one whose lease already ended (the event went to another subscriber) does
-nothing, and ``expired_acks`` counts those the server reported. A handler that needs
-longer than ``ack_deadline`` calls ``await sub.extend(delivery, seconds)``. After the
-group's ``max_delivery_attempts`` an event goes to its dead letters (see ``wahook
-groups dead-letters``), with the ``error`` of its last nack.
+idempotently by ``event.id``. ``token`` is sent as ``authorization: Bearer <token>``
+when the sidecar asks for one (WAHOOK_GRPC_TOKEN). Acks, nacks and ``extend`` name the
+delivery's lease (its ``ack_id``): one whose lease already ended (the event went to
+another subscriber) does nothing, and ``expired_acks`` counts those the server reported.
+A handler that needs longer than ``ack_deadline`` calls ``await sub.extend(delivery,
+seconds)``. After the group's ``max_delivery_attempts`` an event goes to its dead letters
+(see ``wahook groups dead-letters``), with the ``error`` of its last nack.
 
 On UNAVAILABLE or a dropped stream the subscriber reopens the stream for the same group
 after an exponential backoff with jitter (``backoff_initial`` doubling up to
@@ -113,6 +114,11 @@ def start_position(start: str | service_pb2.StartPosition | None) -> service_pb2
     raise ValueError(f"start must be earliest, latest, after:SEQ or time:ISO-8601, not {start!r}")
 
 
+def bearer(token: str | None) -> tuple[tuple[str, str], ...] | None:
+    """The call metadata that carries ``token`` (the sidecar's WAHOOK_GRPC_TOKEN)."""
+    return (("authorization", f"Bearer {token}"),) if token else None
+
+
 def _duration(seconds: float) -> duration_pb2.Duration:
     d = duration_pb2.Duration()
     d.FromNanoseconds(round(seconds * 1e9))
@@ -141,6 +147,7 @@ class Subscriber:
         max_batch_size: int = 0,
         consumer_name: str = "",
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
         backoff_initial: float = 0.1,
         backoff_max: float = 10.0,
         stall_timeout: float = 30.0,
@@ -164,6 +171,7 @@ class Subscriber:
             self.options.expire_after_idle.CopyFrom(_duration(expire_after_idle))
         self.expired_acks = 0  # acks/nacks/extensions the server says came too late
         self.credentials = credentials
+        self.metadata = bearer(token)
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.stall_timeout = stall_timeout
@@ -302,7 +310,7 @@ class Subscriber:
                     self.target, self.credentials, options=options
                 )
         stub = service_pb2_grpc.EventServiceStub(self._channel)
-        call: _Call = stub.Subscribe()
+        call: _Call = stub.Subscribe(metadata=self.metadata)
         return call
 
     async def _write_loop(self, call: _Call) -> None:
@@ -439,6 +447,7 @@ async def download_media(
     out: BinaryIO | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     deadline: float | None = None,
+    token: str | None = None,
 ) -> DownloadedMedia:
     """Download a media file by its id (``event.message.image.id``, ...) through the
     sidecar, which fetches it from the Graph API and checks its SHA-256.
@@ -456,20 +465,28 @@ async def download_media(
     every chunk, when the digest did not match.
     """
     if not isinstance(target, str):
-        return await _download_media(target, media_id, out, deadline)
+        return await _download_media(target, media_id, out, deadline, token)
     if credentials is None:
         channel = grpc.aio.insecure_channel(target)
     else:
         channel = grpc.aio.secure_channel(target, credentials)
     async with channel:
-        return await _download_media(channel, media_id, out, deadline)
+        return await _download_media(channel, media_id, out, deadline, token)
 
 
 async def _download_media(
-    channel: grpc.aio.Channel, media_id: str, out: BinaryIO | None, deadline: float | None
+    channel: grpc.aio.Channel,
+    media_id: str,
+    out: BinaryIO | None,
+    deadline: float | None,
+    token: str | None,
 ) -> DownloadedMedia:
     stub = service_pb2_grpc.EventServiceStub(channel)
-    call = stub.DownloadMedia(service_pb2.DownloadMediaRequest(media_id=media_id), timeout=deadline)
+    call = stub.DownloadMedia(
+        service_pb2.DownloadMediaRequest(media_id=media_id),
+        timeout=deadline,
+        metadata=bearer(token),
+    )
     info = service_pb2.MediaInfo()
     chunks: list[bytes] = []
     size = 0

@@ -16,6 +16,7 @@ and the README's configuration table is copied from it.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -137,6 +138,32 @@ def parse_count(text: str) -> int:
     return value
 
 
+def parse_connections(text: str) -> int:
+    """A connection cap, or ``auto`` (0): the process's file descriptor limit allows."""
+    if text.strip().lower() == "auto":
+        return 0
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"must be auto or at least 1: {value}")
+    return value
+
+
+def parse_timeout(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"must be more than 0 seconds: {text!r}")
+    return seconds
+
+
+def parse_id_list(text: str) -> frozenset[str]:
+    """Comma-separated numeric Meta ids (phone number ids, WABA ids)."""
+    ids = frozenset(part.strip() for part in text.split(",") if part.strip())
+    for one in ids:
+        if not one.isdigit() or len(one) > 32:
+            raise ValueError(f"not a numeric id: {one!r}")
+    return ids
+
+
 def parse_level(text: str) -> str:
     level = text.strip().upper()
     if level not in LOG_LEVELS:
@@ -191,6 +218,26 @@ OPTIONS: tuple[Option, ...] = (
            metavar="HOST"),
     Option("grpc_port", "WAHOOK_GRPC_PORT", "50051", "gRPC port (0: any free port)", parse_port,
            metavar="PORT"),
+    Option("grpc_token", "WAHOOK_GRPC_TOKEN", None,
+           "bearer token(s) every gRPC call but health must send (authorization: Bearer ...); "
+           "comma-separated to accept several while rotating", secret_file=True,
+           metavar="TOKEN"),
+    Option("grpc_tls_cert", "WAHOOK_GRPC_TLS_CERT", None,
+           "PEM certificate chain: serve gRPC over TLS", metavar="FILE"),
+    Option("grpc_tls_key", "WAHOOK_GRPC_TLS_KEY", None, "PEM private key of the gRPC "
+           "certificate", metavar="FILE"),
+    Option("grpc_tls_client_ca", "WAHOOK_GRPC_TLS_CLIENT_CA", None,
+           "PEM CA bundle: gRPC clients must present a certificate it signed (mutual TLS)",
+           metavar="FILE"),
+    Option("grpc_allow_unauthenticated", "WAHOOK_GRPC_ALLOW_UNAUTHENTICATED", "0",
+           "serve gRPC on a non-loopback address with neither a token nor client "
+           "certificates (refused otherwise); logged at WARNING", parse_bool, is_flag=True),
+    Option("grpc_max_streams", "WAHOOK_GRPC_MAX_STREAMS", "100",
+           "open Subscribe streams at most; more get RESOURCE_EXHAUSTED", parse_count,
+           metavar="N"),
+    Option("grpc_stream_max_bytes", "WAHOOK_GRPC_STREAM_MAX_BYTES", "4MiB",
+           "event bytes one Subscribe stream may have sent and not acked (with max_in_flight, "
+           "what a stalled reader can make the sidecar hold)", parse_size, metavar="SIZE"),
     Option("data_dir", "WAHOOK_DATA_DIR", "./var", "directory of the event log (and --dev files)",
            metavar="DIR"),
     Option("store", "WAHOOK_STORE", "sqlite",
@@ -210,6 +257,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("insecure_http", "WAHOOK_INSECURE_HTTP", "0",
            "serve plain HTTP (only behind a TLS-terminating proxy); logged at WARNING",
            parse_bool, is_flag=True),
+    Option("http_max_connections", "WAHOOK_HTTP_MAX_CONNECTIONS", "auto",
+           "open webhook connections at most; at the cap the longest idle one is closed, or "
+           "accepting pauses. auto: 1,000, or the file descriptor limit less 128 when lower",
+           parse_connections, metavar="N"),
+    Option("http_idle_timeout", "WAHOOK_HTTP_IDLE_TIMEOUT", "75s",
+           "a connection with no request started for this long is closed", parse_timeout,
+           metavar="DURATION"),
+    Option("http_header_timeout", "WAHOOK_HTTP_HEADER_TIMEOUT", "10s",
+           "a request's headers must arrive within this long of its first byte, or the "
+           "connection is closed", parse_timeout, metavar="DURATION"),
+    Option("http_body_timeout", "WAHOOK_HTTP_BODY_TIMEOUT", "30s",
+           "a request's body must arrive within this long of its headers, or the connection "
+           "is closed", parse_timeout, metavar="DURATION"),
     Option("max_body_bytes", "WAHOOK_MAX_BODY_BYTES", "4MiB",
            "largest webhook body accepted; larger gets 413 (Meta sends up to 3 MB)", parse_size,
            metavar="SIZE"),
@@ -234,6 +294,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("media_max_bytes", "WAHOOK_MEDIA_MAX_BYTES", "100MiB",
            "largest media file DownloadMedia serves; larger: FAILED_PRECONDITION (Meta's own "
            "limit is 100 MB)", parse_size, metavar="SIZE"),
+    Option("allowed_phone_number_ids", "WAHOOK_ALLOWED_PHONE_NUMBER_IDS", None,
+           "comma-separated phone number ids this sidecar serves; an event for another is "
+           "still stored but flagged, counted and logged once per number", parse_id_list,
+           metavar="IDS"),
+    Option("allowed_waba_ids", "WAHOOK_ALLOWED_WABA_IDS", None,
+           "comma-separated WhatsApp Business Account ids, as the phone number ids",
+           parse_id_list, metavar="IDS"),
     Option("dev_no_signature", "WAHOOK_DEV_NO_SIGNATURE", "0",
            "DEV ONLY: skip the X-Hub-Signature-256 check (warns on every request)",
            parse_bool, is_flag=True),
@@ -269,6 +336,19 @@ class Config:
     graph_base_url: str = "https://graph.facebook.com"
     graph_api_version: str = "v24.0"
     media_max_bytes: int = 100 * MIB
+    http_max_connections: int = 0  # 0: auto (see connection_cap)
+    http_idle_timeout: float = 75.0
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 30.0
+    grpc_tokens: tuple[Secret, ...] = ()
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_client_ca: Path | None = None
+    grpc_allow_unauthenticated: bool = False
+    grpc_max_streams: int = 100
+    grpc_stream_max_bytes: int = 4 * MIB
+    allowed_phone_number_ids: frozenset[str] = frozenset()
+    allowed_waba_ids: frozenset[str] = frozenset()
     dev: bool = False
 
     @property
@@ -278,6 +358,21 @@ class Config:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "events.sqlite3"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable only from this machine (pod)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def split_secrets(text: str | None) -> tuple[Secret, ...]:
+    """Comma-separated secrets (several accepted at once while rotating)."""
+    return tuple(Secret(s.strip()) for s in (text or "").split(",") if s.strip())
 
 
 def _read_secret_file(path: str, what: str) -> str:
@@ -349,7 +444,7 @@ def load(
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
-    secrets = tuple(Secret(s.strip()) for s in (values["app_secret"] or "").split(",") if s.strip())
+    secrets = split_secrets(values["app_secret"])
     if not secrets and not values["dev_no_signature"]:
         raise ConfigError(
             "no app secret: set WAHOOK_APP_SECRET (or WAHOOK_APP_SECRET_FILE, or --app-secret) to "
@@ -363,6 +458,26 @@ def load(
         raise ConfigError(
             "HTTPS needs a certificate: set WAHOOK_TLS_CERT and WAHOOK_TLS_KEY (PEM files), or "
             "WAHOOK_INSECURE_HTTP=1 when a TLS-terminating proxy sits in front, or use --dev"
+        )
+    grpc_cert, grpc_key = values["grpc_tls_cert"], values["grpc_tls_key"]
+    if bool(grpc_cert) != bool(grpc_key):
+        raise ConfigError("set both WAHOOK_GRPC_TLS_CERT and WAHOOK_GRPC_TLS_KEY (or neither)")
+    if values["grpc_tls_client_ca"] and not grpc_cert:
+        raise ConfigError(
+            "WAHOOK_GRPC_TLS_CLIENT_CA needs WAHOOK_GRPC_TLS_CERT and WAHOOK_GRPC_TLS_KEY: "
+            "client certificates are checked on a TLS listener"
+        )
+    if (
+        not values["grpc_token"]
+        and not values["grpc_tls_client_ca"]
+        and not is_loopback(values["grpc_host"])
+        and not values["grpc_allow_unauthenticated"]
+    ):
+        raise ConfigError(
+            f"gRPC on {values['grpc_host'] or 'every address'} (not loopback) would let anyone "
+            "who reaches the port read every message: set WAHOOK_GRPC_TOKEN (or _FILE) and/or "
+            "WAHOOK_GRPC_TLS_CLIENT_CA, or WAHOOK_GRPC_ALLOW_UNAUTHENTICATED=1 when the network "
+            "itself is trusted"
         )
     token = values["verify_token"]
     graph_token = (values["graph_access_token"] or "").strip()
@@ -389,6 +504,21 @@ def load(
         graph_base_url=values["graph_base_url"],
         graph_api_version=values["graph_api_version"],
         media_max_bytes=values["media_max_bytes"],
+        http_max_connections=values["http_max_connections"],
+        http_idle_timeout=values["http_idle_timeout"],
+        http_header_timeout=values["http_header_timeout"],
+        http_body_timeout=values["http_body_timeout"],
+        grpc_tokens=split_secrets(values["grpc_token"]),
+        grpc_tls_cert=Path(grpc_cert) if grpc_cert else None,
+        grpc_tls_key=Path(grpc_key) if grpc_key else None,
+        grpc_tls_client_ca=(
+            Path(values["grpc_tls_client_ca"]) if values["grpc_tls_client_ca"] else None
+        ),
+        grpc_allow_unauthenticated=values["grpc_allow_unauthenticated"],
+        grpc_max_streams=values["grpc_max_streams"],
+        grpc_stream_max_bytes=values["grpc_stream_max_bytes"],
+        allowed_phone_number_ids=values["allowed_phone_number_ids"] or frozenset(),
+        allowed_waba_ids=values["allowed_waba_ids"] or frozenset(),
         dev=dev,
     )
 

@@ -63,6 +63,13 @@ class PayloadTooLargeError(WahookError):
     grpc_code = "RESOURCE_EXHAUSTED"
 
 
+class UriTooLongError(WahookError):
+    """The request target (path and query) is longer than the front reads."""
+
+    http_status = 414
+    grpc_code = "INVALID_ARGUMENT"
+
+
 class LogUnavailableError(WahookError):
     """The event log cannot make the write durable right now."""
 

@@ -323,6 +323,10 @@ class MediaClient:
     def close(self) -> None:
         self._http.close()
 
+    def replace_token(self, access_token: Secret) -> None:
+        """Use ``access_token`` from the next request on (a rotated token, on SIGHUP)."""
+        self._token = access_token
+
     def _headers(self) -> dict[str, str]:
         return {"Authorization": "Bearer " + self._token.reveal(), "User-Agent": "wahook"}
 

@@ -5,6 +5,10 @@ Streams log of WAHOOK_STORE that several replicas share), starts gRPC and
 HTTP(S), prints one machine-readable line with the bound ports, prunes old events
 hourly, and on SIGTERM/SIGINT drains:
 
+SIGHUP (and, checked every few seconds, a change in a ``*_FILE`` the secrets come from)
+reloads the secrets: app secrets, verify token, gRPC tokens, Graph API token. Nothing else
+changes without a restart.
+
 1. /readyz and gRPC health turn NOT_SERVING, so a load balancer stops sending;
 2. the HTTP listener stops accepting; new POSTs on open connections get 503;
 3. POSTs in flight finish (each answered 200 only after its append is durable);
@@ -19,21 +23,27 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+import grpc
+
 from wahook import tls
-from wahook.config import Config
+from wahook.config import Config, is_loopback
 from wahook.core.signature import Keyring
-from wahook.errors import ConfigError, LogUnavailableError
+from wahook.errors import ConfigError, LogUnavailableError, WahookError
 from wahook.http.app import build_deps, make_http_server
 from wahook.http.handlers import DEV_NO_SIGNATURE_WARNING, WebhookDeps
+from wahook.http.limits import FrontLimits
 from wahook.http.metrics import Metrics
 from wahook.media import MediaClient
+from wahook.rpc.auth import TokenSet
 from wahook.rpc.server import RpcHandle, create_server
 from wahook.store.base import EventLog
 from wahook.store.redis_append import mask_url
@@ -46,6 +56,10 @@ log = logging.getLogger("wahook")
 RETENTION_INTERVAL = 3600.0  # prune hourly: cheap, and retention is counted in days
 DRAIN_TIMEOUT = 20.0  # in-flight POSTs get this long to finish (Meta waits ~5 s anyway)
 GRPC_GRACE = 5.0  # Subscribe streams get this long to end on their own
+SECRET_FILES_EVERY = 5.0  # seconds between looks for changed *_FILE secrets
+# /readyz writes and syncs this much under the data directory (SQLite): an empty
+# transaction commits on a full disk, so only a real write shows the log cannot grow.
+READY_PROBE_BYTES = 64 * 1024
 
 
 @dataclass
@@ -98,13 +112,9 @@ class Sidecar:
             assert config.tls_cert is not None
             assert config.tls_key is not None
             ssl_ctx = tls.server_context(config.tls_cert, config.tls_key)
-        keyring = None
-        if config.dev_no_signature:
-            log.warning(DEV_NO_SIGNATURE_WARNING)
-        else:
-            keyring = Keyring([s.reveal() for s in config.app_secrets])
-        if config.verify_token is None:
-            log.warning("no verify token configured: GET /webhook verification will answer 403")
+        keyring = _keyring(config)
+        grpc_credentials = _grpc_credentials(config)
+        self.tokens = TokenSet([t.reveal() for t in config.grpc_tokens])
 
         # Bind HTTP first: a port in use is the likeliest start failure and needs no cleanup.
         try:
@@ -129,6 +139,10 @@ class Sidecar:
                 # port would start "fine" and take half the subscribers. Refuse instead.
                 options=[("grpc.so_reuseport", 0)],
                 media=self.media,
+                credentials=grpc_credentials,
+                tokens=self.tokens,
+                max_streams=config.grpc_max_streams,
+                stream_max_bytes=config.grpc_stream_max_bytes,
             )
         except BaseException as exc:
             for sock in sockets:
@@ -146,6 +160,12 @@ class Sidecar:
         if self.media is not None:
             _add_media_metrics(self.metrics, self.media)
         _add_delivery_metrics(self.metrics, rpc)
+        self.metrics.add_collector(
+            "wahook_grpc_unauthenticated_total",
+            "counter",
+            "gRPC calls refused for a missing or wrong bearer token.",
+            lambda: float(rpc.gate.refused),
+        )
         self.deps = build_deps(
             keyring=keyring,
             event_log=event_log,
@@ -154,8 +174,12 @@ class Sidecar:
             metrics=self.metrics,
             ready=self._ready,
             access_log=config.access_log,
+            allowed_phone_number_ids=config.allowed_phone_number_ids,
+            allowed_waba_ids=config.allowed_waba_ids,
         )
-        self.http_server = make_http_server(self.deps, ssl_ctx)
+        limits = _front_limits(config)
+        log.info("webhook listener: at most %d connections", limits.connection_cap())
+        self.http_server = make_http_server(self.deps, ssl_ctx, limits=limits)
         self.http_server.add_sockets(sockets)
         http_port = sockets[0].getsockname()[1]
         host = config.http_host
@@ -175,6 +199,34 @@ class Sidecar:
         if self.deps.draining:
             raise LogUnavailableError("shutting down")
         await self.event_log.check_writable()
+        if self.config.store_url is None:
+            await asyncio.to_thread(_probe_write, self.config.data_dir)
+
+    def reload_secrets(self, new: Config) -> None:
+        """Use ``new``'s secrets from now on; its other settings need a restart."""
+        old = self.config
+        changed = []
+        if new.app_secrets != old.app_secrets and not old.dev_no_signature:
+            self.deps.keyring = Keyring([s.reveal() for s in new.app_secrets])
+            changed.append("app secrets")
+        if new.verify_token != old.verify_token:
+            self.deps.verify_token = new.verify_token.reveal() if new.verify_token else None
+            changed.append("verify token")
+        if new.grpc_tokens != old.grpc_tokens:
+            if bool(new.grpc_tokens) != bool(old.grpc_tokens):
+                log.warning("turning gRPC tokens on or off needs a restart; kept as they were")
+            else:
+                self.tokens.replace([t.reveal() for t in new.grpc_tokens])
+                changed.append("gRPC tokens")
+        if new.graph_access_token != old.graph_access_token:
+            if self.media is not None and new.graph_access_token is not None:
+                self.media.replace_token(new.graph_access_token)
+                changed.append("Graph API token")
+            else:
+                log.warning("turning the Graph API token on or off needs a restart")
+        if changed:
+            self.config = new
+            log.info("secrets reloaded: %s", ", ".join(changed))
 
     async def drain(self) -> None:
         """Stop in the order the module docstring gives."""
@@ -196,13 +248,91 @@ class Sidecar:
         log.info("stopped")
 
 
+def _keyring(config: Config) -> Keyring | None:
+    if config.verify_token is None:
+        log.warning("no verify token configured: GET /webhook verification will answer 403")
+    if config.dev_no_signature:
+        log.warning(DEV_NO_SIGNATURE_WARNING)
+        return None
+    return Keyring([s.reveal() for s in config.app_secrets])
+
+
+def _front_limits(config: Config) -> FrontLimits:
+    return FrontLimits(
+        max_connections=config.http_max_connections,
+        idle_timeout=config.http_idle_timeout,
+        header_timeout=config.http_header_timeout,
+        body_timeout=config.http_body_timeout,
+    )
+
+
+def _grpc_credentials(config: Config) -> grpc.ServerCredentials | None:
+    """gRPC's TLS (None: plain text), warning when nothing authenticates its callers."""
+    if (
+        not config.grpc_tokens
+        and config.grpc_tls_client_ca is None
+        and not is_loopback(config.grpc_host)
+    ):
+        log.warning(
+            "gRPC on %s without a token or client certificates "
+            "(WAHOOK_GRPC_ALLOW_UNAUTHENTICATED): anyone reaching the port reads every event",
+            config.grpc_host,
+        )
+    if config.grpc_tls_cert is None or config.grpc_tls_key is None:
+        return None
+    return tls.grpc_server_credentials(
+        config.grpc_tls_cert, config.grpc_tls_key, config.grpc_tls_client_ca
+    )
+
+
+def _probe_write(data_dir: os.PathLike[str]) -> None:
+    path = os.path.join(data_dir, ".ready-probe")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"\0" * READY_PROBE_BYTES)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(path)
+    except OSError as exc:
+        raise LogUnavailableError(f"the data directory takes no writes: {exc.strerror}") from None
+
+
+async def _reload_on(
+    sidecar: Sidecar, reload: Callable[[], Config], hup: asyncio.Event, every: float
+) -> None:
+    """Reload the secrets on SIGHUP (``hup``) and whenever a reload would change them."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hup.wait(), every)
+        asked = hup.is_set()
+        hup.clear()
+        try:
+            new = reload()
+        except WahookError as exc:
+            # Keep serving with the secrets in use: a half-written file is retried.
+            log.warning("secrets not reloaded: %s", exc.message)
+            continue
+        if asked or _secrets(new) != _secrets(sidecar.config):
+            sidecar.reload_secrets(new)
+
+
+def _secrets(c: Config) -> tuple[object, ...]:
+    return (c.app_secrets, c.verify_token, c.grpc_tokens, c.graph_access_token)
+
+
 async def serve(
     config: Config,
     *,
     stop: asyncio.Event | None = None,
     out: TextIO | None = None,
+    reload: Callable[[], Config] | None = None,
+    reload_every: float = SECRET_FILES_EVERY,
 ) -> int:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set), then drain; returns the exit code."""
+    """Run until SIGTERM/SIGINT (or ``stop`` is set), then drain; returns the exit code.
+    ``reload`` builds the Config again (from the same flags and environment) for SIGHUP
+    and changed secret files."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     sidecar = Sidecar(config)
@@ -216,11 +346,18 @@ async def serve(
     log.info("started: data_dir=%s %s", config.data_dir, listening.line())
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    hup = asyncio.Event()
+    reloader = None
+    if reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, hup.set)
+        reloader = asyncio.create_task(_reload_on(sidecar, reload, hup, reload_every))
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if reloader is not None:
+            reloader.cancel()
         await sidecar.drain()
     return 0
 

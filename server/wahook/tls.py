@@ -1,4 +1,5 @@
-"""TLS for the webhook listener: the server SSLContext, client contexts, self-signed certificates.
+"""TLS for the listeners: the webhook's SSLContext, gRPC's server credentials, client
+contexts, self-signed certificates.
 
 The server context is TLS 1.2 or newer (Meta's webhook client speaks 1.2 and 1.3).
 Self-signed certificates are for `wahook serve --dev` and tests only; production
@@ -14,6 +15,7 @@ import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
+import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,18 +24,44 @@ from cryptography.x509.oid import NameOID
 from wahook.errors import ConfigError
 
 
+def _check_files(*named: tuple[str, Path]) -> None:
+    """ConfigError naming the first file that is not there (ssl's own error names none:
+    load_cert_chain's FileNotFoundError has no filename)."""
+    for what, path in named:
+        if not path.is_file():
+            raise ConfigError(f"TLS {what} file not found: {path}")
+
+
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     """An SSLContext serving ``cert`` (PEM chain) with ``key``, TLS 1.2 minimum."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    _check_files(("certificate", cert), ("key", key))
     try:
         ctx.load_cert_chain(str(cert), str(key))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"TLS file not found: {exc.filename}") from None
     except (ssl.SSLError, OSError) as exc:
         # Never include key material; the paths and the library's reason are enough.
         raise ConfigError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from None
     return ctx
+
+
+def grpc_server_credentials(
+    cert: Path, key: Path, client_ca: Path | None = None
+) -> grpc.ServerCredentials:
+    """gRPC server TLS with ``cert`` and ``key``; with ``client_ca``, every client must
+    present a certificate that CA signed (mutual TLS), checked by gRPC before any call."""
+    named = [("certificate", cert), ("key", key)]
+    if client_ca is not None:
+        named.append(("client CA", client_ca))
+    _check_files(*named)
+    try:
+        pair = (key.read_bytes(), cert.read_bytes())
+        ca = client_ca.read_bytes() if client_ca is not None else None
+    except OSError as exc:
+        raise ConfigError(f"cannot read a gRPC TLS file: {exc.strerror}: {exc.filename}") from None
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=ca, require_client_auth=client_ca is not None
+    )
 
 
 def client_context(cafile: Path | None = None, *, insecure: bool = False) -> ssl.SSLContext:

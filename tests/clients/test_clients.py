@@ -453,3 +453,25 @@ def test_example_receives_acks_and_survives_restart(
         assert "reconnect" not in err, err
     finally:
         refused.close()
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_example_sends_the_token_the_sidecar_asks_for(
+    lang: str, built: set[str], wahook_factory: type[WahookFactory], certs: Certs, tmp_path: Path
+) -> None:
+    build(lang, built)
+    data_dir = tmp_path / "data"
+    server = wahook_factory.start(data_dir, env={"WAHOOK_GRPC_TOKEN": "example-token"})
+    batch = first_batch()[:1]
+    post(server, certs.client_context(), batch[0].body)
+    flags = ("--count", "1", "--token", "example-token")
+    example = Example(
+        command(lang, server.grpc_target, f"{lang}-token", *flags),
+        tmp_path / "example.log",
+        data_dir,
+    )
+    try:
+        assert len(example.wait_lines(1)) == 1
+        assert example.wait_exit() == 0
+    finally:
+        example.close()

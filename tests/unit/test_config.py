@@ -50,6 +50,7 @@ def test_environment_sets_everything() -> None:
         "WAHOOK_HTTP_PORT": "9443",
         "WAHOOK_GRPC_HOST": "0.0.0.0",
         "WAHOOK_GRPC_PORT": "0",
+        "WAHOOK_GRPC_TOKEN": "t1,t2",
         "WAHOOK_DATA_DIR": "/data",
         "WAHOOK_MAX_BODY_BYTES": "512KiB",
         "WAHOOK_RETENTION": "12h",
@@ -66,6 +67,7 @@ def test_environment_sets_everything() -> None:
     assert c.retention == 12 * 3600
     assert c.log_level == "DEBUG"
     assert c.access_log == "all"
+    assert [t.reveal() for t in c.grpc_tokens] == ["t1", "t2"]
 
 
 def test_flags_win_over_environment() -> None:
@@ -214,3 +216,53 @@ def test_serve_parser_has_a_flag_per_option() -> None:
     assert args.app_secret_file == "/s"
     assert args.dev is True
     assert args.grpc_port is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "::", "wahook.internal"])
+def test_grpc_off_loopback_without_authentication_refuses_to_start(host: str) -> None:
+    env = {**BASE_ENV, "WAHOOK_GRPC_HOST": host}
+    with pytest.raises(ConfigError, match=r"WAHOOK_GRPC_TOKEN.*WAHOOK_GRPC_ALLOW_UNAUTHENTICATED"):
+        cfg.load({}, env)
+    for extra in (
+        {"WAHOOK_GRPC_TOKEN": "tok"},
+        {"WAHOOK_GRPC_ALLOW_UNAUTHENTICATED": "1"},
+        {"WAHOOK_GRPC_TLS_CERT": "c", "WAHOOK_GRPC_TLS_KEY": "k", "WAHOOK_GRPC_TLS_CLIENT_CA": "a"},
+    ):
+        assert cfg.load({}, {**env, **extra}).grpc_host == host
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.9", "::1", "localhost"])
+def test_grpc_on_loopback_needs_no_authentication(host: str) -> None:
+    assert cfg.load({}, {**BASE_ENV, "WAHOOK_GRPC_HOST": host}).grpc_tokens == ()
+
+
+def test_grpc_tls_settings_come_in_pairs() -> None:
+    with pytest.raises(ConfigError, match="both WAHOOK_GRPC_TLS_CERT and WAHOOK_GRPC_TLS_KEY"):
+        cfg.load({}, {**BASE_ENV, "WAHOOK_GRPC_TLS_CERT": "c"})
+    with pytest.raises(ConfigError, match="CLIENT_CA needs"):
+        cfg.load({}, {**BASE_ENV, "WAHOOK_GRPC_TLS_CLIENT_CA": "a"})
+
+
+def test_grpc_token_from_a_file_with_several_tokens(tmp_path: Path) -> None:
+    f = tmp_path / "tokens"
+    f.write_text("new-token, old-token\n")
+    c = cfg.load({}, {**BASE_ENV, "WAHOOK_GRPC_TOKEN_FILE": str(f)})
+    assert [t.reveal() for t in c.grpc_tokens] == ["new-token", "old-token"]
+    assert "new-token" not in repr(c)
+
+
+def test_listener_limits_parse_and_refuse_nonsense() -> None:
+    c = cfg.load(
+        {"http_max_connections": "500", "http_body_timeout": "2s"},
+        {**BASE_ENV, "WAHOOK_HTTP_HEADER_TIMEOUT": "1.5", "WAHOOK_GRPC_STREAM_MAX_BYTES": "1MiB"},
+    )
+    assert (c.http_max_connections, c.http_body_timeout, c.http_header_timeout) == (500, 2, 1.5)
+    assert c.grpc_stream_max_bytes == 1024 * 1024
+    assert cfg.load({}, BASE_ENV).http_max_connections == 0  # auto
+    for flags, message in (
+        ({"http_max_connections": "0"}, "auto or at least 1"),
+        ({"http_idle_timeout": "0s"}, "more than 0 seconds"),
+        ({"allowed_phone_number_ids": "1555,abc"}, "not a numeric id"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            cfg.load(flags, BASE_ENV)

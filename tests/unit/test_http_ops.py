@@ -17,6 +17,7 @@ from wahook import samples, tls
 from wahook.core.signature import Keyring
 from wahook.errors import ConfigError, LogUnavailableError
 from wahook.http.app import build_deps, make_http_server
+from wahook.http.limits import FrontLimits
 from wahook.store.sqlite import SqliteEventLog
 from wahook_testkit import APP_SECRET, VERIFY_TOKEN, Certs, HttpFront, sign
 
@@ -169,7 +170,7 @@ def test_server_context_refuses_missing_files(tmp_path: Path) -> None:
 async def test_idle_keep_alive_connections_are_closed_busy_ones_are_not(tmp_path: Path) -> None:
     event_log = await SqliteEventLog.open(tmp_path / "e.sqlite3")
     deps = build_deps(keyring=Keyring([APP_SECRET]), event_log=event_log, verify_token=None)
-    server = make_http_server(deps, None, idle_timeout=0.5)
+    server = make_http_server(deps, None, limits=FrontLimits(idle_timeout=0.5))
     socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
     server.add_sockets(socks)
     port = socks[0].getsockname()[1]

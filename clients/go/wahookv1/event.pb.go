@@ -169,6 +169,12 @@ type Event struct {
 	// the change's whole value; for EVENT_TYPE_CHANGE, see Change.keys),
 	// compact, with non-ASCII text unescaped.
 	RawJson string `protobuf:"bytes,11,opt,name=raw_json,json=rawJson,proto3" json:"raw_json,omitempty"`
+	// True when this sidecar serves an allow-list of numbers
+	// (WAHOOK_ALLOWED_PHONE_NUMBER_IDS, WAHOOK_ALLOWED_WABA_IDS) and this event's
+	// `phone_number_id` or `waba_id` is not on it: a webhook meant for another
+	// sidecar reached this one. The event is stored and delivered all the same;
+	// false when no allow-list is set.
+	Misrouted bool `protobuf:"varint,12,opt,name=misrouted,proto3" json:"misrouted,omitempty"`
 	// The typed payload, one per EventType.
 	//
 	// Types that are valid to be assigned to Payload:
@@ -299,6 +305,13 @@ func (x *Event) GetRawJson() string {
 		return x.RawJson
 	}
 	return ""
+}
+
+func (x *Event) GetMisrouted() bool {
+	if x != nil {
+		return x.Misrouted
+	}
+	return false
 }
 
 func (x *Event) GetPayload() isEvent_Payload {
@@ -647,7 +660,7 @@ var File_wahook_v1_event_proto protoreflect.FileDescriptor
 
 const file_wahook_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x15wahook/v1/event.proto\x12\twahook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17wahook/v1/account.proto\x1a\x17wahook/v1/message.proto\x1a\x16wahook/v1/status.proto\"\xa7\f\n" +
+	"\x15wahook/v1/event.proto\x12\twahook.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17wahook/v1/account.proto\x1a\x17wahook/v1/message.proto\x1a\x16wahook/v1/status.proto\"\xc5\f\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -661,7 +674,8 @@ const file_wahook_v1_event_proto_rawDesc = "" +
 	"\x14display_phone_number\x18\t \x01(\tR\x12displayPhoneNumber\x12\x14\n" +
 	"\x05field\x18\n" +
 	" \x01(\tR\x05field\x12\x19\n" +
-	"\braw_json\x18\v \x01(\tR\arawJson\x12.\n" +
+	"\braw_json\x18\v \x01(\tR\arawJson\x12\x1c\n" +
+	"\tmisrouted\x18\f \x01(\bR\tmisrouted\x12.\n" +
 	"\amessage\x18\x14 \x01(\v2\x12.wahook.v1.MessageH\x00R\amessage\x12+\n" +
 	"\x06status\x18\x15 \x01(\v2\x11.wahook.v1.StatusH\x00R\x06status\x12W\n" +
 	"\x16template_status_update\x18\x16 \x01(\v2\x1f.wahook.v1.TemplateStatusUpdateH\x00R\x14templateStatusUpdate\x12Z\n" +

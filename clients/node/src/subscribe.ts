@@ -8,7 +8,7 @@
 // fewer events than --count (clients/README.md).
 import { parseArgs } from "node:util";
 
-import { credentials } from "@grpc/grpc-js";
+import { credentials, InterceptingCall, type Interceptor } from "@grpc/grpc-js";
 
 import { EventType, eventTypeToJSON } from "../gen/wahook/v1/event";
 import type { Media } from "../gen/wahook/v1/message";
@@ -110,6 +110,7 @@ async function main(): Promise<number> {
     options: {
       target: { type: "string", default: process.env.WAHOOK_GRPC_TARGET || "127.0.0.1:50051" },
       group: { type: "string", default: process.env.WAHOOK_GROUP || "node-example" },
+      token: { type: "string", default: process.env.WAHOOK_GRPC_TOKEN || "" },
       "event-types": { type: "string" },
       "message-types": { type: "string" },
       from: { type: "string", default: "earliest" },
@@ -151,7 +152,17 @@ async function main(): Promise<number> {
 
   // Plaintext: the sidecar's gRPC port listens on loopback next to the
   // service. Use credentials.createSsl() when it is reached over a network.
-  const client = new EventServiceClient(values.target!, credentials.createInsecure());
+  // The sidecar's bearer token (env WAHOOK_GRPC_TOKEN), when it asks for one.
+  const bearer: Interceptor = (options, nextCall) =>
+    new InterceptingCall(nextCall(options), {
+      start: (metadata, listener, next) => {
+        metadata.set("authorization", `Bearer ${values.token}`);
+        next(metadata, listener);
+      },
+    });
+  const client = new EventServiceClient(values.target!, credentials.createInsecure(), {
+    interceptors: values.token ? [bearer] : [],
+  });
   let handled = 0;
   let opened = false;
   let idle: NodeJS.Timeout | undefined;

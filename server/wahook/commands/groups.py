@@ -22,17 +22,29 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from wahook.client import DEFAULT_MAX_RECEIVE_BYTES, start_position
-from wahook.commands import add_target_option, grpc_target
+from wahook.client import DEFAULT_MAX_RECEIVE_BYTES, bearer, start_position
+from wahook.commands import add_target_option, grpc_target, grpc_token
 from wahook.v1 import service_pb2, service_pb2_grpc
 
 Stub = Any  # service_pb2_grpc.EventServiceStub on an aio channel
+
+
+class _WithToken:
+    """The stub, each call carrying the bearer token (``--token``/WAHOOK_GRPC_TOKEN)."""
+
+    def __init__(self, stub: Stub, token: str | None) -> None:
+        self._stub = stub
+        self._metadata = bearer(token)
+
+    def __getattr__(self, name: str) -> Any:
+        return partial(getattr(self._stub, name), metadata=self._metadata)
 
 
 def add_parser(sub: Any) -> None:
@@ -138,12 +150,13 @@ ACTIONS: dict[str, Callable[[Stub, argparse.Namespace], Awaitable[None]]] = {
 }
 
 
-async def _run(args: argparse.Namespace, target: str) -> int:
+async def _run(args: argparse.Namespace, target: str, token: str | None) -> int:
     # A dead letter carries its event, which can be larger than gRPC's default 4 MiB.
     options = [("grpc.max_receive_message_length", DEFAULT_MAX_RECEIVE_BYTES)]
     async with grpc.aio.insecure_channel(target, options=options) as channel:
         try:
-            await ACTIONS[args.action](service_pb2_grpc.EventServiceStub(channel), args)
+            stub = _WithToken(service_pb2_grpc.EventServiceStub(channel), token)
+            await ACTIONS[args.action](stub, args)
         except grpc.aio.AioRpcError as exc:
             print(
                 f"wahook groups {args.action}: {exc.code().name}: {exc.details()}", file=sys.stderr
@@ -159,4 +172,12 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"wahook groups seek: --to: {exc}", file=sys.stderr)
             return 2
-    return asyncio.run(_run(args, grpc_target(args)))
+    try:
+        token = grpc_token(args)
+    except OSError as exc:
+        print(
+            f"wahook groups: WAHOOK_GRPC_TOKEN_FILE: {exc.strerror}: {exc.filename}",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(_run(args, grpc_target(args), token))

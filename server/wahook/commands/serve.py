@@ -124,8 +124,11 @@ def run(args: argparse.Namespace) -> int:
     # Imported after the config is known good: tornado and grpc are slow to import.
     from wahook.runtime import serve  # noqa: PLC0415
 
+    def reload() -> cfg.Config:
+        return cfg.load(flags, os.environ, dev=args.dev, dev_defaults=dev_defaults)
+
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, reload=reload))
     except WahookError as exc:
         print(f"wahook serve: {exc.message}", file=sys.stderr)
         return 1

@@ -23,8 +23,8 @@ from typing import Any
 
 import grpc
 
-from wahook.client import Subscriber, start_position
-from wahook.commands import add_target_option, grpc_target
+from wahook.client import Subscriber, bearer, start_position
+from wahook.commands import add_target_option, grpc_target, grpc_token
 from wahook.core.jsonout import event_to_json
 from wahook.v1 import event_pb2, service_pb2, service_pb2_grpc
 
@@ -139,20 +139,21 @@ async def tail(args: argparse.Namespace, target: str, types: list[str]) -> int:
         ack_deadline=args.ack_deadline,
         max_in_flight=max(args.count, 0) or 1000,
         expire_after_idle=None if args.group else EPHEMERAL_EXPIRY,
+        token=grpc_token(args),
     )
     try:
         return await _print_events(sub, args, target)
     finally:
         if not args.group and sub.connected:
-            await _delete_group(target, group)
+            await _delete_group(target, group, grpc_token(args))
 
 
-async def _delete_group(target: str, group: str) -> None:
+async def _delete_group(target: str, group: str, token: str | None) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = service_pb2_grpc.EventServiceStub(channel)
         request = service_pb2.DeleteConsumerGroupRequest(consumer_group=group)
         with contextlib.suppress(grpc.aio.AioRpcError):  # expired meanwhile, or unreachable
-            await stub.DeleteConsumerGroup(request, timeout=5.0)
+            await stub.DeleteConsumerGroup(request, timeout=5.0, metadata=bearer(token))
 
 
 async def _print_events(sub: Subscriber, args: argparse.Namespace, target: str) -> int:
@@ -196,6 +197,13 @@ def run(args: argparse.Namespace) -> int:
         start_position(args.start)
     except ValueError as exc:
         print(f"wahook tail: --from: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        grpc_token(args)
+    except OSError as exc:
+        print(
+            f"wahook tail: WAHOOK_GRPC_TOKEN_FILE: {exc.strerror}: {exc.filename}", file=sys.stderr
+        )
         return EXIT_USAGE
     types = _split(args.types)
     unknown = [t for t in types if t not in EVENT_TYPES]

@@ -6,9 +6,10 @@ the route table, so a test builds an app around a real log on 127.0.0.1:0.
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import tornado.httpserver
 import tornado.iostream
@@ -16,6 +17,7 @@ import tornado.web
 
 from wahook.core.challenge import verify_challenge
 from wahook.core.normalize import normalize
+from wahook.http.allowlist import AllowList
 from wahook.http.handlers import (
     HealthHandler,
     MetricsHandler,
@@ -26,6 +28,7 @@ from wahook.http.handlers import (
     hard_body_limit,
     tornado_log_function,
 )
+from wahook.http.limits import MAX_HEAD_BYTES, Acceptor, FrontLimits, answer_oversized_head
 from wahook.http.metrics import Metrics
 from wahook.http.webhook_post import WebhookFront
 from wahook.store.base import EventLog
@@ -41,10 +44,17 @@ def build_deps(
     ready: Callable[[], Awaitable[None]] | None = None,
     clock: Callable[[], float] = time.time,
     access_log: str = "errors",
+    allowed_phone_number_ids: frozenset[str] = frozenset(),
+    allowed_waba_ids: frozenset[str] = frozenset(),
 ) -> WebhookDeps:
     """The handlers' dependencies with the core's normaliser and challenge check.
     ``keyring`` None disables signature checks (dev only); ``ready`` defaults to the
-    log's ``check_writable``."""
+    log's ``check_writable``. With allowed ids, events of other numbers are marked
+    misrouted (http.allowlist)."""
+    metrics = metrics or Metrics()
+    allow = None
+    if allowed_phone_number_ids or allowed_waba_ids:
+        allow = AllowList(allowed_phone_number_ids, allowed_waba_ids, metrics)
     return WebhookDeps(
         keyring=keyring,
         event_log=event_log,
@@ -53,9 +63,10 @@ def build_deps(
         normalize=normalize,
         verify_challenge=verify_challenge,
         ready=ready or event_log.check_writable,
-        metrics=metrics or Metrics(),
+        metrics=metrics,
         clock=clock,
         access_log=access_log,
+        allow=allow,
     )
 
 
@@ -81,7 +92,9 @@ def _nodelay_stays_on(value: bool) -> None:
 
 
 class _FrontServer(tornado.httpserver.HTTPServer):
-    """Tornado's HTTPServer with TCP_NODELAY set once per connection.
+    """Tornado's HTTPServer with TCP_NODELAY set once per connection, its own accept loop
+    (http.limits.Acceptor: a connection cap, EMFILE backoff) and 414/431 answers for
+    oversized request heads.
 
     Tornado's HTTP/1 connection turns TCP_NODELAY on in every response's ``finish`` and
     off again after it, two setsockopt calls per request; on loopback the first also
@@ -91,34 +104,64 @@ class _FrontServer(tornado.httpserver.HTTPServer):
     toggles do nothing.
     """
 
+    front: WebhookFront
+    limits: FrontLimits
+    acceptors: list[Acceptor]
+
+    def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        cap = self.limits.connection_cap()
+        for sock in sockets:
+            acceptor = Acceptor(
+                sock,
+                self._handle_connection,
+                cap=cap,
+                open_count=lambda: len(self._connections),
+                evict_idle=self.front.evict_idle,
+            )
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = acceptor.stop
+            self.acceptors.append(acceptor)
+            acceptor.start()
+
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[str, int]) -> None:
         stream.set_nodelay(True)
         stream.set_nodelay = _nodelay_stays_on  # type: ignore[method-assign]
+        answer_oversized_head(stream)
         super().handle_stream(stream, address)
+
+    def on_close(self, server_conn: object) -> None:
+        super().on_close(server_conn)
+        for acceptor in self.acceptors:
+            acceptor.connection_closed()
 
 
 def make_http_server(
-    deps: WebhookDeps, ssl_ctx: ssl.SSLContext | None, *, idle_timeout: float = 75.0
+    deps: WebhookDeps, ssl_ctx: ssl.SSLContext | None, *, limits: FrontLimits | None = None
 ) -> tornado.httpserver.HTTPServer:
     """The front's HTTPServer; HTTPS when ``ssl_ctx`` is given.
 
     ``POST /webhook`` is served by http.webhook_post.WebhookFront on Tornado's HTTP layer;
-    every other request goes on to ``make_app(deps)``. Keep-alive connections waiting
-    longer than ``idle_timeout`` seconds for a request are closed (by the front's sweep,
-    not by Tornado's per-request header timer: see WebhookFront).
+    every other request goes on to ``make_app(deps)``. ``limits`` (http.limits) caps the
+    open connections and closes a connection idle, or sending a request's headers or body,
+    for longer than its timeouts (by the front's sweep, not by Tornado's per-request
+    timers: see WebhookFront).
 
     Tornado's own body limit is ``hard_body_limit`` (about twice the cap): the front
     answers 413 for an announced length over the cap (after draining the body when it
     is under the hard limit) and counts chunked bodies itself, so only a chunked body
     far over the cap meets tornado's blunt 400-and-close.
     """
+    limits = limits or FrontLimits()
+    front = WebhookFront(make_app(deps), deps, limits)
     server = _FrontServer(
-        WebhookFront(make_app(deps), deps, idle_timeout=idle_timeout),
+        front,
         ssl_options=ssl_ctx,
         max_body_size=hard_body_limit(deps.max_body_bytes),
+        max_header_size=MAX_HEAD_BYTES,
         # No body_timeout: it wraps every body read in a timer (~5% of a request's CPU
-        # when profiled) for slow-client protection the proxy in front already gives.
+        # when profiled); WebhookFront's sweep enforces limits.body_timeout instead.
     )
-    # No header timer per request either: WebhookFront sweeps idle connections instead.
+    # No header timer per request either: WebhookFront sweeps connections instead.
     server.conn_params.header_timeout = None
+    server.front, server.limits, server.acceptors = front, limits, []
     return server

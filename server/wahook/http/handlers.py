@@ -23,7 +23,9 @@ from wahook.errors import (
     VerificationError,
     WahookError,
 )
+from wahook.http.allowlist import AllowList
 from wahook.http.metrics import Metrics
+from wahook.ratelog import RateLimitedLog
 from wahook.store.base import EventLog
 from wahook.v1 import event_pb2
 
@@ -68,6 +70,10 @@ class WebhookDeps:
     # while the ones already in flight finish; the runtime waits for in_flight == 0.
     draining: bool = False
     in_flight: int = 0
+    # Marks events of numbers not on the allow-list (http.allowlist); None: no list.
+    allow: AllowList | None = None
+    # Refusals of 500 and up (a 503 per POST while the log is down): one line per 10 s.
+    failure_log: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
 
 
 def hard_body_limit(cap: int) -> int:
@@ -83,6 +89,8 @@ class JsonErrorHandler(tornado.web.RequestHandler):
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")
+        # The challenge echo writes a caller's text back: no browser may sniff it as HTML.
+        self.set_header("X-Content-Type-Options", "nosniff")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info: tuple[type[BaseException], BaseException, TracebackType] | None = kwargs.get(
@@ -111,7 +119,11 @@ class JsonErrorHandler(tornado.web.RequestHandler):
             # Expected outcomes (bad signature, oversized body, ...) are answered, not
             # logged as tracebacks; the access log line records the status.
             if value.http_status >= 500:
-                log.warning("request failed: %s: %s", type(value).__name__, value.message)
+                deps: WebhookDeps | None = getattr(self, "deps", None)
+                if deps is not None:
+                    deps.failure_log.log(
+                        "request failed: %s: %s", type(value).__name__, value.message
+                    )
             return
         super().log_exception(typ, value, tb)
 

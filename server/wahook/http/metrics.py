@@ -23,6 +23,8 @@ class Metrics:
         self.events_appended = 0
         self.events_duplicate = 0
         self.signature_failures = 0
+        self.http_timeouts = 0
+        self.misrouted_events = 0
         self._bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
         self._latency_count = 0
@@ -61,6 +63,18 @@ class Metrics:
         out.append(f"wahook_events_duplicate_total {self.events_duplicate}")
         header("wahook_signature_failures_total", "counter", "POSTs refused for their signature.")
         out.append(f"wahook_signature_failures_total {self.signature_failures}")
+        header(
+            "wahook_http_timeouts_total",
+            "counter",
+            "Connections closed for the idle, header or body timeout.",
+        )
+        out.append(f"wahook_http_timeouts_total {self.http_timeouts}")
+        header(
+            "wahook_misrouted_events_total",
+            "counter",
+            "Events stored for a phone number or WABA not on the allow-list.",
+        )
+        out.append(f"wahook_misrouted_events_total {self.misrouted_events}")
         name = "wahook_webhook_request_duration_seconds"
         header(name, "histogram", "POST /webhook latency, received to answered.")
         cumulative = 0

@@ -40,6 +40,7 @@ from wahook.errors import (
     PayloadError,
     PayloadTooLargeError,
     SignatureError,
+    UriTooLongError,
     WahookError,
 )
 from wahook.http.handlers import (
@@ -48,6 +49,7 @@ from wahook.http.handlers import (
     hard_body_limit,
     log_access,
 )
+from wahook.http.limits import MAX_REQUEST_LINE, FrontLimits
 from wahook.store.base import AppendResult
 from wahook.v1 import event_pb2
 
@@ -82,23 +84,36 @@ class _DateHeader:
 class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
     """The HTTPServer's delegate: ``POST /webhook`` here, every other request to ``app``.
 
-    It also closes keep-alive connections that wait longer than ``idle_timeout`` seconds
-    for their next request (the job of Tornado's ``idle_connection_timeout``, which
-    ``make_http_server`` turns off): Tornado arms and cancels a timer around every
-    request's header read for it, ~10% of a minimal request's CPU (docs/architecture.md),
-    where one sweep every ``idle_timeout / 5`` seconds does the same.
+    It also enforces ``limits``' timeouts by one sweep every fifth of the shortest: a
+    connection waiting for a request is closed after ``idle_timeout`` with no byte of one,
+    or ``header_timeout`` after its first byte; a request whose body has not all arrived
+    ``body_timeout`` after its headers has its connection closed. Tornado's own timers
+    (``idle_connection_timeout``, ``body_timeout``) arm and cancel a timer around every
+    request's reads, ~10% of a minimal request's CPU (docs/architecture.md), where the
+    sweep costs a dict entry per request.
     """
 
     def __init__(
-        self, app: tornado.web.Application, deps: WebhookDeps, *, idle_timeout: float = 75.0
+        self,
+        app: tornado.web.Application,
+        deps: WebhookDeps,
+        limits: FrontLimits | None = None,
     ) -> None:
         self.app = app
         self.deps = deps
         self.date = _DateHeader()
         self.background: set[asyncio.Task[Any]] = set()
-        self.idle_timeout = idle_timeout
-        # Server connections waiting for a request's headers, and since when (loop time).
+        self.limits = limits = limits or FrontLimits()
+        self._period = min(limits.idle_timeout, limits.header_timeout, limits.body_timeout) / 5
+        # Server connections waiting for a request's headers, and since when (loop time);
+        # of those, the ones seen receiving a request head, and since when (a sweep's
+        # time); requests reading their body, and since when.
         self._waiting: dict[Any, float] = {}
+        self._heads: dict[Any, float] = {}
+        self._bodies: dict[_WebhookPost, float] = {}
+        # Connections that have sent a request: an idle flood's never have, so at the
+        # cap those go first and the keep-alive connections Meta posts on stay.
+        self._used: set[Any] = set()
         self._sweep: asyncio.TimerHandle | None = None
 
     def start_request(
@@ -107,28 +122,67 @@ class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
         loop = asyncio.get_running_loop()
         self._waiting[server_conn] = loop.time()
         if self._sweep is None:
-            self._sweep = loop.call_later(self.idle_timeout / 5, self._close_idle)
+            self._sweep = loop.call_later(self._period, self._close_late)
         return _WebhookPost(self, server_conn, request_conn)
 
-    def request_started(self, server_conn: object) -> None:
-        """The connection's request has arrived (its headers): it is not idle."""
-        self._waiting.pop(server_conn, None)
+    def request_started(self, post: _WebhookPost) -> None:
+        """The connection's request has arrived (its headers): its body is awaited."""
+        conn = post._server_conn
+        self._waiting.pop(conn, None)
+        self._heads.pop(conn, None)
+        self._used.add(conn)
+        self._bodies[post] = asyncio.get_running_loop().time()
+
+    def request_read(self, post: _WebhookPost) -> None:
+        """The request's body has all arrived (or its connection closed)."""
+        self._bodies.pop(post, None)
 
     def on_close(self, server_conn: object) -> None:
         self._waiting.pop(server_conn, None)
+        self._heads.pop(server_conn, None)
+        self._used.discard(server_conn)
         self.app.on_close(server_conn)
 
-    def _close_idle(self) -> None:
-        loop = asyncio.get_running_loop()
-        idle_since = loop.time() - self.idle_timeout
-        for conn, since in list(self._waiting.items()):
-            if since <= idle_since:
+    def evict_idle(self) -> bool:
+        """Close a connection waiting with no byte of a request (at the connection cap,
+        to make room): the longest waiting of those that never sent a request, else of
+        all; False when there is none."""
+        used = self._used
+        for conn in sorted(self._waiting, key=lambda c: (c in used, self._waiting[c])):
+            if conn not in self._heads and not conn.stream._read_buffer_size:
                 del self._waiting[conn]
-                # Ends the connection's request loop, which then calls on_close.
                 conn.stream.close()
+                return True
+        return False
+
+    def _close_late(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        limits = self.limits
+        for conn, since in list(self._waiting.items()):
+            head_since = self._heads.get(conn)
+            if head_since is None and conn.stream._read_buffer_size:
+                self._heads[conn] = head_since = now
+            if (head_since is None and now - since >= limits.idle_timeout) or (
+                head_since is not None and now - head_since >= limits.header_timeout
+            ):
+                del self._waiting[conn]
+                self._heads.pop(conn, None)
+                self._timed_out(conn)
+        for post, since in list(self._bodies.items()):
+            if now - since >= limits.body_timeout:
+                del self._bodies[post]
+                self._timed_out(post._server_conn)
         self._sweep = (
-            loop.call_later(self.idle_timeout / 5, self._close_idle) if self._waiting else None
+            loop.call_later(self._period, self._close_late)
+            if self._waiting or self._bodies
+            else None
         )
+
+    def _timed_out(self, conn: Any) -> None:
+        self.deps.metrics.http_timeouts += 1
+        # Ends the connection's request loop, which then calls on_close.
+        conn.stream.close()
 
 
 class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
@@ -181,7 +235,14 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
         headers: tornado.httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
         assert isinstance(start_line, tornado.httputil.RequestStartLine)
-        self._front.request_started(self._server_conn)
+        self._front.request_started(self)
+        if len(start_line.path) > MAX_REQUEST_LINE:
+            self._start = time.time()
+            self._refuse(
+                UriTooLongError(f"the request target is over {MAX_REQUEST_LINE} bytes"),
+                close=True,
+            )
+            return None
         if start_line.method != "POST" or start_line.path.partition("?")[0] != _PATH:
             self._other = self._front.app.start_request(self._server_conn, self._conn)
             return self._other.headers_received(start_line, headers)
@@ -203,8 +264,6 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
         if deps.draining:
             self._refuse(LogUnavailableError("the sidecar is shutting down; retry"), close=True)
             return None
-        deps.in_flight += 1
-        self._counted = True
         if length is not None and int(length) > deps.max_body_bytes:
             self._too_large = True
             if int(length) > hard_body_limit(deps.max_body_bytes):
@@ -236,11 +295,20 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
         return None
 
     def finish(self) -> None:
+        self._front.request_read(self)
         if self._other is not None:
             self._other.finish()
             return
         if self._answered:
             return
+        deps = self._front.deps
+        if deps.draining:
+            # The body arrived after the drain began: Meta retries it.
+            self._refuse(LogUnavailableError("the sidecar is shutting down; retry"), close=True)
+            return
+        # Counted only now, with the body here: a stalled body must not hold up a drain.
+        deps.in_flight += 1
+        self._counted = True
         try:
             events = self._events()
         except WahookError as exc:
@@ -268,6 +336,7 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
         appended.add_done_callback(partial(self._appended, len(events)))
 
     def on_connection_close(self) -> None:
+        self._front.request_read(self)
         if self._other is not None:
             self._other.on_connection_close()
             return
@@ -295,7 +364,10 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
             except SignatureError:
                 deps.metrics.signature_failures += 1
                 raise
-        return deps.normalize(body, deps.clock())
+        events = deps.normalize(body, deps.clock())
+        if deps.allow is not None:
+            deps.allow.mark(events)
+        return events
 
     def _appended(self, received: int, appended: asyncio.Future[AppendResult]) -> None:
         self._appending = False
@@ -331,7 +403,9 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
 
     def _refuse(self, exc: WahookError, *, close: bool = False) -> None:
         if exc.http_status >= 500:
-            log.warning("request failed: %s: %s", type(exc).__name__, exc.message)
+            self._front.deps.failure_log.log(
+                "request failed: %s: %s", type(exc).__name__, exc.message
+            )
         body = json.dumps({"error": type(exc).__name__, "message": exc.message}).encode()
         self._respond(exc.http_status, body, close=close)
 

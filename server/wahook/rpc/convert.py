@@ -49,6 +49,12 @@ DEFAULT_RECEIVE_BYTES = 4 * 1024 * 1024
 MAX_NACK_ERROR = 1024
 NACKED = "nacked by the subscriber"
 _ACK_ID_RE = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
+# Sequences are uint64 on the wire and SQLite INTEGERs (signed 64-bit) in the log: a
+# larger one is refused here, not met as an overflow (INTERNAL) in the store.
+MAX_SEQUENCE = 2**63 - 1
+# Ids (event, message, group) longer than this are refused: echoing a megabyte id in a
+# NOT_FOUND message broke the status ("metadata exceeds limit").
+MAX_ID_LENGTH = 512
 
 _GROUP_RE = re.compile(r"[A-Za-z0-9._-]+")
 _EVENT_TYPES = frozenset(event_pb2.EventType.values())
@@ -68,6 +74,27 @@ class SubscribeSettings:
     max_batch_size: int
     group_settings: GroupSettings = DEFAULT_GROUP_SETTINGS
     max_receive_bytes: int = DEFAULT_RECEIVE_BYTES
+
+
+def check_sequence(value: int, name: str) -> int:
+    """``value`` if it is a sequence the log can hold; else INVALID_ARGUMENT naming ``name``."""
+    if value > MAX_SEQUENCE:
+        raise InvalidArgumentError(f"{name} must be at most {MAX_SEQUENCE} (got {value})")
+    return value
+
+
+def check_sequences(values: Sequence[int], name: str) -> None:
+    if values and max(values) > MAX_SEQUENCE:
+        raise InvalidArgumentError(f"{name}: every sequence must be at most {MAX_SEQUENCE}")
+
+
+def check_id(value: str, name: str) -> str:
+    """``value`` if it is present and not absurdly long; else INVALID_ARGUMENT."""
+    if not value:
+        raise InvalidArgumentError(f"{name} is required")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgumentError(f"{name} is longer than {MAX_ID_LENGTH} characters")
+    return value
 
 
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
@@ -97,7 +124,8 @@ def parse_start(pb: service_pb2.StartPosition, name: str) -> StartPosition:
     if which == "latest":
         return StartPosition(kind="latest")
     if which == "after_sequence":
-        return StartPosition(kind="after_sequence", after_sequence=pb.after_sequence)
+        after = check_sequence(pb.after_sequence, f"{name}.after_sequence")
+        return StartPosition(kind="after_sequence", after_sequence=after)
     if which == "from_time":
         if not (0 <= pb.from_time.nanos <= 999_999_999):
             raise InvalidArgumentError(f"{name}.from_time.nanos is out of range")
@@ -180,7 +208,10 @@ def parse_ack_id(text: str, name: str) -> Lease:
     match = _ACK_ID_RE.fullmatch(text)
     if match is None:
         raise InvalidArgumentError(f"{name}: {text[:64]!r} is not an ack id this server issued")
-    return int(match[1]), int(match[2])
+    seq, lease = int(match[1]), int(match[2])
+    if seq > MAX_SEQUENCE or lease > MAX_SEQUENCE:
+        raise InvalidArgumentError(f"{name}: {text[:64]!r} is not an ack id this server issued")
+    return seq, lease
 
 
 def parse_nack_error(text: str, name: str) -> str:
@@ -265,7 +296,12 @@ def parse_page_token(token: str) -> int:
     except (binascii.Error, UnicodeError, ValueError):
         text = ""
     number = text.removeprefix(_TOKEN_PREFIX)
-    if not text.startswith(_TOKEN_PREFIX) or not number.isdigit() or len(number) > 19:
+    if (
+        not text.startswith(_TOKEN_PREFIX)
+        or not number.isdigit()
+        or len(number) > 19
+        or int(number) > MAX_SEQUENCE
+    ):
         raise InvalidArgumentError("page_token is not a token this server issued")
     return int(number)
 

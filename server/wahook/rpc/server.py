@@ -10,6 +10,7 @@ EventLog stays open: its owner closes it after this returns.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,9 +22,12 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from wahook.media import MediaClient
+from wahook.rpc.auth import Gate, TokenSet
 from wahook.rpc.servicer import SERVICE_NAME, EventService
 from wahook.rpc.subscribe import DeliveryStats, Hub
 from wahook.store.base import EventLog
+
+_log = logging.getLogger(__name__)
 
 # Server reflection v1, what current clients (grpcurl, grpcui, tonic's) ask for first,
 # beside v1alpha, the only one grpcio-reflection ships: v1 is v1alpha's messages under a
@@ -64,6 +68,7 @@ class RpcHandle:
     port: int
     health: Any  # grpc_health.v1.health.aio.HealthServicer (untyped upstream)
     hub: Hub
+    gate: Gate
 
     def connected_subscribers(self) -> int:
         """Open Subscribe streams, for /metrics."""
@@ -80,6 +85,23 @@ class RpcHandle:
         await self.server.stop(grace)
 
 
+class _QuietCancelledWrites(logging.Filter):
+    """grpc logs an ERROR with a traceback when a servicer's write fails because the
+    client already went away (cancelled, disconnected): once per Subscribe a client
+    cancels. That is a client leaving, not a server error: it goes to DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.getMessage().startswith(
+            "ExecuteBatchError raised in core by servicer method"
+        ):
+            _log.debug("%s (the client went away)", record.getMessage())
+            return False
+        return True
+
+
+_QUIET = _QuietCancelledWrites()
+
+
 async def create_server(
     log: EventLog,
     host: str = "127.0.0.1",
@@ -92,6 +114,9 @@ async def create_server(
     options: Sequence[tuple[str, Any]] = (),
     clock: Callable[[], float] = time.time,
     media: MediaClient | None = None,
+    tokens: TokenSet | None = None,
+    max_streams: int = 0,
+    stream_max_bytes: int = 0,
 ) -> tuple[grpc.aio.Server, int, RpcHandle]:
     """Build, bind and start the gRPC server on the running loop.
 
@@ -99,10 +124,18 @@ async def create_server(
     (plain text otherwise). ``clock`` gives the wall-clock time used for ack deadlines.
     ``fetch_linger``: least seconds between two append-driven fetches of one stream.
     ``media`` serves DownloadMedia (None: it answers FAILED_PRECONDITION); its owner
-    closes it.
+    closes it. ``tokens``: the bearer tokens every call but health must carry (none: no
+    token asked); ``max_streams``: open Subscribe streams at most (0: no cap);
+    ``stream_max_bytes``: event bytes a stream may have sent unacked (0: no bound).
     Health reports SERVING for "" and "wahook.v1.EventService" once this returns.
     """
-    server = grpc.aio.server(options=list(options))
+    gate = Gate(
+        tokens or TokenSet(),
+        max_streams=max_streams,
+        counted=frozenset({f"/{SERVICE_NAME}/Subscribe"}),
+    )
+    logging.getLogger("grpc._cython.cygrpc").addFilter(_QUIET)  # once: filters are a set
+    server = grpc.aio.server(options=list(options), interceptors=[gate])
     hub = Hub(clock)
     service = EventService(
         log,
@@ -112,6 +145,7 @@ async def create_server(
         max_response_bytes=max_response_bytes,
         fetch_linger=fetch_linger,
         media=media,
+        stream_max_bytes=stream_max_bytes,
     )
     server.add_generic_rpc_handlers((service.handler(),))
     health = health_aio.HealthServicer()
@@ -129,4 +163,4 @@ async def create_server(
     await server.start()
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, bound, RpcHandle(server=server, port=bound, health=health, hub=hub)
+    return server, bound, RpcHandle(server=server, port=bound, health=health, hub=hub, gate=gate)

@@ -142,6 +142,7 @@ class EventService:
         max_response_bytes: int,
         fetch_linger: float = 0.0,
         media: MediaClient | None = None,
+        stream_max_bytes: int = 0,
     ) -> None:
         self._log = log
         self._media = media
@@ -150,6 +151,7 @@ class EventService:
         self._heartbeat_interval = heartbeat_interval
         self._max_response_bytes = max_response_bytes
         self._fetch_linger = fetch_linger
+        self._stream_max_bytes = stream_max_bytes
 
     async def Subscribe(
         self,
@@ -179,6 +181,7 @@ class EventService:
                 heartbeat_interval=self._heartbeat_interval,
                 max_response_bytes=self._max_response_bytes,
                 linger=self._fetch_linger,
+                max_bytes=self._stream_max_bytes,
             )
             self._hub.add(session)
             # The response headers now, not with the first response: a client sees the
@@ -271,8 +274,7 @@ class EventService:
     async def _get_event(
         self, request: service_pb2.GetEventRequest
     ) -> service_pb2.GetEventResponse:
-        if not request.id:
-            raise InvalidArgumentError("id is required")
+        convert.check_id(request.id, "id")
         event = await self._log.get(request.id)
         if event is None:
             raise NotFoundError(f"no event with id {request.id!r}")
@@ -282,6 +284,8 @@ class EventService:
         self, request: service_pb2.ListEventsRequest
     ) -> service_pb2.ListEventsResponse:
         flt = convert.parse_filter(request.filter, "filter")
+        convert.check_sequence(request.after_sequence, "after_sequence")
+        convert.check_sequence(request.until_sequence, "until_sequence")
         if request.until_sequence and request.until_sequence < request.after_sequence:
             raise InvalidArgumentError("until_sequence must be 0 or at least after_sequence")
         after = max(request.after_sequence, convert.parse_page_token(request.page_token))
@@ -296,8 +300,7 @@ class EventService:
     async def _message_status(
         self, request: service_pb2.GetMessageStatusRequest
     ) -> service_pb2.GetMessageStatusResponse:
-        if not request.message_id:
-            raise InvalidArgumentError("message_id is required")
+        convert.check_id(request.message_id, "message_id")
         record = await self._log.message_status(request.message_id)
         if record is None:
             raise NotFoundError(f"no status received for message {request.message_id!r}")
@@ -306,8 +309,7 @@ class EventService:
     async def _consumer_group(
         self, request: service_pb2.GetConsumerGroupRequest
     ) -> service_pb2.GetConsumerGroupResponse:
-        if not request.consumer_group:
-            raise InvalidArgumentError("consumer_group is required")
+        convert.check_id(request.consumer_group, "consumer_group")
         info = await self._log.group_info(request.consumer_group)
         if info is None:
             raise NotFoundError(f"no consumer group {request.consumer_group!r}")

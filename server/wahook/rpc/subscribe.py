@@ -54,6 +54,8 @@ _WATCH_SECONDS = 3600.0
 # Events fetched from the log at once (when the window allows), split into responses of
 # max_batch_size.
 _FETCH_AT_LEAST = 2048
+# With a byte bound, a stream's first fetch (event sizes unknown yet) takes this many.
+_FIRST_FETCH = 16
 
 
 @dataclass
@@ -219,6 +221,7 @@ class Session:
         heartbeat_interval: float,
         max_response_bytes: int,
         linger: float = 0.0,
+        max_bytes: int = 0,
     ) -> None:
         self.log = log
         self.hub = hub
@@ -249,6 +252,13 @@ class Session:
         # (they no longer count). Per batch, not per event: a catch-up hands out 100,000
         # events a second.
         self._in_flight: dict[int, tuple[int, float]] = {}
+        # Bytes of the events in _in_flight, and each one's size: a stream stops fetching
+        # at ``max_bytes`` (0: no bound), so a reader that stops reading makes the server
+        # hold (in gRPC's buffers) at most about that much for it.
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._sizes: dict[int, int] = {}
+        self._event_size = 0  # average event size of the latest fetch
         self._deadlines: list[tuple[float, int, list[int]]] = []
         self._heap_size = 0  # sequences held by the heap's entries, acked ones included
         self._batches = 0
@@ -271,6 +281,8 @@ class Session:
 
     def forget_leases(self) -> None:
         self._in_flight.clear()
+        self._sizes.clear()
+        self._bytes = 0
         self._compact()
         self.wake()
 
@@ -292,8 +304,26 @@ class Session:
             for seq in seqs:
                 held = self._in_flight.get(seq)
                 if held is not None and held[1] == deadline:
-                    del self._in_flight[seq]
+                    self._forget(seq)
         return len(self._in_flight)
+
+    def _forget(self, seq: int) -> None:
+        """``seq`` is no longer in flight on this stream (acked, nacked or expired)."""
+        if self._in_flight.pop(seq, None) is not None:
+            self._bytes -= self._sizes.pop(seq, 0)
+
+    def _room(self, now: float) -> int:
+        """Events this stream may fetch now: its window less what it holds and, with
+        ``max_bytes``, what fits in the bytes left at the average size seen so far (a
+        first fetch, size unknown, takes a few)."""
+        room = self.settings.max_in_flight - self.in_flight(now)
+        if self._max_bytes and room > 0:
+            left = self._max_bytes - self._bytes
+            if left <= 0:
+                return 0
+            fits = max(1, left // self._event_size) if self._event_size else _FIRST_FETCH
+            room = min(room, fits)
+        return room
 
     def _push(self, deadline: float, seqs: list[int]) -> None:
         self._batches += 1
@@ -325,6 +355,8 @@ class Session:
                 raise InvalidArgumentError("options: only the first request may carry options")
             if self._ack_failure is not None:
                 raise self._ack_failure  # a failed ack (log unavailable) ends the stream
+            if request.ack_sequences:
+                convert.check_sequences(request.ack_sequences, "ack_sequences")
             if request.ack_ids or request.ack_sequences:
                 self._buffer_acks(request)
                 if self._ack_commit is None:
@@ -383,7 +415,7 @@ class Session:
         for seq, lease, text in acks:
             took = newest.get(seq) == lease
             if took and self._held(seq) == lease:
-                del self._in_flight[seq]
+                self._forget(seq)
             if text is not None:
                 confirmed = True
                 (self._confirmation.acked_ids if took else self._confirmation.expired_ids).append(
@@ -431,6 +463,7 @@ class Session:
         now = self._clock()
         by_time: dict[tuple[float, str], list[tuple[Lease, str]]] = {}
         for i, nack in enumerate(nacks):
+            convert.check_sequence(nack.sequence, f"nacks[{i}].sequence")
             delay = convert.seconds_of(nack.delay, f"nacks[{i}].delay")
             if delay < 0:
                 raise InvalidArgumentError(f"nacks[{i}].delay must not be negative")
@@ -443,7 +476,7 @@ class Session:
             done = await self.log.nack_leases(group, [n[0] for n in these], at, error)
             for seq, lease in (n[0] for n in these):
                 if self._held(seq) == lease:
-                    del self._in_flight[seq]
+                    self._forget(seq)
             self._confirm(these, done, self._confirmation.nacked_ids)
             self.hub.schedule(group, at)
         self.hub.poke(group)
@@ -505,7 +538,7 @@ class Session:
                     yield confirming
                     last_sent = self._clock()
                 now = self._clock()
-                room = s.max_in_flight - self.in_flight(now)
+                room = self._room(now)
                 if ahead is not None or room > 0:
                     if ahead is not None:
                         want, batch = ahead_want, await ahead
@@ -522,7 +555,7 @@ class Session:
                         self._track(batch)
                         if fetched == want:
                             ahead_want = min(
-                                s.max_in_flight - self.in_flight(self._clock()),
+                                self._room(self._clock()),
                                 max(s.max_batch_size, _FETCH_AT_LEAST),
                             )
                             if ahead_want > 0:
@@ -692,6 +725,11 @@ class Session:
         stats = self.hub.stats
         stats.delivered += len(batch)
         self._in_flight.update(dict.fromkeys(batch.sequences, (batch.lease, batch.deadline)))
+        if self._max_bytes:
+            sizes = [len(e) for e in batch.events]
+            self._sizes.update(zip(batch.sequences, sizes, strict=True))
+            self._bytes += sum(sizes)
+            self._event_size = sum(sizes) // len(sizes) + 1
         self._push(batch.deadline, batch.sequences)
         stats.redelivered += len(batch) - batch.attempts.count(1)
         self._schedule_deadline(batch.deadline)

@@ -58,6 +58,7 @@ type line struct {
 func main() {
 	target := flag.String("target", env("WAHOOK_GRPC_TARGET", "127.0.0.1:50051"), "wahook gRPC address (env WAHOOK_GRPC_TARGET)")
 	group := flag.String("group", env("WAHOOK_GROUP", "go-example"), "consumer group (env WAHOOK_GROUP)")
+	token := flag.String("token", env("WAHOOK_GRPC_TOKEN", ""), "the sidecar's bearer token, when it asks for one (env WAHOOK_GRPC_TOKEN)")
 	eventTypes := flag.String("event-types", "", "comma-separated event types to receive, e.g. message,status (default all)")
 	messageTypes := flag.String("message-types", "", "comma-separated Meta message types, e.g. text,interactive (default all)")
 	from := flag.String("from", "earliest", "where a new group starts: earliest or latest")
@@ -86,7 +87,11 @@ func main() {
 
 	// Plaintext: the sidecar's gRPC port listens on loopback next to the
 	// service. Use credentials.NewTLS when it is reached over a network.
-	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if *token != "" {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer(*token)))
+	}
+	conn, err := grpc.NewClient(*target, dialOpts...)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -201,6 +206,16 @@ func split(s string) []string {
 	}
 	return out
 }
+
+// bearer sends "authorization: Bearer <token>" with every call. The sidecar is
+// on loopback in plaintext, so the token may travel without TLS.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
 
 func env(key, def string) string {
 	if v := os.Getenv(key); v != "" {

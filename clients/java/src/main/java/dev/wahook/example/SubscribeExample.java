@@ -11,7 +11,9 @@ import dev.wahook.v1.StartPosition;
 import dev.wahook.v1.SubscribeOptions;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
+import io.grpc.Metadata;
 import io.grpc.StatusRuntimeException;
+import io.grpc.stub.MetadataUtils;
 import java.io.FileDescriptor;
 import java.io.FileOutputStream;
 import java.io.PrintStream;
@@ -51,6 +53,8 @@ public final class SubscribeExample {
     Map<String, String> flags = parseFlags(argv);
     String target = flags.getOrDefault("target", env("WAHOOK_GRPC_TARGET", "127.0.0.1:50051"));
     String group = flags.getOrDefault("group", env("WAHOOK_GROUP", "java-example"));
+    // The sidecar's bearer token, when it asks for one.
+    String token = flags.getOrDefault("token", env("WAHOOK_GRPC_TOKEN", ""));
     int count = Integer.parseInt(flags.getOrDefault("count", "0"));
     double idleExit = Double.parseDouble(flags.getOrDefault("idle-exit", "0"));
 
@@ -70,7 +74,14 @@ public final class SubscribeExample {
 
     // Plaintext: the sidecar's gRPC port listens on loopback next to the service. Drop
     // usePlaintext() (TLS) when it is reached over a network.
-    ManagedChannel channel = ManagedChannelBuilder.forTarget(target).usePlaintext().build();
+    ManagedChannelBuilder<?> builder = ManagedChannelBuilder.forTarget(target).usePlaintext();
+    if (!token.isEmpty()) {
+      Metadata headers = new Metadata();
+      headers.put(
+          Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), "Bearer " + token);
+      builder.intercept(MetadataUtils.newAttachHeadersInterceptor(headers));
+    }
+    ManagedChannel channel = builder.build();
     ScheduledExecutorService timers = Executors.newSingleThreadScheduledExecutor();
     AtomicInteger handled = new AtomicInteger();
     Subscriber[] self = new Subscriber[1];
