@@ -128,7 +128,17 @@ async def run(args: argparse.Namespace) -> int:
     handled = 0
     try:
         async for delivery in sub:
-            print(json.dumps(summarize(delivery), ensure_ascii=False), flush=True)
+            # Acks and nacks name this delivery's lease (delivery.ack_id): if it ended (the
+            # deadline passed, the event went to another subscriber) they do nothing. A
+            # handler that needs longer than the ack deadline calls
+            # `await sub.extend(delivery, seconds)` first.
+            try:
+                print(json.dumps(summarize(delivery), ensure_ascii=False), flush=True)
+            except Exception as exc:  # the handler failed: again in 5 s, with the reason
+                # After the group's max_delivery_attempts the event goes to its dead
+                # letters with this error (`wahook groups dead-letters GROUP`).
+                await sub.nack(delivery, delay=5.0, error=f"{type(exc).__name__}: {exc}")
+                continue
             await sub.ack(delivery)  # after handling: at-least-once
             handled += 1
             if idle is not None:

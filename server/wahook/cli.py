@@ -16,6 +16,7 @@ COMMANDS = {
     "tail": "wahook.commands.tail",
     "normalize": "wahook.commands.normalize",
     "media": "wahook.commands.media",
+    "groups": "wahook.commands.groups",
 }
 
 

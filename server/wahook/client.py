@@ -5,7 +5,7 @@ Copy it or import it::
     async with Subscriber("127.0.0.1:50051", "billing", start="earliest") as sub:
         async for delivery in sub:
             handle(delivery.event)          # a typed wahook.v1.Event
-            await sub.ack(delivery)         # or: await sub.nack(delivery, delay=5.0)
+            await sub.ack(delivery)         # or: await sub.nack(delivery, 5.0, "why")
 
 or, to take what arrived a batch at a time (measured catching up on 200,000 events:
 4.4 us of client CPU per event instead of 5.4 one at a time)::
@@ -18,13 +18,22 @@ or, to take what arrived a batch at a time (measured catching up on 200,000 even
 Delivery is at-least-once: an event is delivered again (``delivery.attempt`` > 1) when
 it was not acked before its deadline or its stream ended, so handle events
 idempotently by ``event.id``. ``token`` is sent as ``authorization: Bearer <token>``
-when the sidecar asks for one (WAHOOK_GRPC_TOKEN). On UNAVAILABLE or a dropped stream the subscriber
-reopens the stream for the same group after an exponential backoff with jitter
-(``backoff_initial`` doubling up to ``backoff_max``); the group resumes where it was.
-A stream silent for ``stall_timeout`` seconds (the server heartbeats every 5 s while
-idle) counts as dropped, which catches a peer that vanished without closing TCP.
-Errors that retrying cannot fix (INVALID_ARGUMENT, FAILED_PRECONDITION, ...) are
-raised from the iteration as ``grpc.aio.AioRpcError``.
+when the sidecar asks for one (WAHOOK_GRPC_TOKEN). Acks, nacks and ``extend`` name the
+delivery's lease (its ``ack_id``): one whose lease already ended (the event went to
+another subscriber) does nothing, and ``expired_acks`` counts those the server reported.
+A handler that needs longer than ``ack_deadline`` calls ``await sub.extend(delivery,
+seconds)``. After the group's ``max_delivery_attempts`` an event goes to its dead letters
+(see ``wahook groups dead-letters``), with the ``error`` of its last nack.
+
+On UNAVAILABLE or a dropped stream the subscriber reopens the stream for the same group
+after an exponential backoff with jitter (``backoff_initial`` doubling up to
+``backoff_max``); the group resumes where it was. A stream silent for ``stall_timeout``
+seconds (the server heartbeats every 5 s while idle) counts as dropped, which catches a
+peer that vanished without closing TCP. Errors that retrying cannot fix
+(INVALID_ARGUMENT, FAILED_PRECONDITION, NOT_FOUND when the group was deleted, ...) are
+raised from the iteration as ``grpc.aio.AioRpcError``. The channel accepts messages of
+up to ``max_receive_bytes`` (9 MiB: the largest event a 4 MiB webhook body can become);
+the server dead-letters an event larger than that instead of failing the stream.
 
 ``download_media`` fetches the bytes of a message's image, audio, video, document or
 sticker through the sidecar (the DownloadMedia rpc)::
@@ -47,6 +56,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import BinaryIO, Self
 
@@ -73,12 +83,19 @@ RETRYABLE = frozenset(
     }
 )
 
-_Outgoing = tuple[int, float | None]  # (sequence, None: ack | nack delay in seconds)
+# What to send about one delivery: ("ack", delivery, 0, ""), ("nack", delivery, delay,
+# error) or ("extend", delivery, seconds, "").
+_Outgoing = tuple[str, service_pb2.Delivery, float, str]
+# The largest event a webhook body under the sidecar's default 4 MiB cap can become (its
+# typed text and its raw JSON can each be nearly the whole body), with room for framing:
+# 2 x WAHOOK_MAX_BODY_BYTES + 1 MiB. Raise it with the cap.
+DEFAULT_MAX_RECEIVE_BYTES = 9 * 1024 * 1024
 _Call = grpc.aio.StreamStreamCall[service_pb2.SubscribeRequest, service_pb2.SubscribeResponse]
 
 
 def start_position(start: str | service_pb2.StartPosition | None) -> service_pb2.StartPosition:
-    """ "earliest", "latest", "after:SEQ" or a StartPosition → StartPosition."""
+    """ "earliest", "latest", "after:SEQ", "time:ISO-8601" (a time zone is required) or a
+    StartPosition → StartPosition."""
     if start is None or isinstance(start, service_pb2.StartPosition):
         return start or service_pb2.StartPosition(earliest=True)
     if start == "earliest":
@@ -87,7 +104,14 @@ def start_position(start: str | service_pb2.StartPosition | None) -> service_pb2
         return service_pb2.StartPosition(latest=True)
     if start.startswith("after:"):
         return service_pb2.StartPosition(after_sequence=int(start.removeprefix("after:")))
-    raise ValueError(f"start must be earliest, latest or after:SEQ, not {start!r}")
+    if start.startswith("time:"):
+        when = datetime.fromisoformat(start.removeprefix("time:"))
+        if when.tzinfo is None:
+            raise ValueError(f"{start!r} has no time zone (add Z or +HH:MM)")
+        position = service_pb2.StartPosition()
+        position.from_time.FromDatetime(when)
+        return position
+    raise ValueError(f"start must be earliest, latest, after:SEQ or time:ISO-8601, not {start!r}")
 
 
 def bearer(token: str | None) -> tuple[tuple[str, str], ...] | None:
@@ -127,6 +151,9 @@ class Subscriber:
         backoff_initial: float = 0.1,
         backoff_max: float = 10.0,
         stall_timeout: float = 30.0,
+        max_delivery_attempts: int = 0,
+        expire_after_idle: float | None = None,
+        max_receive_bytes: int = DEFAULT_MAX_RECEIVE_BYTES,
     ) -> None:
         self.target = target
         self.options = service_pb2.SubscribeOptions(
@@ -137,7 +164,12 @@ class Subscriber:
             max_in_flight=max_in_flight,
             ack_deadline=_duration(ack_deadline),
             max_batch_size=max_batch_size,
+            max_delivery_attempts=max_delivery_attempts,
+            max_receive_bytes=max_receive_bytes,
         )
+        if expire_after_idle is not None:  # unset: the server's default (7 days)
+            self.options.expire_after_idle.CopyFrom(_duration(expire_after_idle))
+        self.expired_acks = 0  # acks/nacks/extensions the server says came too late
         self.credentials = credentials
         self.metadata = bearer(token)
         self.backoff_initial = backoff_initial
@@ -218,18 +250,29 @@ class Subscriber:
         self._current, self._taken = item, 0
 
     async def ack(self, delivery: service_pb2.Delivery) -> None:
-        """Mark the delivery handled; it will not be delivered to this group again."""
-        self._unsent.append((delivery.event.sequence, None))
+        """Mark the delivery handled; it will not be delivered to this group again
+        (unless its lease already ended: then it is, or was, delivered again)."""
+        self._unsent.append(("ack", delivery, 0.0, ""))
         self._wakeup.set()
 
     async def ack_all(self, deliveries: Sequence[service_pb2.Delivery]) -> None:
         """``ack`` every delivery of ``deliveries`` (say, a batch from ``batches()``)."""
-        self._unsent += [(d.event.sequence, None) for d in deliveries]
+        self._unsent += [("ack", d, 0.0, "") for d in deliveries]
         self._wakeup.set()
 
-    async def nack(self, delivery: service_pb2.Delivery, delay: float = 0.0) -> None:
-        """Ask for the delivery again, at once or after ``delay`` seconds."""
-        self._unsent.append((delivery.event.sequence, max(delay, 0.0)))
+    async def nack(
+        self, delivery: service_pb2.Delivery, delay: float = 0.0, error: str = ""
+    ) -> None:
+        """Ask for the delivery again, at once or after ``delay`` seconds; ``error`` (at
+        most 1024 characters) says why, kept with the event if it ends in the group's
+        dead letters."""
+        self._unsent.append(("nack", delivery, max(delay, 0.0), error[:1024]))
+        self._wakeup.set()
+
+    async def extend(self, delivery: service_pb2.Delivery, seconds: float) -> None:
+        """Keep the delivery's lease for ``seconds`` (1 s to 1 h) from now: a handler
+        that needs longer than the ack deadline says so before it passes."""
+        self._unsent.append(("extend", delivery, min(max(seconds, 1.0), 3600.0), ""))
         self._wakeup.set()
 
     async def stop(self, grace: float = 2.0) -> None:
@@ -255,6 +298,7 @@ class Subscriber:
             # The channel's own reconnect backoff (1 s growing to 120 s by default) would
             # otherwise fail our retries fast long after the server is back.
             options = [
+                ("grpc.max_receive_message_length", self.options.max_receive_bytes),
                 ("grpc.initial_reconnect_backoff_ms", max(1, int(self.backoff_initial * 1000))),
                 ("grpc.min_reconnect_backoff_ms", max(1, int(self.backoff_initial * 1000))),
                 ("grpc.max_reconnect_backoff_ms", max(1, int(self.backoff_max * 1000))),
@@ -276,14 +320,7 @@ class Subscriber:
             await self._wakeup.wait()
             self._wakeup.clear()
             items, self._unsent = self._unsent, []
-            req = service_pb2.SubscribeRequest(
-                ack_sequences=[seq for seq, delay in items if delay is None],
-                nacks=[
-                    service_pb2.Nack(sequence=seq, delay=_duration(delay))
-                    for seq, delay in items
-                    if delay is not None
-                ],
-            )
+            req = _request(items)
             if items:
                 try:
                     await call.write(req)
@@ -332,6 +369,13 @@ class Subscriber:
                         failures = 0
                         if response.deliveries:
                             self._inbox.put_nowait(list(response.deliveries))
+                        if response.confirmation.expired_ids:
+                            self.expired_acks += len(response.confirmation.expired_ids)
+                            log.info(
+                                "%d acks or nacks came after their lease ended (the events"
+                                " are delivered again)",
+                                len(response.confirmation.expired_ids),
+                            )
                 except grpc.aio.AioRpcError as exc:
                     code = exc.code()
                     if code not in RETRYABLE and not self._stopping.is_set():
@@ -355,6 +399,32 @@ class Subscriber:
             self._inbox.put_nowait(exc)
         finally:
             self._inbox.put_nowait(None)
+
+
+def _request(items: list[_Outgoing]) -> service_pb2.SubscribeRequest:
+    """One request with these acks, nacks and extensions, by ack id (by sequence for a
+    delivery without one: a server older than leases)."""
+    req = service_pb2.SubscribeRequest()
+    for kind, d, seconds, error in items:
+        if kind == "ack":
+            if d.ack_id:
+                req.ack_ids.append(d.ack_id)
+            else:
+                req.ack_sequences.append(d.event.sequence)
+        elif kind == "nack":
+            req.nacks.append(
+                service_pb2.Nack(
+                    ack_id=d.ack_id,
+                    sequence=0 if d.ack_id else d.event.sequence,
+                    delay=_duration(seconds),
+                    error=error,
+                )
+            )
+        elif d.ack_id:  # extend; a server without ack ids cannot
+            req.modify_deadlines.append(
+                service_pb2.ModifyDeadline(ack_id=d.ack_id, deadline=_duration(seconds))
+            )
+    return req
 
 
 @dataclass(frozen=True)

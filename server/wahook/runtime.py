@@ -44,11 +44,11 @@ from wahook.http.limits import FrontLimits
 from wahook.http.metrics import Metrics
 from wahook.media import MediaClient
 from wahook.rpc.auth import TokenSet
-from wahook.rpc.server import create_server
+from wahook.rpc.server import RpcHandle, create_server
 from wahook.store.base import EventLog
 from wahook.store.redis_append import mask_url
 from wahook.store.redis_streams import RedisEventLog
-from wahook.store.retention import prune_periodically
+from wahook.store.retention import expire_groups_periodically, prune_periodically
 from wahook.store.sqlite import SqliteEventLog
 
 log = logging.getLogger("wahook")
@@ -159,12 +159,7 @@ class Sidecar:
         _add_store_metrics(self.metrics, event_log)
         if self.media is not None:
             _add_media_metrics(self.metrics, self.media)
-        self.metrics.add_collector(
-            "wahook_grpc_subscribers",
-            "gauge",
-            "Open Subscribe streams.",
-            lambda: float(rpc.connected_subscribers()),
-        )
+        _add_delivery_metrics(self.metrics, rpc)
         self.metrics.add_collector(
             "wahook_grpc_unauthenticated_total",
             "counter",
@@ -193,6 +188,7 @@ class Sidecar:
         self.pruner = asyncio.create_task(
             prune_periodically(event_log, max_age=config.retention, every=RETENTION_INTERVAL)
         )
+        self.expirer = asyncio.create_task(expire_groups_periodically(event_log, rpc.hub.groups))
         return Listening(
             http_url=f"{config.http_scheme}://{host}:{http_port}",
             grpc_target=f"{config.grpc_host}:{grpc_port}",
@@ -242,9 +238,10 @@ class Sidecar:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.http_server.close_all_connections(), 2.0)
         await self.rpc.shutdown(GRPC_GRACE)
-        self.pruner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.pruner
+        for task in (self.pruner, self.expirer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.event_log.close()
         if self.media is not None:
             self.media.close()
@@ -406,6 +403,23 @@ def _add_store_metrics(metrics: Metrics, event_log: EventLog) -> None:
         "gauge",
         "Most write operations committed in one transaction.",
         lambda: float(event_log.metrics().largest_batch),
+    )
+
+
+def _add_delivery_metrics(metrics: Metrics, rpc: RpcHandle) -> None:
+    stats = rpc.delivery_stats()
+    metrics.add_collector(
+        "wahook_events_dead_lettered_total",
+        "counter",
+        "Events moved to a consumer group's dead letters (attempts spent, or too large"
+        " for the subscriber).",
+        lambda: float(stats.dead_lettered),
+    )
+    metrics.add_collector(
+        "wahook_grpc_subscribers",
+        "gauge",
+        "Open Subscribe streams.",
+        lambda: float(rpc.connected_subscribers()),
     )
 
 

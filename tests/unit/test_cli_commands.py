@@ -108,3 +108,12 @@ def test_normalize_says_why_a_body_gave_no_events(
     assert captured.out == ""
     assert captured.err.startswith(f"wahook normalize: {path}: 0 events: ")
     assert why in captured.err
+
+
+def test_every_groups_action_option_has_help() -> None:
+    groups = _subparsers(cli.build_parser(["groups"]))["groups"]
+    actions = _subparsers(groups)
+    assert sorted(actions) == ["dead-letters", "delete", "list", "seek"]
+    for name, parser in actions.items():
+        for action in parser._actions:
+            assert action.help, (name, action.dest)

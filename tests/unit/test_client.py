@@ -200,7 +200,11 @@ def test_start_position_words() -> None:
     assert start_position("earliest").earliest
     assert start_position("latest").latest
     assert start_position("after:41").after_sequence == 41
-    with pytest.raises(ValueError, match="earliest, latest or after:SEQ"):
+    assert start_position("time:2026-01-31T09:00:00Z").from_time.seconds == 1_769_850_000
+    assert start_position("time:2026-01-31T10:00+01:00").from_time.seconds == 1_769_850_000
+    with pytest.raises(ValueError, match="no time zone"):
+        start_position("time:2026-01-31T09:00")
+    with pytest.raises(ValueError, match="earliest, latest, after:SEQ or time:ISO-8601"):
         start_position("yesterday")
 
 

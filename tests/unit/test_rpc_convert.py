@@ -10,7 +10,7 @@ from test_rpc_support import Subscriber, message, running
 from wahook.errors import InvalidArgumentError
 from wahook.rpc import convert
 from wahook.rpc.server import create_server
-from wahook.store.base import Delivery
+from wahook.store.base import Delivery, GroupSettings
 from wahook.store.encoded import EncodedBatch, SupportsEncodedFetch
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import service_pb2, service_pb2_grpc
@@ -37,7 +37,7 @@ def test_encoded_response_parses_as_the_message_it_stands_for() -> None:
     # A long text makes one delivery's length need a multi-byte varint.
     events[2].raw_json = "x" * 20_000
     deliveries = [
-        Delivery(event=e, attempt=1 + i % 3, deadline=1_800_000_000.25)
+        Delivery(event=e, attempt=1 + i % 3, deadline=1_800_000_000.25, lease=1_800_000_000_250)
         for i, e in enumerate(events)
     ]
     [encoded] = convert.encode_responses(
@@ -111,6 +111,47 @@ def test_nack_delay_and_start_time_validation() -> None:
     )
     assert (ok.start.kind, ok.start.from_time) == ("from_time", 5.0)
     assert (ok.max_in_flight, ok.max_batch_size, ok.ack_deadline) == (1000, 256, 30.0)
+
+
+def test_group_settings_and_receive_limit_validation() -> None:
+    def parse(**options: object) -> convert.SubscribeSettings:
+        request = service_pb2.SubscribeRequest(options={"consumer_group": "g", **options})
+        return convert.parse_subscribe_options(request)
+
+    default = parse()
+    assert default.group_settings == GroupSettings(10, 7 * 86400.0)
+    assert default.max_receive_bytes == 4 * 1024 * 1024
+    custom = parse(max_delivery_attempts=1000, expire_after_idle={}, max_receive_bytes=9 << 20)
+    assert custom.group_settings == GroupSettings(1000, 0.0)  # 0 s: never
+    assert custom.max_receive_bytes == 9 << 20
+    assert parse(expire_after_idle={"seconds": 600}).group_settings.expire_after_idle == 600.0
+    with pytest.raises(InvalidArgumentError, match=r"options.max_delivery_attempts .* 1000"):
+        parse(max_delivery_attempts=1001)
+    for seconds in (5, 367 * 86400, -1):
+        with pytest.raises(InvalidArgumentError, match=r"options.expire_after_idle must be 0s"):
+            parse(expire_after_idle={"seconds": seconds})
+
+
+def test_ack_ids_round_trip_and_reject_garbage() -> None:
+    assert convert.parse_ack_id(convert.ack_id(5, 1_800_000_000_250), "x") == (
+        5,
+        1_800_000_000_250,
+    )
+    for bad in ("", "5", "5-", "-5", "a-b", "5-6-7", "\u0663-1", "1" * 20 + "-1", " 5-1"):
+        with pytest.raises(InvalidArgumentError, match=r"ack_ids\[3\]: .* not an ack id"):
+            convert.parse_ack_id(bad, "ack_ids[3]")
+    assert convert.parse_nack_error("", "e") == "nacked by the subscriber"
+    assert convert.parse_nack_error("x" * 1024, "e") == "x" * 1024
+    with pytest.raises(InvalidArgumentError, match=r"nacks\[0\].error is longer than 1024"):
+        convert.parse_nack_error("x" * 1025, "nacks[0].error")
+
+
+def test_group_page_tokens_round_trip_and_reject_garbage() -> None:
+    assert convert.parse_name_token(convert.name_token("billing.v2")) == "billing.v2"
+    assert convert.parse_name_token("") == ""
+    for bad in ("x", convert.page_token(5), "!!!"):
+        with pytest.raises(InvalidArgumentError, match="page_token"):
+            convert.parse_name_token(bad)
 
 
 async def test_responses_are_split_under_the_size_cap(tmp_path: Path) -> None:

@@ -437,11 +437,11 @@ async def test_a_failing_ack_ends_the_stream_and_its_events_go_back(
 
     failed = asyncio.Event()
 
-    async def unavailable(group: str, sequences: list[int]) -> int:
+    async def unavailable(group: str, leases: list[tuple[int, int]]) -> list[int]:
         failed.set()
         raise LogUnavailableError("event log unavailable: disk I/O error")
 
-    monkeypatch.setattr(rpc.log, "ack", unavailable)
+    monkeypatch.setattr(rpc.log, "ack_leases", unavailable)
     sub.ack(stored[:1])
     await asyncio.wait_for(failed.wait(), 10)
     sub.ack(stored[1:])  # the next request sees the failed commit

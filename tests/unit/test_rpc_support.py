@@ -178,6 +178,16 @@ class Subscriber:
                 got.extend(await self.batch(within))
         return got
 
+    async def confirmation(self, within: float = 30.0) -> service_pb2.LeaseConfirmation:
+        """The next response's confirmation (deliveries meanwhile go to ``responses``)."""
+        async with asyncio.timeout(within):
+            while True:
+                response = await self._next(within)
+                if response.HasField("confirmation"):
+                    return response.confirmation
+                if response.deliveries:
+                    self.responses.append(response)
+
     async def nothing_for(self, seconds: float) -> bool:
         """True when no delivery arrives for ``seconds`` (heartbeats allowed)."""
         try:

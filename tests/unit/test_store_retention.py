@@ -6,8 +6,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from wahook.store.base import EventFilter
-from wahook.store.retention import prune_periodically
+from wahook.store.base import EventFilter, GroupSettings, StartPosition
+from wahook.store.retention import (
+    expire_groups_periodically,
+    expire_idle_groups,
+    prune_periodically,
+)
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import event_pb2
 
@@ -53,3 +57,34 @@ async def test_an_unavailable_log_is_logged_and_retried(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert caplog.text.count("pruning the event log failed") >= 2
+
+
+async def test_idle_groups_expire_periodically_unless_connected(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
+    try:
+        idle = GroupSettings(expire_after_idle=600.0)
+        for name in ("abandoned", "connected"):
+            await log.create_group(name, EventFilter(), StartPosition(), 1_000.0, idle)
+        task = asyncio.create_task(
+            expire_groups_periodically(
+                log, lambda: ["connected"], every=0.01, clock=lambda: 2_000.0
+            )
+        )
+        async with asyncio.timeout(5):
+            while await log.group_info("abandoned") is not None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        info = await log.group_info("connected")
+        assert info is not None
+        assert info.last_active == 2_000.0
+        assert "consumer group abandoned expired" in caplog.text
+    finally:
+        await log.close()
+    # A log that fails: logged, no group named, and the next round tries again.
+    assert await expire_idle_groups(log, [], 3_000.0) == []
+    assert "expiring idle consumer groups failed: event log is closed" in caplog.text

@@ -18,7 +18,7 @@ from typing import Literal
 
 import pytest
 from wahook.errors import FailedPreconditionError, InvalidArgumentError, LogUnavailableError
-from wahook.store.base import EventFilter, StartPosition
+from wahook.store.base import EventFilter, GroupSettings, StartPosition
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import event_pb2
 
@@ -347,7 +347,7 @@ async def test_a_version_1_file_is_migrated_keeping_events_and_head(tmp_path: Pa
     finally:
         await log.close()
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 5
         indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "pending_sequence" not in indexes
         assert "events_id" not in indexes
@@ -375,7 +375,7 @@ async def test_a_version_2_file_keeps_its_groups_and_their_due_entries(tmp_path:
     finally:
         await log.close()
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 5
         indexes = {r[0] for r in check.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert "pending_deadline" not in indexes
 
@@ -398,5 +398,45 @@ async def test_duplicates_leave_no_gaps_in_sequences(tmp_path: Path) -> None:
         assert [*first.sequences, *last.sequences] == [1, 2, 3]
         info = await log.create_group("g", EventFilter(), StartPosition(), 1.0)
         assert (info.head_sequence, info.lag) == (3, 3)
+    finally:
+        await log.close()
+
+
+async def test_a_version_4_file_keeps_its_groups_with_leases_and_default_settings(
+    tmp_path: Path,
+) -> None:
+    """Version 5 adds leases, dead letters and group settings: a group of a version 4 file
+    keeps its pending entries (a delivery made before has no lease an ack id could name,
+    so it comes again), gets the default settings, and counts as active at the upgrade (a
+    service restarting with the new sidecar must not find its group expired)."""
+    path = tmp_path / "events.sqlite3"
+    log = await SqliteEventLog.open(path)
+    s = (await log.append([event(1), event(2)])).sequences
+    await log.create_group("g", EventFilter(), StartPosition(), 1000.0)
+    await log.fetch("g", "c", 1, 30.0, 1000.0)
+    await log.close()
+    with sqlite3.connect(path) as old:  # back to version 4 as it was
+        old.execute("DROP TABLE dead_letters")
+        for table, column in (
+            ("pending", "lease"),
+            ("pending", "error"),
+            ("consumer_groups", "leases"),
+            ("consumer_groups", "max_attempts"),
+            ("consumer_groups", "expire_after"),
+            ("consumer_groups", "last_active"),
+        ):
+            old.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        old.execute("PRAGMA user_version = 4")
+    before = time.time()
+    log = await SqliteEventLog.open(path)
+    try:
+        info = await log.group_info("g")
+        assert info is not None
+        assert (info.pending_count, info.settings) == (1, GroupSettings())
+        assert before - 1 <= info.last_active <= time.time() + 1
+        assert await log.expire_groups(1000.0 + 8 * 86400) == []  # active "now", not at 1000
+        got = await log.fetch("g", "c2", 10, 30.0, 1031.0)
+        assert [(d.event.sequence, d.attempt) for d in got] == [(s[0], 2), (s[1], 1)]
+        assert await log.ack_leases("g", [(d.event.sequence, d.lease) for d in got]) == s
     finally:
         await log.close()

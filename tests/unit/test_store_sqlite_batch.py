@@ -285,5 +285,5 @@ async def test_a_version_3_file_keys_status_history_by_event_sequence(tmp_path: 
     finally:
         await log.close()
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 5
         assert check.execute("SELECT rowid FROM status_history").fetchall() == [(s[2],)]

@@ -28,13 +28,21 @@ type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required in the first request, and only there.
 	Options *SubscribeOptions `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
-	// Sequences of events handled successfully. Acking an event that is not
-	// pending (already acked, or never delivered) is ignored.
+	// Sequences of events handled successfully, for clients written before
+	// ack ids: such an ack acts only on an event this stream holds now (its
+	// lease not ended), and is not confirmed. Prefer `ack_ids`. Acking an event
+	// that is not pending (already acked, or never delivered) is ignored.
 	AckSequences []uint64 `protobuf:"varint,2,rep,packed,name=ack_sequences,json=ackSequences,proto3" json:"ack_sequences,omitempty"`
 	// Events to deliver again, now or after a delay.
-	Nacks         []*Nack `protobuf:"bytes,3,rep,name=nacks,proto3" json:"nacks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Nacks []*Nack `protobuf:"bytes,3,rep,name=nacks,proto3" json:"nacks,omitempty"`
+	// The `Delivery.ack_id` of each event handled successfully. An ack id whose
+	// lease ended is ignored and confirmed as expired. INVALID_ARGUMENT for an
+	// ack id the server never issued (malformed).
+	AckIds []string `protobuf:"bytes,4,rep,name=ack_ids,json=ackIds,proto3" json:"ack_ids,omitempty"`
+	// New deadlines for deliveries still being handled (lease extension).
+	ModifyDeadlines []*ModifyDeadline `protobuf:"bytes,5,rep,name=modify_deadlines,json=modifyDeadlines,proto3" json:"modify_deadlines,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SubscribeRequest) Reset() {
@@ -88,6 +96,76 @@ func (x *SubscribeRequest) GetNacks() []*Nack {
 	return nil
 }
 
+func (x *SubscribeRequest) GetAckIds() []string {
+	if x != nil {
+		return x.AckIds
+	}
+	return nil
+}
+
+func (x *SubscribeRequest) GetModifyDeadlines() []*ModifyDeadline {
+	if x != nil {
+		return x.ModifyDeadlines
+	}
+	return nil
+}
+
+// ModifyDeadline extends (or shortens) the lease of one delivery.
+type ModifyDeadline struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delivery's `ack_id`.
+	AckId string `protobuf:"bytes,1,opt,name=ack_id,json=ackId,proto3" json:"ack_id,omitempty"`
+	// The new deadline, counted from when the server receives the request.
+	// Between 1 s and 1 h.
+	Deadline      *durationpb.Duration `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModifyDeadline) Reset() {
+	*x = ModifyDeadline{}
+	mi := &file_wahook_v1_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModifyDeadline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModifyDeadline) ProtoMessage() {}
+
+func (x *ModifyDeadline) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModifyDeadline.ProtoReflect.Descriptor instead.
+func (*ModifyDeadline) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ModifyDeadline) GetAckId() string {
+	if x != nil {
+		return x.AckId
+	}
+	return ""
+}
+
+func (x *ModifyDeadline) GetDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
 // SubscribeOptions opens a subscription.
 type SubscribeOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -109,14 +187,28 @@ type SubscribeOptions struct {
 	// Unset means 30 s. Between 1 s and 1 h.
 	AckDeadline *durationpb.Duration `protobuf:"bytes,6,opt,name=ack_deadline,json=ackDeadline,proto3" json:"ack_deadline,omitempty"`
 	// Maximum events in one SubscribeResponse. 0 means 256. At most 4096.
-	MaxBatchSize  uint32 `protobuf:"varint,7,opt,name=max_batch_size,json=maxBatchSize,proto3" json:"max_batch_size,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxBatchSize uint32 `protobuf:"varint,7,opt,name=max_batch_size,json=maxBatchSize,proto3" json:"max_batch_size,omitempty"`
+	// A new group's maximum delivery attempts: an event whose delivery would
+	// be attempt max_delivery_attempts + 1 goes to the dead-letter list
+	// instead. 0 means 10. Between 1 and 1000. Fixed when the group is
+	// created (ignored afterwards; see ConsumerGroup).
+	MaxDeliveryAttempts uint32 `protobuf:"varint,8,opt,name=max_delivery_attempts,json=maxDeliveryAttempts,proto3" json:"max_delivery_attempts,omitempty"`
+	// A new group is deleted after this long without a subscriber, so that an
+	// abandoned group stops holding back retention. Unset means 7 days; 0 s
+	// means never. Otherwise between 10 minutes and 366 days. Fixed when the
+	// group is created.
+	ExpireAfterIdle *durationpb.Duration `protobuf:"bytes,9,opt,name=expire_after_idle,json=expireAfterIdle,proto3" json:"expire_after_idle,omitempty"`
+	// The largest message this subscriber accepts (its gRPC maximum receive
+	// message size). 0 means 4 MiB, gRPC's default. An event that does not fit
+	// in it is dead-lettered with the reason, never redelivered for ever.
+	MaxReceiveBytes uint32 `protobuf:"varint,10,opt,name=max_receive_bytes,json=maxReceiveBytes,proto3" json:"max_receive_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SubscribeOptions) Reset() {
 	*x = SubscribeOptions{}
-	mi := &file_wahook_v1_service_proto_msgTypes[1]
+	mi := &file_wahook_v1_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -128,7 +220,7 @@ func (x *SubscribeOptions) String() string {
 func (*SubscribeOptions) ProtoMessage() {}
 
 func (x *SubscribeOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[1]
+	mi := &file_wahook_v1_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -141,7 +233,7 @@ func (x *SubscribeOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeOptions.ProtoReflect.Descriptor instead.
 func (*SubscribeOptions) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{1}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SubscribeOptions) GetConsumerGroup() string {
@@ -193,6 +285,27 @@ func (x *SubscribeOptions) GetMaxBatchSize() uint32 {
 	return 0
 }
 
+func (x *SubscribeOptions) GetMaxDeliveryAttempts() uint32 {
+	if x != nil {
+		return x.MaxDeliveryAttempts
+	}
+	return 0
+}
+
+func (x *SubscribeOptions) GetExpireAfterIdle() *durationpb.Duration {
+	if x != nil {
+		return x.ExpireAfterIdle
+	}
+	return nil
+}
+
+func (x *SubscribeOptions) GetMaxReceiveBytes() uint32 {
+	if x != nil {
+		return x.MaxReceiveBytes
+	}
+	return 0
+}
+
 // StartPosition says where a new consumer group begins reading.
 type StartPosition struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -211,7 +324,7 @@ type StartPosition struct {
 
 func (x *StartPosition) Reset() {
 	*x = StartPosition{}
-	mi := &file_wahook_v1_service_proto_msgTypes[2]
+	mi := &file_wahook_v1_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +336,7 @@ func (x *StartPosition) String() string {
 func (*StartPosition) ProtoMessage() {}
 
 func (x *StartPosition) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[2]
+	mi := &file_wahook_v1_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +349,7 @@ func (x *StartPosition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartPosition.ProtoReflect.Descriptor instead.
 func (*StartPosition) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{2}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StartPosition) GetPosition() isStartPosition_Position {
@@ -317,17 +430,23 @@ func (*StartPosition_FromTime) isStartPosition_Position() {}
 // Nack asks for an event to be delivered again.
 type Nack struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The event's sequence.
+	// The event's sequence, for clients written before ack ids (acts only on
+	// an event this stream holds now). Ignored when `ack_id` is set.
 	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// Wait this long before delivering it again. Unset means at once.
-	Delay         *durationpb.Duration `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
+	Delay *durationpb.Duration `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
+	// The delivery's `ack_id`. A nack whose lease ended is ignored.
+	AckId string `protobuf:"bytes,3,opt,name=ack_id,json=ackId,proto3" json:"ack_id,omitempty"`
+	// Why handling failed, at most 1024 characters: kept as the event's last
+	// error, shown with its dead letter if it ends there. Optional.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_wahook_v1_service_proto_msgTypes[3]
+	mi := &file_wahook_v1_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +458,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[3]
+	mi := &file_wahook_v1_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +471,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{3}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Nack) GetSequence() uint64 {
@@ -369,6 +488,20 @@ func (x *Nack) GetDelay() *durationpb.Duration {
 	return nil
 }
 
+func (x *Nack) GetAckId() string {
+	if x != nil {
+		return x.AckId
+	}
+	return ""
+}
+
+func (x *Nack) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // SubscribeResponse is one message from server to subscriber.
 type SubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -378,14 +511,18 @@ type SubscribeResponse struct {
 	// The server's clock when the response was sent.
 	ServerTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	// The newest sequence in the log when the response was sent.
-	HeadSequence  uint64 `protobuf:"varint,3,opt,name=head_sequence,json=headSequence,proto3" json:"head_sequence,omitempty"`
+	HeadSequence uint64 `protobuf:"varint,3,opt,name=head_sequence,json=headSequence,proto3" json:"head_sequence,omitempty"`
+	// Which ack ids of earlier requests on this stream took effect. Unset in a
+	// response that confirms nothing; a confirming response may carry no
+	// deliveries.
+	Confirmation  *LeaseConfirmation `protobuf:"bytes,4,opt,name=confirmation,proto3" json:"confirmation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_wahook_v1_service_proto_msgTypes[4]
+	mi := &file_wahook_v1_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +534,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[4]
+	mi := &file_wahook_v1_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +547,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{4}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubscribeResponse) GetDeliveries() []*Delivery {
@@ -434,6 +571,90 @@ func (x *SubscribeResponse) GetHeadSequence() uint64 {
 	return 0
 }
 
+func (x *SubscribeResponse) GetConfirmation() *LeaseConfirmation {
+	if x != nil {
+		return x.Confirmation
+	}
+	return nil
+}
+
+// LeaseConfirmation says which lease operations (by ack id) took effect.
+// Every ack id sent in `ack_ids`, `nacks` or `modify_deadlines` is confirmed
+// once, in one of the lists.
+type LeaseConfirmation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Acked: the event will not be delivered to the group again.
+	AckedIds []string `protobuf:"bytes,1,rep,name=acked_ids,json=ackedIds,proto3" json:"acked_ids,omitempty"`
+	// Nacked: the event will be delivered again (after the nack's delay).
+	NackedIds []string `protobuf:"bytes,2,rep,name=nacked_ids,json=nackedIds,proto3" json:"nacked_ids,omitempty"`
+	// Their deadline was changed as asked.
+	ModifiedIds []string `protobuf:"bytes,3,rep,name=modified_ids,json=modifiedIds,proto3" json:"modified_ids,omitempty"`
+	// Not applied: the lease had ended (its deadline passed and the event was
+	// delivered again, the stream that held it ended, the group was sought or
+	// deleted, or the event was acked or dead-lettered).
+	ExpiredIds    []string `protobuf:"bytes,4,rep,name=expired_ids,json=expiredIds,proto3" json:"expired_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseConfirmation) Reset() {
+	*x = LeaseConfirmation{}
+	mi := &file_wahook_v1_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseConfirmation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseConfirmation) ProtoMessage() {}
+
+func (x *LeaseConfirmation) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseConfirmation.ProtoReflect.Descriptor instead.
+func (*LeaseConfirmation) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LeaseConfirmation) GetAckedIds() []string {
+	if x != nil {
+		return x.AckedIds
+	}
+	return nil
+}
+
+func (x *LeaseConfirmation) GetNackedIds() []string {
+	if x != nil {
+		return x.NackedIds
+	}
+	return nil
+}
+
+func (x *LeaseConfirmation) GetModifiedIds() []string {
+	if x != nil {
+		return x.ModifiedIds
+	}
+	return nil
+}
+
+func (x *LeaseConfirmation) GetExpiredIds() []string {
+	if x != nil {
+		return x.ExpiredIds
+	}
+	return nil
+}
+
 // Delivery is one event handed to a subscriber.
 type Delivery struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -441,15 +662,18 @@ type Delivery struct {
 	Event *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
 	// 1 on first delivery to the group, then 2, 3, ... on redeliveries.
 	Attempt uint32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	// When the event is delivered again unless acked.
-	AckDeadline   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=ack_deadline,json=ackDeadline,proto3" json:"ack_deadline,omitempty"`
+	// When the event is delivered again unless acked (or the lease extended).
+	AckDeadline *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=ack_deadline,json=ackDeadline,proto3" json:"ack_deadline,omitempty"`
+	// Names this delivery (the lease) in acks, nacks and deadline changes. An
+	// opaque string; a redelivery of the same event has a different one.
+	AckId         string `protobuf:"bytes,4,opt,name=ack_id,json=ackId,proto3" json:"ack_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_wahook_v1_service_proto_msgTypes[5]
+	mi := &file_wahook_v1_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +685,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[5]
+	mi := &file_wahook_v1_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +698,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{5}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Delivery) GetEvent() *Event {
@@ -498,6 +722,13 @@ func (x *Delivery) GetAckDeadline() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Delivery) GetAckId() string {
+	if x != nil {
+		return x.AckId
+	}
+	return ""
+}
+
 // GetEventRequest names one event.
 type GetEventRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -509,7 +740,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_wahook_v1_service_proto_msgTypes[6]
+	mi := &file_wahook_v1_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +752,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[6]
+	mi := &file_wahook_v1_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +765,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{6}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetEventRequest) GetId() string {
@@ -555,7 +786,7 @@ type GetEventResponse struct {
 
 func (x *GetEventResponse) Reset() {
 	*x = GetEventResponse{}
-	mi := &file_wahook_v1_service_proto_msgTypes[7]
+	mi := &file_wahook_v1_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +798,7 @@ func (x *GetEventResponse) String() string {
 func (*GetEventResponse) ProtoMessage() {}
 
 func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[7]
+	mi := &file_wahook_v1_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +811,7 @@ func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
 func (*GetEventResponse) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{7}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetEventResponse) GetEvent() *Event {
@@ -609,7 +840,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_wahook_v1_service_proto_msgTypes[8]
+	mi := &file_wahook_v1_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +852,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[8]
+	mi := &file_wahook_v1_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +865,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{8}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListEventsRequest) GetFilter() *EventFilter {
@@ -685,7 +916,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_wahook_v1_service_proto_msgTypes[9]
+	mi := &file_wahook_v1_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +928,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[9]
+	mi := &file_wahook_v1_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +941,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{9}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -738,7 +969,7 @@ type GetMessageStatusRequest struct {
 
 func (x *GetMessageStatusRequest) Reset() {
 	*x = GetMessageStatusRequest{}
-	mi := &file_wahook_v1_service_proto_msgTypes[10]
+	mi := &file_wahook_v1_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +981,7 @@ func (x *GetMessageStatusRequest) String() string {
 func (*GetMessageStatusRequest) ProtoMessage() {}
 
 func (x *GetMessageStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[10]
+	mi := &file_wahook_v1_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +994,7 @@ func (x *GetMessageStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMessageStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetMessageStatusRequest) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{10}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetMessageStatusRequest) GetMessageId() string {
@@ -796,7 +1027,7 @@ type GetMessageStatusResponse struct {
 
 func (x *GetMessageStatusResponse) Reset() {
 	*x = GetMessageStatusResponse{}
-	mi := &file_wahook_v1_service_proto_msgTypes[11]
+	mi := &file_wahook_v1_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +1039,7 @@ func (x *GetMessageStatusResponse) String() string {
 func (*GetMessageStatusResponse) ProtoMessage() {}
 
 func (x *GetMessageStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[11]
+	mi := &file_wahook_v1_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +1052,7 @@ func (x *GetMessageStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMessageStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetMessageStatusResponse) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{11}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetMessageStatusResponse) GetMessageId() string {
@@ -883,7 +1114,7 @@ type StatusTransition struct {
 
 func (x *StatusTransition) Reset() {
 	*x = StatusTransition{}
-	mi := &file_wahook_v1_service_proto_msgTypes[12]
+	mi := &file_wahook_v1_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1126,7 @@ func (x *StatusTransition) String() string {
 func (*StatusTransition) ProtoMessage() {}
 
 func (x *StatusTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[12]
+	mi := &file_wahook_v1_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1139,7 @@ func (x *StatusTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusTransition.ProtoReflect.Descriptor instead.
 func (*StatusTransition) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{12}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatusTransition) GetState() DeliveryState {
@@ -950,7 +1181,7 @@ type GetConsumerGroupRequest struct {
 
 func (x *GetConsumerGroupRequest) Reset() {
 	*x = GetConsumerGroupRequest{}
-	mi := &file_wahook_v1_service_proto_msgTypes[13]
+	mi := &file_wahook_v1_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1193,7 @@ func (x *GetConsumerGroupRequest) String() string {
 func (*GetConsumerGroupRequest) ProtoMessage() {}
 
 func (x *GetConsumerGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[13]
+	mi := &file_wahook_v1_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1206,7 @@ func (x *GetConsumerGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerGroupRequest.ProtoReflect.Descriptor instead.
 func (*GetConsumerGroupRequest) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{13}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetConsumerGroupRequest) GetConsumerGroup() string {
@@ -996,7 +1227,7 @@ type GetConsumerGroupResponse struct {
 
 func (x *GetConsumerGroupResponse) Reset() {
 	*x = GetConsumerGroupResponse{}
-	mi := &file_wahook_v1_service_proto_msgTypes[14]
+	mi := &file_wahook_v1_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1239,7 @@ func (x *GetConsumerGroupResponse) String() string {
 func (*GetConsumerGroupResponse) ProtoMessage() {}
 
 func (x *GetConsumerGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[14]
+	mi := &file_wahook_v1_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1252,7 @@ func (x *GetConsumerGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConsumerGroupResponse.ProtoReflect.Descriptor instead.
 func (*GetConsumerGroupResponse) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{14}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetConsumerGroupResponse) GetGroup() *ConsumerGroup {
@@ -1049,15 +1280,24 @@ type ConsumerGroup struct {
 	HeadSequence uint64 `protobuf:"varint,6,opt,name=head_sequence,json=headSequence,proto3" json:"head_sequence,omitempty"`
 	// When the group was created.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	// Subscribers connected now.
+	// Subscribers connected now (to this server).
 	ConnectedSubscribers uint32 `protobuf:"varint,8,opt,name=connected_subscribers,json=connectedSubscribers,proto3" json:"connected_subscribers,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Deliveries an event may have before it is dead-lettered.
+	MaxDeliveryAttempts uint32 `protobuf:"varint,9,opt,name=max_delivery_attempts,json=maxDeliveryAttempts,proto3" json:"max_delivery_attempts,omitempty"`
+	// How long the group lives without a subscriber; 0: for ever.
+	ExpireAfterIdle *durationpb.Duration `protobuf:"bytes,10,opt,name=expire_after_idle,json=expireAfterIdle,proto3" json:"expire_after_idle,omitempty"`
+	// Events in the group's dead-letter list.
+	DeadLetterCount uint64 `protobuf:"varint,11,opt,name=dead_letter_count,json=deadLetterCount,proto3" json:"dead_letter_count,omitempty"`
+	// When a subscriber was last connected (or the group created or sought).
+	// The group expires `expire_after_idle` after it.
+	LastActiveTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=last_active_time,json=lastActiveTime,proto3" json:"last_active_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConsumerGroup) Reset() {
 	*x = ConsumerGroup{}
-	mi := &file_wahook_v1_service_proto_msgTypes[15]
+	mi := &file_wahook_v1_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1309,7 @@ func (x *ConsumerGroup) String() string {
 func (*ConsumerGroup) ProtoMessage() {}
 
 func (x *ConsumerGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[15]
+	mi := &file_wahook_v1_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1322,7 @@ func (x *ConsumerGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerGroup.ProtoReflect.Descriptor instead.
 func (*ConsumerGroup) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{15}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ConsumerGroup) GetName() string {
@@ -1141,6 +1381,744 @@ func (x *ConsumerGroup) GetConnectedSubscribers() uint32 {
 	return 0
 }
 
+func (x *ConsumerGroup) GetMaxDeliveryAttempts() uint32 {
+	if x != nil {
+		return x.MaxDeliveryAttempts
+	}
+	return 0
+}
+
+func (x *ConsumerGroup) GetExpireAfterIdle() *durationpb.Duration {
+	if x != nil {
+		return x.ExpireAfterIdle
+	}
+	return nil
+}
+
+func (x *ConsumerGroup) GetDeadLetterCount() uint64 {
+	if x != nil {
+		return x.DeadLetterCount
+	}
+	return 0
+}
+
+func (x *ConsumerGroup) GetLastActiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastActiveTime
+	}
+	return nil
+}
+
+// ListConsumerGroupsRequest selects a page of consumer groups.
+type ListConsumerGroupsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Maximum groups in the page. 0 means 100; at most 1000.
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous page. Empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConsumerGroupsRequest) Reset() {
+	*x = ListConsumerGroupsRequest{}
+	mi := &file_wahook_v1_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConsumerGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConsumerGroupsRequest) ProtoMessage() {}
+
+func (x *ListConsumerGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConsumerGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListConsumerGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListConsumerGroupsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListConsumerGroupsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListConsumerGroupsResponse is one page of consumer groups, by name.
+type ListConsumerGroupsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The groups.
+	Groups []*ConsumerGroup `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Token for the next page; empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConsumerGroupsResponse) Reset() {
+	*x = ListConsumerGroupsResponse{}
+	mi := &file_wahook_v1_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConsumerGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConsumerGroupsResponse) ProtoMessage() {}
+
+func (x *ListConsumerGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConsumerGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListConsumerGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListConsumerGroupsResponse) GetGroups() []*ConsumerGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *ListConsumerGroupsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DeleteConsumerGroupRequest names the group to delete.
+type DeleteConsumerGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteConsumerGroupRequest) Reset() {
+	*x = DeleteConsumerGroupRequest{}
+	mi := &file_wahook_v1_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteConsumerGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteConsumerGroupRequest) ProtoMessage() {}
+
+func (x *DeleteConsumerGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteConsumerGroupRequest.ProtoReflect.Descriptor instead.
+func (*DeleteConsumerGroupRequest) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DeleteConsumerGroupRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+// DeleteConsumerGroupResponse confirms a deletion.
+type DeleteConsumerGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteConsumerGroupResponse) Reset() {
+	*x = DeleteConsumerGroupResponse{}
+	mi := &file_wahook_v1_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteConsumerGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteConsumerGroupResponse) ProtoMessage() {}
+
+func (x *DeleteConsumerGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteConsumerGroupResponse.ProtoReflect.Descriptor instead.
+func (*DeleteConsumerGroupResponse) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{21}
+}
+
+// SeekConsumerGroupRequest moves a group's read position.
+type SeekConsumerGroupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	// Where the group reads next: `earliest` (replay everything stored),
+	// `latest` (skip everything stored), after a sequence, or from a time.
+	// Required.
+	Position      *StartPosition `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeekConsumerGroupRequest) Reset() {
+	*x = SeekConsumerGroupRequest{}
+	mi := &file_wahook_v1_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeekConsumerGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeekConsumerGroupRequest) ProtoMessage() {}
+
+func (x *SeekConsumerGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeekConsumerGroupRequest.ProtoReflect.Descriptor instead.
+func (*SeekConsumerGroupRequest) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SeekConsumerGroupRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+func (x *SeekConsumerGroupRequest) GetPosition() *StartPosition {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+// SeekConsumerGroupResponse is the group after the seek.
+type SeekConsumerGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group.
+	Group         *ConsumerGroup `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeekConsumerGroupResponse) Reset() {
+	*x = SeekConsumerGroupResponse{}
+	mi := &file_wahook_v1_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeekConsumerGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeekConsumerGroupResponse) ProtoMessage() {}
+
+func (x *SeekConsumerGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeekConsumerGroupResponse.ProtoReflect.Descriptor instead.
+func (*SeekConsumerGroupResponse) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SeekConsumerGroupResponse) GetGroup() *ConsumerGroup {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+// DeadLetter is an event a group gave up delivering.
+type DeadLetter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event (with its sequence).
+	Event *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// How many times it was delivered.
+	Attempts uint32 `protobuf:"varint,2,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Why it was dead-lettered: the last nack's error, a deadline that passed,
+	// or why it could not be delivered (e.g. larger than the subscriber's
+	// max_receive_bytes).
+	LastError string `protobuf:"bytes,3,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// When it was dead-lettered.
+	DeadLetterTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=dead_letter_time,json=deadLetterTime,proto3" json:"dead_letter_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeadLetter) Reset() {
+	*x = DeadLetter{}
+	mi := &file_wahook_v1_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetter) ProtoMessage() {}
+
+func (x *DeadLetter) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
+func (*DeadLetter) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DeadLetter) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetDeadLetterTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeadLetterTime
+	}
+	return nil
+}
+
+// ListDeadLettersRequest selects a page of a group's dead letters.
+type ListDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	// Maximum dead letters in the page. 0 means 100; at most 1000.
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The `next_page_token` of the previous page. Empty for the first page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersRequest) Reset() {
+	*x = ListDeadLettersRequest{}
+	mi := &file_wahook_v1_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersRequest) ProtoMessage() {}
+
+func (x *ListDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListDeadLettersRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+func (x *ListDeadLettersRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDeadLettersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListDeadLettersResponse is one page of dead letters.
+type ListDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The dead letters, in sequence order.
+	DeadLetters []*DeadLetter `protobuf:"bytes,1,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	// Token for the next page; empty when this is the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeadLettersResponse) Reset() {
+	*x = ListDeadLettersResponse{}
+	mi := &file_wahook_v1_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeadLettersResponse) ProtoMessage() {}
+
+func (x *ListDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*ListDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListDeadLettersResponse) GetDeadLetters() []*DeadLetter {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return nil
+}
+
+func (x *ListDeadLettersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// RedeliverDeadLettersRequest names dead letters to deliver again.
+type RedeliverDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	// The sequences of the dead letters. Empty with `all`.
+	Sequences []uint64 `protobuf:"varint,2,rep,packed,name=sequences,proto3" json:"sequences,omitempty"`
+	// Every dead letter of the group.
+	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverDeadLettersRequest) Reset() {
+	*x = RedeliverDeadLettersRequest{}
+	mi := &file_wahook_v1_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverDeadLettersRequest) ProtoMessage() {}
+
+func (x *RedeliverDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*RedeliverDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RedeliverDeadLettersRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+func (x *RedeliverDeadLettersRequest) GetSequences() []uint64 {
+	if x != nil {
+		return x.Sequences
+	}
+	return nil
+}
+
+func (x *RedeliverDeadLettersRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+// RedeliverDeadLettersResponse says how many went back.
+type RedeliverDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Dead letters made pending again.
+	Count         uint64 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverDeadLettersResponse) Reset() {
+	*x = RedeliverDeadLettersResponse{}
+	mi := &file_wahook_v1_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverDeadLettersResponse) ProtoMessage() {}
+
+func (x *RedeliverDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*RedeliverDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RedeliverDeadLettersResponse) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// DiscardDeadLettersRequest names dead letters to delete.
+type DiscardDeadLettersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group's name.
+	ConsumerGroup string `protobuf:"bytes,1,opt,name=consumer_group,json=consumerGroup,proto3" json:"consumer_group,omitempty"`
+	// The sequences of the dead letters. Empty with `all`.
+	Sequences []uint64 `protobuf:"varint,2,rep,packed,name=sequences,proto3" json:"sequences,omitempty"`
+	// Every dead letter of the group.
+	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscardDeadLettersRequest) Reset() {
+	*x = DiscardDeadLettersRequest{}
+	mi := &file_wahook_v1_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscardDeadLettersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscardDeadLettersRequest) ProtoMessage() {}
+
+func (x *DiscardDeadLettersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscardDeadLettersRequest.ProtoReflect.Descriptor instead.
+func (*DiscardDeadLettersRequest) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DiscardDeadLettersRequest) GetConsumerGroup() string {
+	if x != nil {
+		return x.ConsumerGroup
+	}
+	return ""
+}
+
+func (x *DiscardDeadLettersRequest) GetSequences() []uint64 {
+	if x != nil {
+		return x.Sequences
+	}
+	return nil
+}
+
+func (x *DiscardDeadLettersRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+// DiscardDeadLettersResponse says how many were deleted.
+type DiscardDeadLettersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Dead letters deleted.
+	Count         uint64 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscardDeadLettersResponse) Reset() {
+	*x = DiscardDeadLettersResponse{}
+	mi := &file_wahook_v1_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscardDeadLettersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscardDeadLettersResponse) ProtoMessage() {}
+
+func (x *DiscardDeadLettersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wahook_v1_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscardDeadLettersResponse.ProtoReflect.Descriptor instead.
+func (*DiscardDeadLettersResponse) Descriptor() ([]byte, []int) {
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DiscardDeadLettersResponse) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // DownloadMediaRequest names one media file.
 type DownloadMediaRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1153,7 +2131,7 @@ type DownloadMediaRequest struct {
 
 func (x *DownloadMediaRequest) Reset() {
 	*x = DownloadMediaRequest{}
-	mi := &file_wahook_v1_service_proto_msgTypes[16]
+	mi := &file_wahook_v1_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +2143,7 @@ func (x *DownloadMediaRequest) String() string {
 func (*DownloadMediaRequest) ProtoMessage() {}
 
 func (x *DownloadMediaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[16]
+	mi := &file_wahook_v1_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +2156,7 @@ func (x *DownloadMediaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadMediaRequest.ProtoReflect.Descriptor instead.
 func (*DownloadMediaRequest) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{16}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DownloadMediaRequest) GetMediaId() string {
@@ -1205,7 +2183,7 @@ type DownloadMediaResponse struct {
 
 func (x *DownloadMediaResponse) Reset() {
 	*x = DownloadMediaResponse{}
-	mi := &file_wahook_v1_service_proto_msgTypes[17]
+	mi := &file_wahook_v1_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +2195,7 @@ func (x *DownloadMediaResponse) String() string {
 func (*DownloadMediaResponse) ProtoMessage() {}
 
 func (x *DownloadMediaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[17]
+	mi := &file_wahook_v1_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +2208,7 @@ func (x *DownloadMediaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadMediaResponse.ProtoReflect.Descriptor instead.
 func (*DownloadMediaResponse) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{17}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DownloadMediaResponse) GetPart() isDownloadMediaResponse_Part {
@@ -1297,7 +2275,7 @@ type MediaInfo struct {
 
 func (x *MediaInfo) Reset() {
 	*x = MediaInfo{}
-	mi := &file_wahook_v1_service_proto_msgTypes[18]
+	mi := &file_wahook_v1_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +2287,7 @@ func (x *MediaInfo) String() string {
 func (*MediaInfo) ProtoMessage() {}
 
 func (x *MediaInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_wahook_v1_service_proto_msgTypes[18]
+	mi := &file_wahook_v1_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +2300,7 @@ func (x *MediaInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MediaInfo.ProtoReflect.Descriptor instead.
 func (*MediaInfo) Descriptor() ([]byte, []int) {
-	return file_wahook_v1_service_proto_rawDescGZIP(), []int{18}
+	return file_wahook_v1_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MediaInfo) GetMediaId() string {
@@ -1357,11 +2335,16 @@ var File_wahook_v1_service_proto protoreflect.FileDescriptor
 
 const file_wahook_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"\x17wahook/v1/service.proto\x12\twahook.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16wahook/v1/common.proto\x1a\x15wahook/v1/event.proto\x1a\x16wahook/v1/status.proto\"\x95\x01\n" +
+	"\x17wahook/v1/service.proto\x12\twahook.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16wahook/v1/common.proto\x1a\x15wahook/v1/event.proto\x1a\x16wahook/v1/status.proto\"\xf4\x01\n" +
 	"\x10SubscribeRequest\x125\n" +
 	"\aoptions\x18\x01 \x01(\v2\x1b.wahook.v1.SubscribeOptionsR\aoptions\x12#\n" +
 	"\rack_sequences\x18\x02 \x03(\x04R\fackSequences\x12%\n" +
-	"\x05nacks\x18\x03 \x03(\v2\x0f.wahook.v1.NackR\x05nacks\"\xc6\x02\n" +
+	"\x05nacks\x18\x03 \x03(\v2\x0f.wahook.v1.NackR\x05nacks\x12\x17\n" +
+	"\aack_ids\x18\x04 \x03(\tR\x06ackIds\x12D\n" +
+	"\x10modify_deadlines\x18\x05 \x03(\v2\x19.wahook.v1.ModifyDeadlineR\x0fmodifyDeadlines\"^\n" +
+	"\x0eModifyDeadline\x12\x15\n" +
+	"\x06ack_id\x18\x01 \x01(\tR\x05ackId\x125\n" +
+	"\bdeadline\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bdeadline\"\xed\x03\n" +
 	"\x10SubscribeOptions\x12%\n" +
 	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\x12#\n" +
 	"\rconsumer_name\x18\x02 \x01(\tR\fconsumerName\x12.\n" +
@@ -1369,28 +2352,43 @@ const file_wahook_v1_service_proto_rawDesc = "" +
 	"\x06filter\x18\x04 \x01(\v2\x16.wahook.v1.EventFilterR\x06filter\x12\"\n" +
 	"\rmax_in_flight\x18\x05 \x01(\rR\vmaxInFlight\x12<\n" +
 	"\fack_deadline\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\vackDeadline\x12$\n" +
-	"\x0emax_batch_size\x18\a \x01(\rR\fmaxBatchSize\"\xb7\x01\n" +
+	"\x0emax_batch_size\x18\a \x01(\rR\fmaxBatchSize\x122\n" +
+	"\x15max_delivery_attempts\x18\b \x01(\rR\x13maxDeliveryAttempts\x12E\n" +
+	"\x11expire_after_idle\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0fexpireAfterIdle\x12*\n" +
+	"\x11max_receive_bytes\x18\n" +
+	" \x01(\rR\x0fmaxReceiveBytes\"\xb7\x01\n" +
 	"\rStartPosition\x12\x1c\n" +
 	"\bearliest\x18\x01 \x01(\bH\x00R\bearliest\x12\x18\n" +
 	"\x06latest\x18\x02 \x01(\bH\x00R\x06latest\x12'\n" +
 	"\x0eafter_sequence\x18\x03 \x01(\x04H\x00R\rafterSequence\x129\n" +
 	"\tfrom_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\bfromTimeB\n" +
 	"\n" +
-	"\bposition\"S\n" +
+	"\bposition\"\x80\x01\n" +
 	"\x04Nack\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12/\n" +
-	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\"\xaa\x01\n" +
+	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\x12\x15\n" +
+	"\x06ack_id\x18\x03 \x01(\tR\x05ackId\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xec\x01\n" +
 	"\x11SubscribeResponse\x123\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x13.wahook.v1.DeliveryR\n" +
 	"deliveries\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x12#\n" +
-	"\rhead_sequence\x18\x03 \x01(\x04R\fheadSequence\"\x8b\x01\n" +
+	"\rhead_sequence\x18\x03 \x01(\x04R\fheadSequence\x12@\n" +
+	"\fconfirmation\x18\x04 \x01(\v2\x1c.wahook.v1.LeaseConfirmationR\fconfirmation\"\x93\x01\n" +
+	"\x11LeaseConfirmation\x12\x1b\n" +
+	"\tacked_ids\x18\x01 \x03(\tR\backedIds\x12\x1d\n" +
+	"\n" +
+	"nacked_ids\x18\x02 \x03(\tR\tnackedIds\x12!\n" +
+	"\fmodified_ids\x18\x03 \x03(\tR\vmodifiedIds\x12\x1f\n" +
+	"\vexpired_ids\x18\x04 \x03(\tR\n" +
+	"expiredIds\"\xa2\x01\n" +
 	"\bDelivery\x12&\n" +
 	"\x05event\x18\x01 \x01(\v2\x10.wahook.v1.EventR\x05event\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12=\n" +
-	"\fack_deadline\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vackDeadline\"!\n" +
+	"\fack_deadline\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vackDeadline\x12\x15\n" +
+	"\x06ack_id\x18\x04 \x01(\tR\x05ackId\"!\n" +
 	"\x0fGetEventRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\":\n" +
 	"\x10GetEventResponse\x12&\n" +
@@ -1425,7 +2423,7 @@ const file_wahook_v1_service_proto_rawDesc = "" +
 	"\x17GetConsumerGroupRequest\x12%\n" +
 	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\"J\n" +
 	"\x18GetConsumerGroupResponse\x12.\n" +
-	"\x05group\x18\x01 \x01(\v2\x18.wahook.v1.ConsumerGroupR\x05group\"\xd0\x02\n" +
+	"\x05group\x18\x01 \x01(\v2\x18.wahook.v1.ConsumerGroupR\x05group\"\xbd\x04\n" +
 	"\rConsumerGroup\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12.\n" +
 	"\x06filter\x18\x02 \x01(\v2\x16.wahook.v1.EventFilterR\x06filter\x12-\n" +
@@ -1435,7 +2433,54 @@ const file_wahook_v1_service_proto_rawDesc = "" +
 	"\rhead_sequence\x18\x06 \x01(\x04R\fheadSequence\x12;\n" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x123\n" +
-	"\x15connected_subscribers\x18\b \x01(\rR\x14connectedSubscribers\"1\n" +
+	"\x15connected_subscribers\x18\b \x01(\rR\x14connectedSubscribers\x122\n" +
+	"\x15max_delivery_attempts\x18\t \x01(\rR\x13maxDeliveryAttempts\x12E\n" +
+	"\x11expire_after_idle\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x0fexpireAfterIdle\x12*\n" +
+	"\x11dead_letter_count\x18\v \x01(\x04R\x0fdeadLetterCount\x12D\n" +
+	"\x10last_active_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x0elastActiveTime\"W\n" +
+	"\x19ListConsumerGroupsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"v\n" +
+	"\x1aListConsumerGroupsResponse\x120\n" +
+	"\x06groups\x18\x01 \x03(\v2\x18.wahook.v1.ConsumerGroupR\x06groups\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"C\n" +
+	"\x1aDeleteConsumerGroupRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\"\x1d\n" +
+	"\x1bDeleteConsumerGroupResponse\"w\n" +
+	"\x18SeekConsumerGroupRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\x124\n" +
+	"\bposition\x18\x02 \x01(\v2\x18.wahook.v1.StartPositionR\bposition\"K\n" +
+	"\x19SeekConsumerGroupResponse\x12.\n" +
+	"\x05group\x18\x01 \x01(\v2\x18.wahook.v1.ConsumerGroupR\x05group\"\xb5\x01\n" +
+	"\n" +
+	"DeadLetter\x12&\n" +
+	"\x05event\x18\x01 \x01(\v2\x10.wahook.v1.EventR\x05event\x12\x1a\n" +
+	"\battempts\x18\x02 \x01(\rR\battempts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x03 \x01(\tR\tlastError\x12D\n" +
+	"\x10dead_letter_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0edeadLetterTime\"{\n" +
+	"\x16ListDeadLettersRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"{\n" +
+	"\x17ListDeadLettersResponse\x128\n" +
+	"\fdead_letters\x18\x01 \x03(\v2\x15.wahook.v1.DeadLetterR\vdeadLetters\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"t\n" +
+	"\x1bRedeliverDeadLettersRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\x12\x1c\n" +
+	"\tsequences\x18\x02 \x03(\x04R\tsequences\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"4\n" +
+	"\x1cRedeliverDeadLettersResponse\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\"r\n" +
+	"\x19DiscardDeadLettersRequest\x12%\n" +
+	"\x0econsumer_group\x18\x01 \x01(\tR\rconsumerGroup\x12\x1c\n" +
+	"\tsequences\x18\x02 \x03(\x04R\tsequences\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"2\n" +
+	"\x1aDiscardDeadLettersResponse\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\"1\n" +
 	"\x14DownloadMediaRequest\x12\x19\n" +
 	"\bmedia_id\x18\x01 \x01(\tR\amediaId\"c\n" +
 	"\x15DownloadMediaResponse\x12*\n" +
@@ -1446,14 +2491,20 @@ const file_wahook_v1_service_proto_rawDesc = "" +
 	"\bmedia_id\x18\x01 \x01(\tR\amediaId\x12\x1b\n" +
 	"\tmime_type\x18\x02 \x01(\tR\bmimeType\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x1b\n" +
-	"\tfile_size\x18\x04 \x01(\x04R\bfileSize2\xfa\x03\n" +
+	"\tfile_size\x18\x04 \x01(\x04R\bfileSize2\xc9\b\n" +
 	"\fEventService\x12J\n" +
 	"\tSubscribe\x12\x1b.wahook.v1.SubscribeRequest\x1a\x1c.wahook.v1.SubscribeResponse(\x010\x01\x12C\n" +
 	"\bGetEvent\x12\x1a.wahook.v1.GetEventRequest\x1a\x1b.wahook.v1.GetEventResponse\x12I\n" +
 	"\n" +
 	"ListEvents\x12\x1c.wahook.v1.ListEventsRequest\x1a\x1d.wahook.v1.ListEventsResponse\x12[\n" +
 	"\x10GetMessageStatus\x12\".wahook.v1.GetMessageStatusRequest\x1a#.wahook.v1.GetMessageStatusResponse\x12[\n" +
-	"\x10GetConsumerGroup\x12\".wahook.v1.GetConsumerGroupRequest\x1a#.wahook.v1.GetConsumerGroupResponse\x12T\n" +
+	"\x10GetConsumerGroup\x12\".wahook.v1.GetConsumerGroupRequest\x1a#.wahook.v1.GetConsumerGroupResponse\x12a\n" +
+	"\x12ListConsumerGroups\x12$.wahook.v1.ListConsumerGroupsRequest\x1a%.wahook.v1.ListConsumerGroupsResponse\x12d\n" +
+	"\x13DeleteConsumerGroup\x12%.wahook.v1.DeleteConsumerGroupRequest\x1a&.wahook.v1.DeleteConsumerGroupResponse\x12^\n" +
+	"\x11SeekConsumerGroup\x12#.wahook.v1.SeekConsumerGroupRequest\x1a$.wahook.v1.SeekConsumerGroupResponse\x12X\n" +
+	"\x0fListDeadLetters\x12!.wahook.v1.ListDeadLettersRequest\x1a\".wahook.v1.ListDeadLettersResponse\x12g\n" +
+	"\x14RedeliverDeadLetters\x12&.wahook.v1.RedeliverDeadLettersRequest\x1a'.wahook.v1.RedeliverDeadLettersResponse\x12a\n" +
+	"\x12DiscardDeadLetters\x12$.wahook.v1.DiscardDeadLettersRequest\x1a%.wahook.v1.DiscardDeadLettersResponse\x12T\n" +
 	"\rDownloadMedia\x12\x1f.wahook.v1.DownloadMediaRequest\x1a .wahook.v1.DownloadMediaResponse0\x01BV\n" +
 	"\rdev.wahook.v1B\fServiceProtoP\x01Z5github.com/wahook/wahook/clients/go/wahookv1;wahookv1b\x06proto3"
 
@@ -1469,76 +2520,115 @@ func file_wahook_v1_service_proto_rawDescGZIP() []byte {
 	return file_wahook_v1_service_proto_rawDescData
 }
 
-var file_wahook_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_wahook_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_wahook_v1_service_proto_goTypes = []any{
-	(*SubscribeRequest)(nil),         // 0: wahook.v1.SubscribeRequest
-	(*SubscribeOptions)(nil),         // 1: wahook.v1.SubscribeOptions
-	(*StartPosition)(nil),            // 2: wahook.v1.StartPosition
-	(*Nack)(nil),                     // 3: wahook.v1.Nack
-	(*SubscribeResponse)(nil),        // 4: wahook.v1.SubscribeResponse
-	(*Delivery)(nil),                 // 5: wahook.v1.Delivery
-	(*GetEventRequest)(nil),          // 6: wahook.v1.GetEventRequest
-	(*GetEventResponse)(nil),         // 7: wahook.v1.GetEventResponse
-	(*ListEventsRequest)(nil),        // 8: wahook.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),       // 9: wahook.v1.ListEventsResponse
-	(*GetMessageStatusRequest)(nil),  // 10: wahook.v1.GetMessageStatusRequest
-	(*GetMessageStatusResponse)(nil), // 11: wahook.v1.GetMessageStatusResponse
-	(*StatusTransition)(nil),         // 12: wahook.v1.StatusTransition
-	(*GetConsumerGroupRequest)(nil),  // 13: wahook.v1.GetConsumerGroupRequest
-	(*GetConsumerGroupResponse)(nil), // 14: wahook.v1.GetConsumerGroupResponse
-	(*ConsumerGroup)(nil),            // 15: wahook.v1.ConsumerGroup
-	(*DownloadMediaRequest)(nil),     // 16: wahook.v1.DownloadMediaRequest
-	(*DownloadMediaResponse)(nil),    // 17: wahook.v1.DownloadMediaResponse
-	(*MediaInfo)(nil),                // 18: wahook.v1.MediaInfo
-	(*EventFilter)(nil),              // 19: wahook.v1.EventFilter
-	(*durationpb.Duration)(nil),      // 20: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 21: google.protobuf.Timestamp
-	(*Event)(nil),                    // 22: wahook.v1.Event
-	(DeliveryState)(0),               // 23: wahook.v1.DeliveryState
-	(*WhatsAppError)(nil),            // 24: wahook.v1.WhatsAppError
+	(*SubscribeRequest)(nil),             // 0: wahook.v1.SubscribeRequest
+	(*ModifyDeadline)(nil),               // 1: wahook.v1.ModifyDeadline
+	(*SubscribeOptions)(nil),             // 2: wahook.v1.SubscribeOptions
+	(*StartPosition)(nil),                // 3: wahook.v1.StartPosition
+	(*Nack)(nil),                         // 4: wahook.v1.Nack
+	(*SubscribeResponse)(nil),            // 5: wahook.v1.SubscribeResponse
+	(*LeaseConfirmation)(nil),            // 6: wahook.v1.LeaseConfirmation
+	(*Delivery)(nil),                     // 7: wahook.v1.Delivery
+	(*GetEventRequest)(nil),              // 8: wahook.v1.GetEventRequest
+	(*GetEventResponse)(nil),             // 9: wahook.v1.GetEventResponse
+	(*ListEventsRequest)(nil),            // 10: wahook.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),           // 11: wahook.v1.ListEventsResponse
+	(*GetMessageStatusRequest)(nil),      // 12: wahook.v1.GetMessageStatusRequest
+	(*GetMessageStatusResponse)(nil),     // 13: wahook.v1.GetMessageStatusResponse
+	(*StatusTransition)(nil),             // 14: wahook.v1.StatusTransition
+	(*GetConsumerGroupRequest)(nil),      // 15: wahook.v1.GetConsumerGroupRequest
+	(*GetConsumerGroupResponse)(nil),     // 16: wahook.v1.GetConsumerGroupResponse
+	(*ConsumerGroup)(nil),                // 17: wahook.v1.ConsumerGroup
+	(*ListConsumerGroupsRequest)(nil),    // 18: wahook.v1.ListConsumerGroupsRequest
+	(*ListConsumerGroupsResponse)(nil),   // 19: wahook.v1.ListConsumerGroupsResponse
+	(*DeleteConsumerGroupRequest)(nil),   // 20: wahook.v1.DeleteConsumerGroupRequest
+	(*DeleteConsumerGroupResponse)(nil),  // 21: wahook.v1.DeleteConsumerGroupResponse
+	(*SeekConsumerGroupRequest)(nil),     // 22: wahook.v1.SeekConsumerGroupRequest
+	(*SeekConsumerGroupResponse)(nil),    // 23: wahook.v1.SeekConsumerGroupResponse
+	(*DeadLetter)(nil),                   // 24: wahook.v1.DeadLetter
+	(*ListDeadLettersRequest)(nil),       // 25: wahook.v1.ListDeadLettersRequest
+	(*ListDeadLettersResponse)(nil),      // 26: wahook.v1.ListDeadLettersResponse
+	(*RedeliverDeadLettersRequest)(nil),  // 27: wahook.v1.RedeliverDeadLettersRequest
+	(*RedeliverDeadLettersResponse)(nil), // 28: wahook.v1.RedeliverDeadLettersResponse
+	(*DiscardDeadLettersRequest)(nil),    // 29: wahook.v1.DiscardDeadLettersRequest
+	(*DiscardDeadLettersResponse)(nil),   // 30: wahook.v1.DiscardDeadLettersResponse
+	(*DownloadMediaRequest)(nil),         // 31: wahook.v1.DownloadMediaRequest
+	(*DownloadMediaResponse)(nil),        // 32: wahook.v1.DownloadMediaResponse
+	(*MediaInfo)(nil),                    // 33: wahook.v1.MediaInfo
+	(*durationpb.Duration)(nil),          // 34: google.protobuf.Duration
+	(*EventFilter)(nil),                  // 35: wahook.v1.EventFilter
+	(*timestamppb.Timestamp)(nil),        // 36: google.protobuf.Timestamp
+	(*Event)(nil),                        // 37: wahook.v1.Event
+	(DeliveryState)(0),                   // 38: wahook.v1.DeliveryState
+	(*WhatsAppError)(nil),                // 39: wahook.v1.WhatsAppError
 }
 var file_wahook_v1_service_proto_depIdxs = []int32{
-	1,  // 0: wahook.v1.SubscribeRequest.options:type_name -> wahook.v1.SubscribeOptions
-	3,  // 1: wahook.v1.SubscribeRequest.nacks:type_name -> wahook.v1.Nack
-	2,  // 2: wahook.v1.SubscribeOptions.start:type_name -> wahook.v1.StartPosition
-	19, // 3: wahook.v1.SubscribeOptions.filter:type_name -> wahook.v1.EventFilter
-	20, // 4: wahook.v1.SubscribeOptions.ack_deadline:type_name -> google.protobuf.Duration
-	21, // 5: wahook.v1.StartPosition.from_time:type_name -> google.protobuf.Timestamp
-	20, // 6: wahook.v1.Nack.delay:type_name -> google.protobuf.Duration
-	5,  // 7: wahook.v1.SubscribeResponse.deliveries:type_name -> wahook.v1.Delivery
-	21, // 8: wahook.v1.SubscribeResponse.server_time:type_name -> google.protobuf.Timestamp
-	22, // 9: wahook.v1.Delivery.event:type_name -> wahook.v1.Event
-	21, // 10: wahook.v1.Delivery.ack_deadline:type_name -> google.protobuf.Timestamp
-	22, // 11: wahook.v1.GetEventResponse.event:type_name -> wahook.v1.Event
-	19, // 12: wahook.v1.ListEventsRequest.filter:type_name -> wahook.v1.EventFilter
-	22, // 13: wahook.v1.ListEventsResponse.events:type_name -> wahook.v1.Event
-	23, // 14: wahook.v1.GetMessageStatusResponse.state:type_name -> wahook.v1.DeliveryState
-	21, // 15: wahook.v1.GetMessageStatusResponse.state_time:type_name -> google.protobuf.Timestamp
-	24, // 16: wahook.v1.GetMessageStatusResponse.errors:type_name -> wahook.v1.WhatsAppError
-	12, // 17: wahook.v1.GetMessageStatusResponse.history:type_name -> wahook.v1.StatusTransition
-	23, // 18: wahook.v1.StatusTransition.state:type_name -> wahook.v1.DeliveryState
-	21, // 19: wahook.v1.StatusTransition.occurred_time:type_name -> google.protobuf.Timestamp
-	15, // 20: wahook.v1.GetConsumerGroupResponse.group:type_name -> wahook.v1.ConsumerGroup
-	19, // 21: wahook.v1.ConsumerGroup.filter:type_name -> wahook.v1.EventFilter
-	21, // 22: wahook.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
-	18, // 23: wahook.v1.DownloadMediaResponse.info:type_name -> wahook.v1.MediaInfo
-	0,  // 24: wahook.v1.EventService.Subscribe:input_type -> wahook.v1.SubscribeRequest
-	6,  // 25: wahook.v1.EventService.GetEvent:input_type -> wahook.v1.GetEventRequest
-	8,  // 26: wahook.v1.EventService.ListEvents:input_type -> wahook.v1.ListEventsRequest
-	10, // 27: wahook.v1.EventService.GetMessageStatus:input_type -> wahook.v1.GetMessageStatusRequest
-	13, // 28: wahook.v1.EventService.GetConsumerGroup:input_type -> wahook.v1.GetConsumerGroupRequest
-	16, // 29: wahook.v1.EventService.DownloadMedia:input_type -> wahook.v1.DownloadMediaRequest
-	4,  // 30: wahook.v1.EventService.Subscribe:output_type -> wahook.v1.SubscribeResponse
-	7,  // 31: wahook.v1.EventService.GetEvent:output_type -> wahook.v1.GetEventResponse
-	9,  // 32: wahook.v1.EventService.ListEvents:output_type -> wahook.v1.ListEventsResponse
-	11, // 33: wahook.v1.EventService.GetMessageStatus:output_type -> wahook.v1.GetMessageStatusResponse
-	14, // 34: wahook.v1.EventService.GetConsumerGroup:output_type -> wahook.v1.GetConsumerGroupResponse
-	17, // 35: wahook.v1.EventService.DownloadMedia:output_type -> wahook.v1.DownloadMediaResponse
-	30, // [30:36] is the sub-list for method output_type
-	24, // [24:30] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	2,  // 0: wahook.v1.SubscribeRequest.options:type_name -> wahook.v1.SubscribeOptions
+	4,  // 1: wahook.v1.SubscribeRequest.nacks:type_name -> wahook.v1.Nack
+	1,  // 2: wahook.v1.SubscribeRequest.modify_deadlines:type_name -> wahook.v1.ModifyDeadline
+	34, // 3: wahook.v1.ModifyDeadline.deadline:type_name -> google.protobuf.Duration
+	3,  // 4: wahook.v1.SubscribeOptions.start:type_name -> wahook.v1.StartPosition
+	35, // 5: wahook.v1.SubscribeOptions.filter:type_name -> wahook.v1.EventFilter
+	34, // 6: wahook.v1.SubscribeOptions.ack_deadline:type_name -> google.protobuf.Duration
+	34, // 7: wahook.v1.SubscribeOptions.expire_after_idle:type_name -> google.protobuf.Duration
+	36, // 8: wahook.v1.StartPosition.from_time:type_name -> google.protobuf.Timestamp
+	34, // 9: wahook.v1.Nack.delay:type_name -> google.protobuf.Duration
+	7,  // 10: wahook.v1.SubscribeResponse.deliveries:type_name -> wahook.v1.Delivery
+	36, // 11: wahook.v1.SubscribeResponse.server_time:type_name -> google.protobuf.Timestamp
+	6,  // 12: wahook.v1.SubscribeResponse.confirmation:type_name -> wahook.v1.LeaseConfirmation
+	37, // 13: wahook.v1.Delivery.event:type_name -> wahook.v1.Event
+	36, // 14: wahook.v1.Delivery.ack_deadline:type_name -> google.protobuf.Timestamp
+	37, // 15: wahook.v1.GetEventResponse.event:type_name -> wahook.v1.Event
+	35, // 16: wahook.v1.ListEventsRequest.filter:type_name -> wahook.v1.EventFilter
+	37, // 17: wahook.v1.ListEventsResponse.events:type_name -> wahook.v1.Event
+	38, // 18: wahook.v1.GetMessageStatusResponse.state:type_name -> wahook.v1.DeliveryState
+	36, // 19: wahook.v1.GetMessageStatusResponse.state_time:type_name -> google.protobuf.Timestamp
+	39, // 20: wahook.v1.GetMessageStatusResponse.errors:type_name -> wahook.v1.WhatsAppError
+	14, // 21: wahook.v1.GetMessageStatusResponse.history:type_name -> wahook.v1.StatusTransition
+	38, // 22: wahook.v1.StatusTransition.state:type_name -> wahook.v1.DeliveryState
+	36, // 23: wahook.v1.StatusTransition.occurred_time:type_name -> google.protobuf.Timestamp
+	17, // 24: wahook.v1.GetConsumerGroupResponse.group:type_name -> wahook.v1.ConsumerGroup
+	35, // 25: wahook.v1.ConsumerGroup.filter:type_name -> wahook.v1.EventFilter
+	36, // 26: wahook.v1.ConsumerGroup.create_time:type_name -> google.protobuf.Timestamp
+	34, // 27: wahook.v1.ConsumerGroup.expire_after_idle:type_name -> google.protobuf.Duration
+	36, // 28: wahook.v1.ConsumerGroup.last_active_time:type_name -> google.protobuf.Timestamp
+	17, // 29: wahook.v1.ListConsumerGroupsResponse.groups:type_name -> wahook.v1.ConsumerGroup
+	3,  // 30: wahook.v1.SeekConsumerGroupRequest.position:type_name -> wahook.v1.StartPosition
+	17, // 31: wahook.v1.SeekConsumerGroupResponse.group:type_name -> wahook.v1.ConsumerGroup
+	37, // 32: wahook.v1.DeadLetter.event:type_name -> wahook.v1.Event
+	36, // 33: wahook.v1.DeadLetter.dead_letter_time:type_name -> google.protobuf.Timestamp
+	24, // 34: wahook.v1.ListDeadLettersResponse.dead_letters:type_name -> wahook.v1.DeadLetter
+	33, // 35: wahook.v1.DownloadMediaResponse.info:type_name -> wahook.v1.MediaInfo
+	0,  // 36: wahook.v1.EventService.Subscribe:input_type -> wahook.v1.SubscribeRequest
+	8,  // 37: wahook.v1.EventService.GetEvent:input_type -> wahook.v1.GetEventRequest
+	10, // 38: wahook.v1.EventService.ListEvents:input_type -> wahook.v1.ListEventsRequest
+	12, // 39: wahook.v1.EventService.GetMessageStatus:input_type -> wahook.v1.GetMessageStatusRequest
+	15, // 40: wahook.v1.EventService.GetConsumerGroup:input_type -> wahook.v1.GetConsumerGroupRequest
+	18, // 41: wahook.v1.EventService.ListConsumerGroups:input_type -> wahook.v1.ListConsumerGroupsRequest
+	20, // 42: wahook.v1.EventService.DeleteConsumerGroup:input_type -> wahook.v1.DeleteConsumerGroupRequest
+	22, // 43: wahook.v1.EventService.SeekConsumerGroup:input_type -> wahook.v1.SeekConsumerGroupRequest
+	25, // 44: wahook.v1.EventService.ListDeadLetters:input_type -> wahook.v1.ListDeadLettersRequest
+	27, // 45: wahook.v1.EventService.RedeliverDeadLetters:input_type -> wahook.v1.RedeliverDeadLettersRequest
+	29, // 46: wahook.v1.EventService.DiscardDeadLetters:input_type -> wahook.v1.DiscardDeadLettersRequest
+	31, // 47: wahook.v1.EventService.DownloadMedia:input_type -> wahook.v1.DownloadMediaRequest
+	5,  // 48: wahook.v1.EventService.Subscribe:output_type -> wahook.v1.SubscribeResponse
+	9,  // 49: wahook.v1.EventService.GetEvent:output_type -> wahook.v1.GetEventResponse
+	11, // 50: wahook.v1.EventService.ListEvents:output_type -> wahook.v1.ListEventsResponse
+	13, // 51: wahook.v1.EventService.GetMessageStatus:output_type -> wahook.v1.GetMessageStatusResponse
+	16, // 52: wahook.v1.EventService.GetConsumerGroup:output_type -> wahook.v1.GetConsumerGroupResponse
+	19, // 53: wahook.v1.EventService.ListConsumerGroups:output_type -> wahook.v1.ListConsumerGroupsResponse
+	21, // 54: wahook.v1.EventService.DeleteConsumerGroup:output_type -> wahook.v1.DeleteConsumerGroupResponse
+	23, // 55: wahook.v1.EventService.SeekConsumerGroup:output_type -> wahook.v1.SeekConsumerGroupResponse
+	26, // 56: wahook.v1.EventService.ListDeadLetters:output_type -> wahook.v1.ListDeadLettersResponse
+	28, // 57: wahook.v1.EventService.RedeliverDeadLetters:output_type -> wahook.v1.RedeliverDeadLettersResponse
+	30, // 58: wahook.v1.EventService.DiscardDeadLetters:output_type -> wahook.v1.DiscardDeadLettersResponse
+	32, // 59: wahook.v1.EventService.DownloadMedia:output_type -> wahook.v1.DownloadMediaResponse
+	48, // [48:60] is the sub-list for method output_type
+	36, // [36:48] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_wahook_v1_service_proto_init() }
@@ -1549,13 +2639,13 @@ func file_wahook_v1_service_proto_init() {
 	file_wahook_v1_common_proto_init()
 	file_wahook_v1_event_proto_init()
 	file_wahook_v1_status_proto_init()
-	file_wahook_v1_service_proto_msgTypes[2].OneofWrappers = []any{
+	file_wahook_v1_service_proto_msgTypes[3].OneofWrappers = []any{
 		(*StartPosition_Earliest)(nil),
 		(*StartPosition_Latest)(nil),
 		(*StartPosition_AfterSequence)(nil),
 		(*StartPosition_FromTime)(nil),
 	}
-	file_wahook_v1_service_proto_msgTypes[17].OneofWrappers = []any{
+	file_wahook_v1_service_proto_msgTypes[32].OneofWrappers = []any{
 		(*DownloadMediaResponse_Info)(nil),
 		(*DownloadMediaResponse_Chunk)(nil),
 	}
@@ -1565,7 +2655,7 @@ func file_wahook_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wahook_v1_service_proto_rawDesc), len(file_wahook_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -18,12 +18,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EventService_Subscribe_FullMethodName        = "/wahook.v1.EventService/Subscribe"
-	EventService_GetEvent_FullMethodName         = "/wahook.v1.EventService/GetEvent"
-	EventService_ListEvents_FullMethodName       = "/wahook.v1.EventService/ListEvents"
-	EventService_GetMessageStatus_FullMethodName = "/wahook.v1.EventService/GetMessageStatus"
-	EventService_GetConsumerGroup_FullMethodName = "/wahook.v1.EventService/GetConsumerGroup"
-	EventService_DownloadMedia_FullMethodName    = "/wahook.v1.EventService/DownloadMedia"
+	EventService_Subscribe_FullMethodName            = "/wahook.v1.EventService/Subscribe"
+	EventService_GetEvent_FullMethodName             = "/wahook.v1.EventService/GetEvent"
+	EventService_ListEvents_FullMethodName           = "/wahook.v1.EventService/ListEvents"
+	EventService_GetMessageStatus_FullMethodName     = "/wahook.v1.EventService/GetMessageStatus"
+	EventService_GetConsumerGroup_FullMethodName     = "/wahook.v1.EventService/GetConsumerGroup"
+	EventService_ListConsumerGroups_FullMethodName   = "/wahook.v1.EventService/ListConsumerGroups"
+	EventService_DeleteConsumerGroup_FullMethodName  = "/wahook.v1.EventService/DeleteConsumerGroup"
+	EventService_SeekConsumerGroup_FullMethodName    = "/wahook.v1.EventService/SeekConsumerGroup"
+	EventService_ListDeadLetters_FullMethodName      = "/wahook.v1.EventService/ListDeadLetters"
+	EventService_RedeliverDeadLetters_FullMethodName = "/wahook.v1.EventService/RedeliverDeadLetters"
+	EventService_DiscardDeadLetters_FullMethodName   = "/wahook.v1.EventService/DiscardDeadLetters"
+	EventService_DownloadMedia_FullMethodName        = "/wahook.v1.EventService/DownloadMedia"
 )
 
 // EventServiceClient is the client API for EventService service.
@@ -41,19 +47,40 @@ const (
 // Reconnecting: open a new Subscribe stream with the same consumer_group. The
 // group resumes after the last event it was handed; unacked events come again.
 // Retry UNAVAILABLE with exponential backoff (e.g. 0.1 s doubling to 10 s).
+//
+// Leases: each delivery is a lease on the event, named by its `ack_id`, held
+// until its ack deadline. Ack, nack or extend a delivery by its ack id (on
+// any stream of the group). Once the lease ended (the deadline passed and the
+// event may be delivered again, the stream that held it ended, the group was
+// sought, or the event was dead-lettered) its ack id no longer acts: a late
+// ack never acks the event for the subscriber it went to next. Each response
+// may confirm which ack ids took effect (`SubscribeResponse.confirmation`).
+//
+// Dead letters: a delivery that would exceed the group's
+// `max_delivery_attempts`, or an event too large for the subscriber to
+// receive, leaves the group's pending events for its dead-letter list, with
+// the last error. List, redeliver or discard them with the DeadLetters rpcs.
+//
+// Message sizes: an event can be larger than gRPC's default 4 MiB receive
+// limit (a webhook body of up to WAHOOK_MAX_BODY_BYTES becomes the typed
+// event plus its raw JSON). Set the client's maximum receive message size to
+// at least twice WAHOOK_MAX_BODY_BYTES plus 1 MiB (9 MiB for the default
+// 4 MiB body cap) and send it as `SubscribeOptions.max_receive_bytes`.
 type EventServiceClient interface {
 	// Subscribe opens a delivery stream for one consumer group.
 	//
-	// The first request must carry `options`; later ones carry acks and nacks.
-	// The server sends its response headers as soon as the subscription is
-	// accepted (the group exists), before any response, so a client sees the
-	// stream open at once. It answers with batches of deliveries and, while
-	// idle, an empty response (a heartbeat) every 5 seconds: a subscriber that
-	// hears nothing for much longer (say 30 s) should assume the connection
-	// dead and reconnect. Status codes: INVALID_ARGUMENT when the first
-	// request lacks options or a field is invalid (the message names the
-	// field); FAILED_PRECONDITION when the group exists with a different
-	// filter; UNAVAILABLE while the server shuts down (reconnect).
+	// The first request must carry `options`; later ones carry acks, nacks and
+	// deadline changes. The server sends its response headers as soon as the
+	// subscription is accepted (the group exists), before any response, so a
+	// client sees the stream open at once. It answers with batches of
+	// deliveries, confirmations of ack ids and, while idle, an empty response
+	// (a heartbeat) every 5 seconds: a subscriber that hears nothing for much
+	// longer (say 30 s) should assume the connection dead and reconnect.
+	// Status codes: INVALID_ARGUMENT when the first request lacks options or a
+	// field is invalid (the message names the field; a malformed ack id is
+	// one); FAILED_PRECONDITION when the group exists with a different filter;
+	// NOT_FOUND when the group is deleted while the stream is open; UNAVAILABLE
+	// while the server shuts down (reconnect).
 	Subscribe(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubscribeRequest, SubscribeResponse], error)
 	// GetEvent returns one stored event by id. NOT_FOUND when no event has the
 	// id (it never arrived, or was pruned); INVALID_ARGUMENT for an empty id.
@@ -70,6 +97,40 @@ type EventServiceClient interface {
 	// GetConsumerGroup returns a group's position, pending count and lag.
 	// NOT_FOUND when the group was never created.
 	GetConsumerGroup(ctx context.Context, in *GetConsumerGroupRequest, opts ...grpc.CallOption) (*GetConsumerGroupResponse, error)
+	// ListConsumerGroups pages through every consumer group, by name.
+	// INVALID_ARGUMENT for a bad page token.
+	ListConsumerGroups(ctx context.Context, in *ListConsumerGroupsRequest, opts ...grpc.CallOption) (*ListConsumerGroupsResponse, error)
+	// DeleteConsumerGroup deletes a group with its pending events and dead
+	// letters; the events it held back become prunable. Its open Subscribe
+	// streams end with NOT_FOUND. NOT_FOUND when the group does not exist. A
+	// later Subscribe naming the group creates it anew.
+	DeleteConsumerGroup(ctx context.Context, in *DeleteConsumerGroupRequest, opts ...grpc.CallOption) (*DeleteConsumerGroupResponse, error)
+	// SeekConsumerGroup moves a group's read position, e.g. to replay every
+	// event since a bad deploy: events up to the position count as acked,
+	// events after it are delivered again (attempt 1), whether they were acked,
+	// pending or dead-lettered; dead letters at or before it stay. Every lease
+	// ends (their ack ids no longer act).
+	// Seeking to a time puts the position before the first event received at
+	// or after it. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
+	// when the position is unset.
+	SeekConsumerGroup(ctx context.Context, in *SeekConsumerGroupRequest, opts ...grpc.CallOption) (*SeekConsumerGroupResponse, error)
+	// ListDeadLetters pages through a group's dead letters in sequence order,
+	// each with its event. A page stops early (at least one dead letter) where
+	// its events pass 3 MiB; a single event may be larger than 4 MiB, so read
+	// it with the receive limit of Subscribe. NOT_FOUND when the group does not
+	// exist; INVALID_ARGUMENT for a bad page token.
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	// RedeliverDeadLetters moves dead letters back to the group's pending
+	// events, deliverable at once with their attempt count starting again
+	// (the next delivery is attempt 1). Sequences that are not dead letters
+	// are ignored. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
+	// when neither `sequences` nor `all` is given.
+	RedeliverDeadLetters(ctx context.Context, in *RedeliverDeadLettersRequest, opts ...grpc.CallOption) (*RedeliverDeadLettersResponse, error)
+	// DiscardDeadLetters deletes dead letters for good (the events stay in the
+	// log until retention prunes them). Sequences that are not dead letters
+	// are ignored. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
+	// when neither `sequences` nor `all` is given.
+	DiscardDeadLetters(ctx context.Context, in *DiscardDeadLettersRequest, opts ...grpc.CallOption) (*DiscardDeadLettersResponse, error)
 	// DownloadMedia streams the bytes of a media file a message carries (an
 	// image, audio or voice note, video, document or sticker) from the WhatsApp
 	// Cloud API, by its media id (`Message.image.id`, `Message.audio.id`, ...).
@@ -164,6 +225,66 @@ func (c *eventServiceClient) GetConsumerGroup(ctx context.Context, in *GetConsum
 	return out, nil
 }
 
+func (c *eventServiceClient) ListConsumerGroups(ctx context.Context, in *ListConsumerGroupsRequest, opts ...grpc.CallOption) (*ListConsumerGroupsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListConsumerGroupsResponse)
+	err := c.cc.Invoke(ctx, EventService_ListConsumerGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) DeleteConsumerGroup(ctx context.Context, in *DeleteConsumerGroupRequest, opts ...grpc.CallOption) (*DeleteConsumerGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteConsumerGroupResponse)
+	err := c.cc.Invoke(ctx, EventService_DeleteConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) SeekConsumerGroup(ctx context.Context, in *SeekConsumerGroupRequest, opts ...grpc.CallOption) (*SeekConsumerGroupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SeekConsumerGroupResponse)
+	err := c.cc.Invoke(ctx, EventService_SeekConsumerGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, EventService_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) RedeliverDeadLetters(ctx context.Context, in *RedeliverDeadLettersRequest, opts ...grpc.CallOption) (*RedeliverDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RedeliverDeadLettersResponse)
+	err := c.cc.Invoke(ctx, EventService_RedeliverDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) DiscardDeadLetters(ctx context.Context, in *DiscardDeadLettersRequest, opts ...grpc.CallOption) (*DiscardDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DiscardDeadLettersResponse)
+	err := c.cc.Invoke(ctx, EventService_DiscardDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *eventServiceClient) DownloadMedia(ctx context.Context, in *DownloadMediaRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DownloadMediaResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &EventService_ServiceDesc.Streams[1], EventService_DownloadMedia_FullMethodName, cOpts...)
@@ -198,19 +319,40 @@ type EventService_DownloadMediaClient = grpc.ServerStreamingClient[DownloadMedia
 // Reconnecting: open a new Subscribe stream with the same consumer_group. The
 // group resumes after the last event it was handed; unacked events come again.
 // Retry UNAVAILABLE with exponential backoff (e.g. 0.1 s doubling to 10 s).
+//
+// Leases: each delivery is a lease on the event, named by its `ack_id`, held
+// until its ack deadline. Ack, nack or extend a delivery by its ack id (on
+// any stream of the group). Once the lease ended (the deadline passed and the
+// event may be delivered again, the stream that held it ended, the group was
+// sought, or the event was dead-lettered) its ack id no longer acts: a late
+// ack never acks the event for the subscriber it went to next. Each response
+// may confirm which ack ids took effect (`SubscribeResponse.confirmation`).
+//
+// Dead letters: a delivery that would exceed the group's
+// `max_delivery_attempts`, or an event too large for the subscriber to
+// receive, leaves the group's pending events for its dead-letter list, with
+// the last error. List, redeliver or discard them with the DeadLetters rpcs.
+//
+// Message sizes: an event can be larger than gRPC's default 4 MiB receive
+// limit (a webhook body of up to WAHOOK_MAX_BODY_BYTES becomes the typed
+// event plus its raw JSON). Set the client's maximum receive message size to
+// at least twice WAHOOK_MAX_BODY_BYTES plus 1 MiB (9 MiB for the default
+// 4 MiB body cap) and send it as `SubscribeOptions.max_receive_bytes`.
 type EventServiceServer interface {
 	// Subscribe opens a delivery stream for one consumer group.
 	//
-	// The first request must carry `options`; later ones carry acks and nacks.
-	// The server sends its response headers as soon as the subscription is
-	// accepted (the group exists), before any response, so a client sees the
-	// stream open at once. It answers with batches of deliveries and, while
-	// idle, an empty response (a heartbeat) every 5 seconds: a subscriber that
-	// hears nothing for much longer (say 30 s) should assume the connection
-	// dead and reconnect. Status codes: INVALID_ARGUMENT when the first
-	// request lacks options or a field is invalid (the message names the
-	// field); FAILED_PRECONDITION when the group exists with a different
-	// filter; UNAVAILABLE while the server shuts down (reconnect).
+	// The first request must carry `options`; later ones carry acks, nacks and
+	// deadline changes. The server sends its response headers as soon as the
+	// subscription is accepted (the group exists), before any response, so a
+	// client sees the stream open at once. It answers with batches of
+	// deliveries, confirmations of ack ids and, while idle, an empty response
+	// (a heartbeat) every 5 seconds: a subscriber that hears nothing for much
+	// longer (say 30 s) should assume the connection dead and reconnect.
+	// Status codes: INVALID_ARGUMENT when the first request lacks options or a
+	// field is invalid (the message names the field; a malformed ack id is
+	// one); FAILED_PRECONDITION when the group exists with a different filter;
+	// NOT_FOUND when the group is deleted while the stream is open; UNAVAILABLE
+	// while the server shuts down (reconnect).
 	Subscribe(grpc.BidiStreamingServer[SubscribeRequest, SubscribeResponse]) error
 	// GetEvent returns one stored event by id. NOT_FOUND when no event has the
 	// id (it never arrived, or was pruned); INVALID_ARGUMENT for an empty id.
@@ -227,6 +369,40 @@ type EventServiceServer interface {
 	// GetConsumerGroup returns a group's position, pending count and lag.
 	// NOT_FOUND when the group was never created.
 	GetConsumerGroup(context.Context, *GetConsumerGroupRequest) (*GetConsumerGroupResponse, error)
+	// ListConsumerGroups pages through every consumer group, by name.
+	// INVALID_ARGUMENT for a bad page token.
+	ListConsumerGroups(context.Context, *ListConsumerGroupsRequest) (*ListConsumerGroupsResponse, error)
+	// DeleteConsumerGroup deletes a group with its pending events and dead
+	// letters; the events it held back become prunable. Its open Subscribe
+	// streams end with NOT_FOUND. NOT_FOUND when the group does not exist. A
+	// later Subscribe naming the group creates it anew.
+	DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error)
+	// SeekConsumerGroup moves a group's read position, e.g. to replay every
+	// event since a bad deploy: events up to the position count as acked,
+	// events after it are delivered again (attempt 1), whether they were acked,
+	// pending or dead-lettered; dead letters at or before it stay. Every lease
+	// ends (their ack ids no longer act).
+	// Seeking to a time puts the position before the first event received at
+	// or after it. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
+	// when the position is unset.
+	SeekConsumerGroup(context.Context, *SeekConsumerGroupRequest) (*SeekConsumerGroupResponse, error)
+	// ListDeadLetters pages through a group's dead letters in sequence order,
+	// each with its event. A page stops early (at least one dead letter) where
+	// its events pass 3 MiB; a single event may be larger than 4 MiB, so read
+	// it with the receive limit of Subscribe. NOT_FOUND when the group does not
+	// exist; INVALID_ARGUMENT for a bad page token.
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	// RedeliverDeadLetters moves dead letters back to the group's pending
+	// events, deliverable at once with their attempt count starting again
+	// (the next delivery is attempt 1). Sequences that are not dead letters
+	// are ignored. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
+	// when neither `sequences` nor `all` is given.
+	RedeliverDeadLetters(context.Context, *RedeliverDeadLettersRequest) (*RedeliverDeadLettersResponse, error)
+	// DiscardDeadLetters deletes dead letters for good (the events stay in the
+	// log until retention prunes them). Sequences that are not dead letters
+	// are ignored. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
+	// when neither `sequences` nor `all` is given.
+	DiscardDeadLetters(context.Context, *DiscardDeadLettersRequest) (*DiscardDeadLettersResponse, error)
 	// DownloadMedia streams the bytes of a media file a message carries (an
 	// image, audio or voice note, video, document or sticker) from the WhatsApp
 	// Cloud API, by its media id (`Message.image.id`, `Message.audio.id`, ...).
@@ -282,6 +458,24 @@ func (UnimplementedEventServiceServer) GetMessageStatus(context.Context, *GetMes
 }
 func (UnimplementedEventServiceServer) GetConsumerGroup(context.Context, *GetConsumerGroupRequest) (*GetConsumerGroupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConsumerGroup not implemented")
+}
+func (UnimplementedEventServiceServer) ListConsumerGroups(context.Context, *ListConsumerGroupsRequest) (*ListConsumerGroupsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListConsumerGroups not implemented")
+}
+func (UnimplementedEventServiceServer) DeleteConsumerGroup(context.Context, *DeleteConsumerGroupRequest) (*DeleteConsumerGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteConsumerGroup not implemented")
+}
+func (UnimplementedEventServiceServer) SeekConsumerGroup(context.Context, *SeekConsumerGroupRequest) (*SeekConsumerGroupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SeekConsumerGroup not implemented")
+}
+func (UnimplementedEventServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedEventServiceServer) RedeliverDeadLetters(context.Context, *RedeliverDeadLettersRequest) (*RedeliverDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RedeliverDeadLetters not implemented")
+}
+func (UnimplementedEventServiceServer) DiscardDeadLetters(context.Context, *DiscardDeadLettersRequest) (*DiscardDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DiscardDeadLetters not implemented")
 }
 func (UnimplementedEventServiceServer) DownloadMedia(*DownloadMediaRequest, grpc.ServerStreamingServer[DownloadMediaResponse]) error {
 	return status.Error(codes.Unimplemented, "method DownloadMedia not implemented")
@@ -386,6 +580,114 @@ func _EventService_GetConsumerGroup_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventService_ListConsumerGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListConsumerGroupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).ListConsumerGroups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_ListConsumerGroups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).ListConsumerGroups(ctx, req.(*ListConsumerGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_DeleteConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).DeleteConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_DeleteConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).DeleteConsumerGroup(ctx, req.(*DeleteConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_SeekConsumerGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SeekConsumerGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).SeekConsumerGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_SeekConsumerGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).SeekConsumerGroup(ctx, req.(*SeekConsumerGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_RedeliverDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RedeliverDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).RedeliverDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_RedeliverDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).RedeliverDeadLetters(ctx, req.(*RedeliverDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_DiscardDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DiscardDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).DiscardDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_DiscardDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).DiscardDeadLetters(ctx, req.(*DiscardDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _EventService_DownloadMedia_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(DownloadMediaRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -419,6 +721,30 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetConsumerGroup",
 			Handler:    _EventService_GetConsumerGroup_Handler,
+		},
+		{
+			MethodName: "ListConsumerGroups",
+			Handler:    _EventService_ListConsumerGroups_Handler,
+		},
+		{
+			MethodName: "DeleteConsumerGroup",
+			Handler:    _EventService_DeleteConsumerGroup_Handler,
+		},
+		{
+			MethodName: "SeekConsumerGroup",
+			Handler:    _EventService_SeekConsumerGroup_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _EventService_ListDeadLetters_Handler,
+		},
+		{
+			MethodName: "RedeliverDeadLetters",
+			Handler:    _EventService_RedeliverDeadLetters_Handler,
+		},
+		{
+			MethodName: "DiscardDeadLetters",
+			Handler:    _EventService_DiscardDeadLetters_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

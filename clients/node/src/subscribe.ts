@@ -145,6 +145,9 @@ async function main(): Promise<number> {
     maxInFlight: 0,
     ackDeadline: undefined,
     maxBatchSize: 0,
+    maxDeliveryAttempts: 0,
+    expireAfterIdle: undefined,
+    maxReceiveBytes: 0,
   };
 
   // Plaintext: the sidecar's gRPC port listens on loopback next to the

@@ -104,7 +104,13 @@ export class Subscriber {
     let chain: Promise<void> = Promise.resolve();
 
     const handleBatch = async (response: SubscribeResponse): Promise<void> => {
-      const ack: SubscribeRequest = { options: undefined, ackSequences: [], nacks: [] };
+      const ack: SubscribeRequest = {
+        options: undefined,
+        ackSequences: [],
+        nacks: [],
+        ackIds: [],
+        modifyDeadlines: [],
+      };
       for (const d of response.deliveries) {
         delivered = true;
         if (this.stopping) {
@@ -116,7 +122,7 @@ export class Subscriber {
           ack.ackSequences.push(seq);
         } catch (err) {
           this.config.log?.(`wahook: handler failed for sequence ${seq}: ${String(err)}`);
-          ack.nacks.push({ sequence: seq, delay: undefined });
+          ack.nacks.push({ sequence: seq, delay: undefined, ackId: "", error: "" });
         }
       }
       // One request acks the whole batch: fewer messages, same guarantee.
@@ -146,7 +152,13 @@ export class Subscriber {
             : status,
         ),
       );
-      stream.write({ options: this.config.options, ackSequences: [], nacks: [] });
+      stream.write({
+        options: this.config.options,
+        ackSequences: [],
+        nacks: [],
+        ackIds: [],
+        modifyDeadlines: [],
+      });
 
       // Stopping: half-close once the batches in hand are acked, then give the
       // server a moment to process those acks and end the stream, rather than

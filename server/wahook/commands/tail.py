@@ -1,6 +1,9 @@
 """`wahook tail`: subscribe as a consumer group and print each event as one JSON line.
 
-Each event is printed (protobuf JSON mapping, one line) and then acked. It takes the flags
+Each event is printed (protobuf JSON mapping, one line) and then acked. Without --group it
+reads through a consumer group of its own, deleted when it exits (and expiring 10 minutes
+after it was last connected should it be killed), so that it holds nothing back from
+retention. It takes the flags
 of the example subscribers under clients/ (--event-types a,b, --message-types, --from,
 --count, --idle-exit) and a few more. It ends after --count events, when --timeout
 seconds have passed, after --idle-exit seconds without an event, or on Ctrl-C. Exit
@@ -14,15 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import sys
 from typing import Any
 
 import grpc
 
-from wahook.client import Subscriber, start_position
+from wahook.client import Subscriber, bearer, start_position
 from wahook.commands import add_target_option, grpc_target, grpc_token
 from wahook.core.jsonout import event_to_json
-from wahook.v1 import event_pb2
+from wahook.v1 import event_pb2, service_pb2, service_pb2_grpc
 
 EVENT_TYPES = {
     name.removeprefix("EVENT_TYPE_").lower(): value
@@ -31,6 +35,9 @@ EVENT_TYPES = {
 }
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_NEVER_CONNECTED, EXIT_SHORT = 1, 2, 3, 4
+# A temporary group's idle expiry: the shortest a group may have, for a tail killed
+# before it could delete its group.
+EPHEMERAL_EXPIRY = 600.0
 
 
 def add_parser(sub: Any) -> None:
@@ -39,7 +46,11 @@ def add_parser(sub: Any) -> None:
         help="subscribe to events and print them as JSON lines",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    p.add_argument("--group", required=True, help="durable consumer group name")
+    p.add_argument(
+        "--group",
+        default=None,
+        help="durable consumer group name (default: a temporary group, deleted at exit)",
+    )
     p.add_argument(
         "--from",
         dest="start",
@@ -119,15 +130,33 @@ async def tail(args: argparse.Namespace, target: str, types: list[str]) -> int:
         phone_number_ids=args.phone_number_id,
         waba_ids=args.waba_id,
     )
+    group = args.group or f"tail-{secrets.token_hex(6)}"
     sub = Subscriber(
         target,
-        args.group,
+        group,
         filter=flt,
         start=args.start,
         ack_deadline=args.ack_deadline,
         max_in_flight=max(args.count, 0) or 1000,
+        expire_after_idle=None if args.group else EPHEMERAL_EXPIRY,
         token=grpc_token(args),
     )
+    try:
+        return await _print_events(sub, args, target)
+    finally:
+        if not args.group and sub.connected:
+            await _delete_group(target, group, grpc_token(args))
+
+
+async def _delete_group(target: str, group: str, token: str | None) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = service_pb2_grpc.EventServiceStub(channel)
+        request = service_pb2.DeleteConsumerGroupRequest(consumer_group=group)
+        with contextlib.suppress(grpc.aio.AioRpcError):  # expired meanwhile, or unreachable
+            await stub.DeleteConsumerGroup(request, timeout=5.0, metadata=bearer(token))
+
+
+async def _print_events(sub: Subscriber, args: argparse.Namespace, target: str) -> int:
     loop = asyncio.get_running_loop()
     got = 0
     try:

@@ -5,7 +5,7 @@ Tornado's ``HTTP1ServerConnection`` makes an ``HTTP1Connection`` per request and
 in a coroutine: a timeout wrapper, close callbacks set and cleared, the start line and
 every header parsed with several regular expressions each into an ``HTTPHeaders``, the
 body read in a second coroutine, and a loop turn between requests: more of a POST's CPU
-than the normaliser (figures: docs/decisions/0022-front-connection.md).
+than the normaliser (figures: docs/decisions/0024-front-connection.md).
 
 ``FastServerConnection`` takes what the stream holds in one read and finds the head in it
 with Tornado's own pattern (a head that came in pieces is read with Tornado's

@@ -14,7 +14,19 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from wahook.errors import InvalidArgumentError
 from wahook.store import filters
-from wahook.store.base import Delivery, EventFilter, GroupInfo, StartPosition, StatusRecord
+from wahook.store.base import (
+    DEFAULT_EXPIRE_AFTER_IDLE,
+    DEFAULT_GROUP_SETTINGS,
+    DEFAULT_MAX_DELIVERY_ATTEMPTS,
+    DeadLetter,
+    Delivery,
+    EventFilter,
+    GroupInfo,
+    GroupSettings,
+    Lease,
+    StartPosition,
+    StatusRecord,
+)
 from wahook.store.encoded import EncodedBatch
 from wahook.v1 import event_pb2, service_pb2
 
@@ -29,6 +41,14 @@ MIN_ACK_DEADLINE = 1.0
 MAX_ACK_DEADLINE = 3600.0
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+MAX_DELIVERY_ATTEMPTS = 1000
+MIN_EXPIRE_AFTER_IDLE = 600.0
+MAX_EXPIRE_AFTER_IDLE = 366 * 86400.0
+# gRPC's default maximum receive message size: what a subscriber accepts unless it says.
+DEFAULT_RECEIVE_BYTES = 4 * 1024 * 1024
+MAX_NACK_ERROR = 1024
+NACKED = "nacked by the subscriber"
+_ACK_ID_RE = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
 # Sequences are uint64 on the wire and SQLite INTEGERs (signed 64-bit) in the log: a
 # larger one is refused here, not met as an overflow (INTERNAL) in the store.
 MAX_SEQUENCE = 2**63 - 1
@@ -52,6 +72,8 @@ class SubscribeSettings:
     max_in_flight: int
     ack_deadline: float
     max_batch_size: int
+    group_settings: GroupSettings = DEFAULT_GROUP_SETTINGS
+    max_receive_bytes: int = DEFAULT_RECEIVE_BYTES
 
 
 def check_sequence(value: int, name: str) -> int:
@@ -154,13 +176,72 @@ def parse_subscribe_options(request: service_pb2.SubscribeRequest) -> SubscribeS
         max_in_flight=o.max_in_flight or DEFAULT_IN_FLIGHT,
         ack_deadline=ack_deadline,
         max_batch_size=o.max_batch_size or DEFAULT_BATCH,
+        group_settings=_group_settings(o),
+        max_receive_bytes=o.max_receive_bytes or DEFAULT_RECEIVE_BYTES,
     )
+
+
+def _group_settings(o: service_pb2.SubscribeOptions) -> GroupSettings:
+    attempts = o.max_delivery_attempts or DEFAULT_MAX_DELIVERY_ATTEMPTS
+    if attempts > MAX_DELIVERY_ATTEMPTS:
+        raise InvalidArgumentError(
+            f"options.max_delivery_attempts must be at most {MAX_DELIVERY_ATTEMPTS}"
+            f" (got {attempts})"
+        )
+    expire = DEFAULT_EXPIRE_AFTER_IDLE
+    if o.HasField("expire_after_idle"):
+        expire = seconds_of(o.expire_after_idle, "options.expire_after_idle")
+        if expire != 0 and not (MIN_EXPIRE_AFTER_IDLE <= expire <= MAX_EXPIRE_AFTER_IDLE):
+            raise InvalidArgumentError(
+                "options.expire_after_idle must be 0s (never) or between 10 minutes and"
+                f" 366 days (got {expire:g}s)"
+            )
+    return GroupSettings(max_delivery_attempts=attempts, expire_after_idle=expire)
+
+
+def ack_id(sequence: int, lease: int) -> str:
+    """The opaque ``Delivery.ack_id`` of one delivery (see ``store.base.Lease``)."""
+    return f"{sequence}-{lease}"
+
+
+def parse_ack_id(text: str, name: str) -> Lease:
+    match = _ACK_ID_RE.fullmatch(text)
+    if match is None:
+        raise InvalidArgumentError(f"{name}: {text[:64]!r} is not an ack id this server issued")
+    seq, lease = int(match[1]), int(match[2])
+    if seq > MAX_SEQUENCE or lease > MAX_SEQUENCE:
+        raise InvalidArgumentError(f"{name}: {text[:64]!r} is not an ack id this server issued")
+    return seq, lease
+
+
+def parse_nack_error(text: str, name: str) -> str:
+    if len(text) > MAX_NACK_ERROR:
+        raise InvalidArgumentError(f"{name} is longer than {MAX_NACK_ERROR} characters")
+    return text or NACKED
 
 
 def delivery(d: Delivery) -> service_pb2.Delivery:
     return service_pb2.Delivery(
-        event=d.event, attempt=d.attempt, ack_deadline=timestamp(d.deadline)
+        event=d.event,
+        attempt=d.attempt,
+        ack_deadline=timestamp(d.deadline),
+        ack_id=ack_id(d.event.sequence, d.lease),
     )
+
+
+def dead_letter(d: DeadLetter) -> service_pb2.DeadLetter:
+    return service_pb2.DeadLetter(
+        event=d.event,
+        attempts=d.attempts,
+        last_error=d.error,
+        dead_letter_time=timestamp(d.dead_at),
+    )
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(round(seconds * 1e9))
+    return d
 
 
 def consumer_group(info: GroupInfo, connected: int) -> service_pb2.ConsumerGroup:
@@ -173,6 +254,10 @@ def consumer_group(info: GroupInfo, connected: int) -> service_pb2.ConsumerGroup
         head_sequence=info.head_sequence,
         create_time=timestamp(info.created_at),
         connected_subscribers=connected,
+        max_delivery_attempts=info.settings.max_delivery_attempts,
+        expire_after_idle=duration(info.settings.expire_after_idle),
+        dead_letter_count=info.dead_letter_count,
+        last_active_time=timestamp(info.last_active),
     )
 
 
@@ -219,6 +304,24 @@ def parse_page_token(token: str) -> int:
     ):
         raise InvalidArgumentError("page_token is not a token this server issued")
     return int(number)
+
+
+def name_token(last_name: str) -> str:
+    """An opaque token for the page of groups after ``last_name``."""
+    return base64.urlsafe_b64encode(f"name:{last_name}".encode()).decode()
+
+
+def parse_name_token(token: str) -> str:
+    """The last group name of the previous page; '' for an empty token."""
+    if not token:
+        return ""
+    try:
+        text = base64.urlsafe_b64decode(token.encode("ascii")).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        text = ""
+    if not text.startswith("name:"):
+        raise InvalidArgumentError("page_token is not a token this server issued")
+    return text.removeprefix("name:")
 
 
 # -- SubscribeResponse on the wire ---------------------------------------------------------
@@ -270,6 +373,7 @@ _LEN, _VARINT = 2, 0
 _DELIVERY_EVENT = _tag(service_pb2.Delivery, "event", _LEN)
 _DELIVERY_ATTEMPT = _tag(service_pb2.Delivery, "attempt", _VARINT)
 _DELIVERY_DEADLINE = _tag(service_pb2.Delivery, "ack_deadline", _LEN)
+_DELIVERY_ACK_ID = _tag(service_pb2.Delivery, "ack_id", _LEN)
 _RESPONSE_DELIVERY = _tag(service_pb2.SubscribeResponse, "deliveries", _LEN)
 _RESPONSE_TIME = _tag(service_pb2.SubscribeResponse, "server_time", _LEN)
 _RESPONSE_HEAD = _tag(service_pb2.SubscribeResponse, "head_sequence", _VARINT)
@@ -292,6 +396,22 @@ def encoded_batch(deliveries: Sequence[Delivery], deadline: float, head: int) ->
         [d.event.SerializeToString() for d in deliveries],
         deadline,
         head,
+        deliveries[0].lease if deliveries else 0,
+    )
+
+
+def response_overhead() -> int:
+    """More than a SubscribeResponse of one delivery adds to its event's bytes (tags,
+    lengths, sequence, attempt, deadline, ack id, server time, head): an event that fits
+    in ``limit - response_overhead()`` bytes fits in a response of ``limit``."""
+    return 256
+
+
+def confirmation_response(
+    confirmation: service_pb2.LeaseConfirmation, server_time: float, head: int
+) -> service_pb2.SubscribeResponse:
+    return service_pb2.SubscribeResponse(
+        server_time=timestamp(server_time), head_sequence=head, confirmation=confirmation
     )
 
 
@@ -300,13 +420,15 @@ def encode_responses(
 ) -> list[bytes]:
     """The batch as serialised SubscribeResponses in order, each of at most ``max_count``
     deliveries and split earlier where one would pass ``max_bytes`` (a single larger
-    delivery still goes, alone)."""
+    delivery still goes, alone: the caller keeps those over what the subscriber accepts
+    out, see ``response_overhead``)."""
     ts = timestamp(batch.deadline).SerializeToString()
     deadline = _DELIVERY_DEADLINE + varint(len(ts)) + ts
     st = timestamp(server_time).SerializeToString()
     trailer = _RESPONSE_TIME + varint(len(st)) + st + _RESPONSE_HEAD + varint(head)
     suffixes: dict[int, bytes] = {}  # attempt -> the Delivery fields after the event
     small = _SMALL
+    lease = b"-%d" % batch.lease  # every ack id of the batch ends so (see ack_id)
     responses: list[bytes] = []
     parts: list[bytes] = []
     count = size = 0
@@ -317,9 +439,13 @@ def encode_responses(
         # A scalar field repeated later in the bytes wins when parsed: appending the
         # sequence sets it whether or not the stored bytes carried one.
         seq_field = _EVENT_SEQUENCE + varint(seq)
+        ack = b"%d" % seq + lease
+        ack_field = _DELIVERY_ACK_ID + small[len(ack)] + ack
         event_len = len(data) + len(seq_field)
         event_len_v = small[event_len] if event_len < 0x4000 else varint(event_len)
-        body_len = len(_DELIVERY_EVENT) + len(event_len_v) + event_len + len(suffix)
+        body_len = (
+            len(_DELIVERY_EVENT) + len(event_len_v) + event_len + len(suffix) + len(ack_field)
+        )
         body_len_v = small[body_len] if body_len < 0x4000 else varint(body_len)
         item = len(_RESPONSE_DELIVERY) + len(body_len_v) + body_len
         if count and (count >= max_count or size + item > max_bytes):
@@ -327,7 +453,7 @@ def encode_responses(
             responses.append(b"".join(parts))
             parts, count, size = [], 0, 0
         parts += (_RESPONSE_DELIVERY, body_len_v, _DELIVERY_EVENT, event_len_v, data, seq_field)
-        parts.append(suffix)
+        parts += (suffix, ack_field)
         count += 1
         size += item
     parts.append(trailer)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -67,6 +67,17 @@ async def _first_options(
     return convert.parse_subscribe_options(first)
 
 
+# The unary rpcs of a group's lifecycle and dead letters, registered by name.
+_GROUP_RPCS = (
+    "ListConsumerGroups",
+    "DeleteConsumerGroup",
+    "SeekConsumerGroup",
+    "ListDeadLetters",
+    "RedeliverDeadLetters",
+    "DiscardDeadLetters",
+)
+
+
 class EventService:
     """Serves one EventLog. ``hub`` tracks the open Subscribe streams.
 
@@ -105,6 +116,14 @@ class EventService:
                 request_deserializer=service_pb2.GetConsumerGroupRequest.FromString,
                 response_serializer=serialize,
             ),
+            **{
+                name: unary(
+                    getattr(self, name),
+                    request_deserializer=getattr(service_pb2, f"{name}Request").FromString,
+                    response_serializer=serialize,
+                )
+                for name in _GROUP_RPCS
+            },
             "DownloadMedia": grpc.unary_stream_rpc_method_handler(
                 self.DownloadMedia,
                 request_deserializer=service_pb2.DownloadMediaRequest.FromString,
@@ -148,7 +167,11 @@ class EventService:
         try:
             settings = await _first_options(request_iterator)
             await self._log.create_group(
-                settings.group, settings.filter, settings.start, self._clock()
+                settings.group,
+                settings.filter,
+                settings.start,
+                self._clock(),
+                settings.group_settings,
             )
             session = Session(
                 self._log,
@@ -292,3 +315,127 @@ class EventService:
             raise NotFoundError(f"no consumer group {request.consumer_group!r}")
         connected = self._hub.connected(request.consumer_group)
         return service_pb2.GetConsumerGroupResponse(group=convert.consumer_group(info, connected))
+
+    # -- a group's lifecycle and dead letters ---------------------------------------------
+
+    async def ListConsumerGroups(
+        self, request: service_pb2.ListConsumerGroupsRequest, context: Context
+    ) -> service_pb2.ListConsumerGroupsResponse:
+        return await _call(context, self._list_groups(request))
+
+    async def DeleteConsumerGroup(
+        self, request: service_pb2.DeleteConsumerGroupRequest, context: Context
+    ) -> service_pb2.DeleteConsumerGroupResponse:
+        return await _call(context, self._delete_group(request))
+
+    async def SeekConsumerGroup(
+        self, request: service_pb2.SeekConsumerGroupRequest, context: Context
+    ) -> service_pb2.SeekConsumerGroupResponse:
+        return await _call(context, self._seek_group(request))
+
+    async def ListDeadLetters(
+        self, request: service_pb2.ListDeadLettersRequest, context: Context
+    ) -> service_pb2.ListDeadLettersResponse:
+        return await _call(context, self._list_dead_letters(request))
+
+    async def RedeliverDeadLetters(
+        self, request: service_pb2.RedeliverDeadLettersRequest, context: Context
+    ) -> service_pb2.RedeliverDeadLettersResponse:
+        return await _call(context, self._redeliver_dead_letters(request))
+
+    async def DiscardDeadLetters(
+        self, request: service_pb2.DiscardDeadLettersRequest, context: Context
+    ) -> service_pb2.DiscardDeadLettersResponse:
+        return await _call(context, self._discard_dead_letters(request))
+
+    async def _list_groups(
+        self, request: service_pb2.ListConsumerGroupsRequest
+    ) -> service_pb2.ListConsumerGroupsResponse:
+        after = convert.parse_name_token(request.page_token)
+        size = min(request.page_size or convert.DEFAULT_PAGE_SIZE, convert.MAX_PAGE_SIZE)
+        infos = await self._log.list_groups(after, size + 1)
+        response = service_pb2.ListConsumerGroupsResponse(
+            groups=[convert.consumer_group(i, self._hub.connected(i.name)) for i in infos[:size]]
+        )
+        if len(infos) > size:
+            response.next_page_token = convert.name_token(infos[size - 1].name)
+        return response
+
+    async def _delete_group(
+        self, request: service_pb2.DeleteConsumerGroupRequest
+    ) -> service_pb2.DeleteConsumerGroupResponse:
+        group = _group_name(request.consumer_group)
+        if not await self._log.delete_group(group):
+            raise NotFoundError(f"no consumer group {group!r}")
+        _log.info("consumer group %s deleted", group)
+        self._hub.end_group(group, NotFoundError(f"consumer group {group!r} was deleted"))
+        return service_pb2.DeleteConsumerGroupResponse()
+
+    async def _seek_group(
+        self, request: service_pb2.SeekConsumerGroupRequest
+    ) -> service_pb2.SeekConsumerGroupResponse:
+        group = _group_name(request.consumer_group)
+        if not request.HasField("position") or request.position.WhichOneof("position") is None:
+            raise InvalidArgumentError("position is required")
+        position = convert.parse_start(request.position, "position")
+        info = await self._log.seek_group(group, position, self._clock())
+        _log.info("consumer group %s sought to after %d", group, info.delivered_sequence)
+        # Its streams' leases ended: they fetch from the new position at once.
+        self._hub.forget_leases(group)
+        return service_pb2.SeekConsumerGroupResponse(
+            group=convert.consumer_group(info, self._hub.connected(group))
+        )
+
+    async def _list_dead_letters(
+        self, request: service_pb2.ListDeadLettersRequest
+    ) -> service_pb2.ListDeadLettersResponse:
+        group = _group_name(request.consumer_group)
+        after = convert.parse_page_token(request.page_token)
+        size = min(request.page_size or convert.DEFAULT_PAGE_SIZE, convert.MAX_PAGE_SIZE)
+        dead = await self._log.list_dead_letters(group, after, size + 1)
+        response = service_pb2.ListDeadLettersResponse()
+        total = 0
+        for letter in dead[:size]:
+            total += letter.event.ByteSize()
+            if response.dead_letters and total > self._max_response_bytes:
+                break
+            response.dead_letters.append(convert.dead_letter(letter))
+        if len(dead) > len(response.dead_letters):
+            response.next_page_token = convert.page_token(response.dead_letters[-1].event.sequence)
+        return response
+
+    async def _redeliver_dead_letters(
+        self, request: service_pb2.RedeliverDeadLettersRequest
+    ) -> service_pb2.RedeliverDeadLettersResponse:
+        group = _group_name(request.consumer_group)
+        chosen = _chosen(request.sequences, request.all)
+        count = await self._log.redeliver_dead_letters(group, chosen, self._clock())
+        if count:
+            self._hub.poke(group)
+        return service_pb2.RedeliverDeadLettersResponse(count=count)
+
+    async def _discard_dead_letters(
+        self, request: service_pb2.DiscardDeadLettersRequest
+    ) -> service_pb2.DiscardDeadLettersResponse:
+        group = _group_name(request.consumer_group)
+        chosen = _chosen(request.sequences, request.all)
+        return service_pb2.DiscardDeadLettersResponse(
+            count=await self._log.discard_dead_letters(group, chosen)
+        )
+
+
+def _group_name(name: str) -> str:
+    if not name:
+        raise InvalidArgumentError("consumer_group is required")
+    return name
+
+
+def _chosen(sequences: Sequence[int], everything: bool) -> list[int] | None:
+    """The dead letters a request names: None for all."""
+    if everything:
+        if sequences:
+            raise InvalidArgumentError("give either sequences or all, not both")
+        return None
+    if not sequences:
+        raise InvalidArgumentError("sequences (or all) is required")
+    return list(sequences)

@@ -26,11 +26,12 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from wahook.errors import InvalidArgumentError, LogUnavailableError
 from wahook.rpc import convert
 from wahook.rpc.convert import SubscribeSettings
-from wahook.store.base import EventLog
+from wahook.store.base import EventLog, Lease
 from wahook.store.encoded import EncodedBatch, SupportsEncodedFetch
 from wahook.v1 import service_pb2
 
@@ -66,6 +67,7 @@ class DeliveryStats:
     acked: int = 0  # sequences subscribers acked (as sent, known or not)
     nacked: int = 0  # sequences subscribers nacked
     streams_opened: int = 0
+    dead_lettered: int = 0  # events moved to a group's dead letters (attempts, size)
 
 
 class Hub:
@@ -104,6 +106,21 @@ class Hub:
 
     def connected(self, group: str) -> int:
         return len(self._sessions.get(group, ()))
+
+    def groups(self) -> list[str]:
+        """The groups with a stream open here."""
+        return sorted(self._sessions)
+
+    def forget_leases(self, group: str) -> None:
+        """Every lease of the group ended (it was sought): its streams stop counting what
+        they hold as in flight, and fetch from the new position at once."""
+        for session in self._sessions.get(group, ()):
+            session.forget_leases()
+
+    def end_group(self, group: str, failure: Exception) -> None:
+        """End every stream of the group with ``failure`` (the group was deleted)."""
+        for session in self._sessions.get(group, ()):
+            session.end(failure)
 
     def total(self) -> int:
         return sum(len(s) for s in self._sessions.values())
@@ -229,11 +246,12 @@ class Session:
         # trip (fetch, send, ack, fetch, ...), ignoring the linger: with 4 groups reading
         # live that was most of what readers cost ingest.
         self._awaiting_room = False
-        # sequence -> ack deadline of events handed to this stream and not acked/nacked;
-        # the heap, one entry per fetched batch (deadline, tie-breaker, its sequences),
-        # finds the ones whose deadline passed (they no longer count). Per batch, not per
-        # event: a catch-up hands out 100,000 events a second.
-        self._in_flight: dict[int, float] = {}
+        # sequence -> (lease, ack deadline) of events handed to this stream and not
+        # acked/nacked (one tuple shared by a whole batch); the heap, one entry per fetched
+        # batch (deadline, tie-breaker, its sequences), finds the ones whose deadline passed
+        # (they no longer count). Per batch, not per event: a catch-up hands out 100,000
+        # events a second.
+        self._in_flight: dict[int, tuple[int, float]] = {}
         # Bytes of the events in _in_flight, and each one's size: a stream stops fetching
         # at ``max_bytes`` (0: no bound), so a reader that stops reading makes the server
         # hold (in gRPC's buffers) at most about that much for it.
@@ -249,12 +267,29 @@ class Session:
         # not acked by then. A wake-up of the whole group at every deadline cost each
         # stream an empty fetch per batch sent 30 s earlier, ~20 a second per live stream.
         self._deadline_timers: dict[float, asyncio.TimerHandle] = {}
-        self._ack_buffer: list[int] = []
-        self._ack_commit: asyncio.Future[int] | None = None  # the commit in progress
+        # Acks to commit: (sequence, lease, the ack id to confirm or None for an ack by
+        # sequence, which is not confirmed).
+        self._ack_buffer: list[tuple[int, int, str | None]] = []
+        self._ack_commit: asyncio.Future[list[int]] | None = None  # the commit in progress
         self._ack_failure: BaseException | None = None
+        # Lease operations confirmed and not sent yet (see SubscribeResponse.confirmation).
+        self._confirmation = service_pb2.LeaseConfirmation()
+        self._ended: Exception | None = None  # end(): the stream ends with this
         # Looked up once: isinstance on a runtime-checkable Protocol walks its members
         # (~20 us here), once per fetch it was a few % of a live stream's loop time.
         self._encoded = log if isinstance(log, SupportsEncodedFetch) else None
+
+    def forget_leases(self) -> None:
+        self._in_flight.clear()
+        self._sizes.clear()
+        self._bytes = 0
+        self._compact()
+        self.wake()
+
+    def end(self, failure: Exception) -> None:
+        """End the stream with ``failure`` (its group was deleted)."""
+        self._ended = failure
+        self.wake()
 
     def wake(self) -> None:
         self._woken = True
@@ -267,7 +302,8 @@ class Session:
             deadline, _, seqs = heapq.heappop(self._deadlines)
             self._heap_size -= len(seqs)
             for seq in seqs:
-                if self._in_flight.get(seq) == deadline:
+                held = self._in_flight.get(seq)
+                if held is not None and held[1] == deadline:
                     self._forget(seq)
         return len(self._in_flight)
 
@@ -299,14 +335,15 @@ class Session:
         # 30 s deadline that would be millions of dead entries, so rebuild when most are.
         if self._heap_size > 2 * len(self._in_flight) + 1024:
             by_deadline: dict[float, list[int]] = {}
-            for seq, deadline in self._in_flight.items():
+            for seq, (_, deadline) in self._in_flight.items():
                 by_deadline.setdefault(deadline, []).append(seq)
             self._deadlines, self._heap_size = [], 0
             for deadline, seqs in by_deadline.items():
                 self._push(deadline, seqs)
 
     async def read_acks(self, requests: AsyncIterator[service_pb2.SubscribeRequest]) -> None:
-        """Apply every ack and nack the subscriber sends, until it stops sending.
+        """Apply every ack, nack and deadline change the subscriber sends, until it stops
+        sending.
 
         Acks are not awaited one request at a time: they collect in a buffer, committed
         one commit at a time (the acks that arrive during a commit go in the next one),
@@ -320,33 +357,72 @@ class Session:
                 raise self._ack_failure  # a failed ack (log unavailable) ends the stream
             if request.ack_sequences:
                 convert.check_sequences(request.ack_sequences, "ack_sequences")
-                self.hub.stats.acked += len(request.ack_sequences)
-                self._ack_buffer.extend(request.ack_sequences)
+            if request.ack_ids or request.ack_sequences:
+                self._buffer_acks(request)
                 if self._ack_commit is None:
                     self._commit_acks()
             if request.nacks:
                 await self._nack(request.nacks)
+            if request.modify_deadlines:
+                await self._modify_deadlines(request.modify_deadlines)
         await self._drain_acks()
+
+    def _held(self, seq: int) -> int | None:
+        """The lease under which this stream holds ``seq`` now, or None."""
+        held = self._in_flight.get(seq)
+        return None if held is None else held[0]
+
+    def _buffer_acks(self, request: service_pb2.SubscribeRequest) -> None:
+        # Every ack id is checked before any is buffered: a bad one ends the stream
+        # with nothing of its request applied.
+        named = [
+            (*convert.parse_ack_id(text, f"ack_ids[{i}]"), text)
+            for i, text in enumerate(request.ack_ids)
+        ]
+        self.hub.stats.acked += len(named) + len(request.ack_sequences)
+        self._ack_buffer += named
+        for seq in request.ack_sequences:  # by sequence: only what this stream holds
+            lease = self._held(seq)
+            if lease is not None:
+                self._ack_buffer.append((seq, lease, None))
 
     def _commit_acks(self) -> None:
         # A task with a done callback per commit, not a flusher task woken by an Event
         # that awaits each commit under a lock through asyncio.shield: the same commits,
         # about half the asyncio objects and loop steps per ack.
-        seqs, self._ack_buffer = self._ack_buffer, []
-        commit = asyncio.ensure_future(self.log.ack(self.settings.group, seqs))
-        commit.add_done_callback(partial(self._acked, seqs))
+        acks, self._ack_buffer = self._ack_buffer, []
+        leases = [(seq, lease) for seq, lease, _ in acks]
+        commit = asyncio.ensure_future(self.log.ack_leases(self.settings.group, leases))
+        commit.add_done_callback(partial(self._acked, acks))
         self._ack_commit = commit
 
-    def _acked(self, seqs: list[int], commit: asyncio.Future[int]) -> None:
+    def _acked(
+        self, acks: list[tuple[int, int, str | None]], commit: asyncio.Future[list[int]]
+    ) -> None:
         self._ack_commit = None
         failure = None if commit.cancelled() else commit.exception()
         if commit.cancelled() or failure is not None:
             self._ack_failure = failure or LogUnavailableError("ack cancelled")
             return
-        for seq in seqs:
-            self._forget(seq)
+        acked = set(commit.result())
+        # A sequence acked under two leases in one commit took the newest (leases only
+        # grow), so only that ack id counts as acked.
+        newest: dict[int, int] = {}
+        for seq, lease, _ in acks:
+            if seq in acked and lease > newest.get(seq, -1):
+                newest[seq] = lease
+        confirmed = False
+        for seq, lease, text in acks:
+            took = newest.get(seq) == lease
+            if took and self._held(seq) == lease:
+                self._forget(seq)
+            if text is not None:
+                confirmed = True
+                (self._confirmation.acked_ids if took else self._confirmation.expired_ids).append(
+                    text
+                )
         self._compact()
-        if self._awaiting_room:
+        if self._awaiting_room or confirmed:
             self.wake()
         if self._ack_buffer:
             self._commit_acks()
@@ -364,26 +440,79 @@ class Session:
             if failure is not None:
                 raise failure
 
+    def _named(self, ack_id: str, sequence: int, name: str) -> tuple[Lease, str] | None:
+        """The lease a nack or deadline change names, with its ack id ('' when it names a
+        sequence: then only what this stream holds, else None)."""
+        if ack_id:
+            return convert.parse_ack_id(ack_id, f"{name}.ack_id"), ack_id
+        lease = self._held(sequence)
+        return None if lease is None else ((sequence, lease), "")
+
+    def _confirm(self, named: list[tuple[Lease, str]], done: list[int], took: Any) -> None:
+        """Confirm the ack ids in ``named``: into ``took`` when their sequence is in
+        ``done``, else as expired; and forget what this stream no longer holds."""
+        changed = set(done)
+        for (seq, _), text in named:
+            if text:
+                (took if seq in changed else self._confirmation.expired_ids).append(text)
+        if named:
+            self.wake()
+
     async def _nack(self, nacks: Sequence[service_pb2.Nack]) -> None:
         group = self.settings.group
         now = self._clock()
-        by_time: dict[float, list[int]] = {}
+        by_time: dict[tuple[float, str], list[tuple[Lease, str]]] = {}
         for i, nack in enumerate(nacks):
             convert.check_sequence(nack.sequence, f"nacks[{i}].sequence")
             delay = convert.seconds_of(nack.delay, f"nacks[{i}].delay")
             if delay < 0:
                 raise InvalidArgumentError(f"nacks[{i}].delay must not be negative")
-            by_time.setdefault(now + delay, []).append(nack.sequence)
+            error = convert.parse_nack_error(nack.error, f"nacks[{i}].error")
+            named = self._named(nack.ack_id, nack.sequence, f"nacks[{i}]")
+            if named is not None:
+                by_time.setdefault((now + delay, error), []).append(named)
         self.hub.stats.nacked += len(nacks)
-        for at, seqs in by_time.items():
-            await self.log.nack(group, seqs, at)
-            for seq in seqs:
-                self._forget(seq)
+        for (at, error), these in by_time.items():
+            done = await self.log.nack_leases(group, [n[0] for n in these], at, error)
+            for seq, lease in (n[0] for n in these):
+                if self._held(seq) == lease:
+                    self._forget(seq)
+            self._confirm(these, done, self._confirmation.nacked_ids)
             self.hub.schedule(group, at)
         self.hub.poke(group)
         self.wake()
 
-    async def deliveries(
+    async def _modify_deadlines(self, changes: Sequence[service_pb2.ModifyDeadline]) -> None:
+        now = self._clock()
+        by_deadline: dict[float, list[tuple[Lease, str]]] = {}
+        for i, change in enumerate(changes):
+            name = f"modify_deadlines[{i}]"
+            if not change.ack_id:
+                raise InvalidArgumentError(f"{name}.ack_id is required")
+            seconds = convert.seconds_of(change.deadline, f"{name}.deadline")
+            if not (convert.MIN_ACK_DEADLINE <= seconds <= convert.MAX_ACK_DEADLINE):
+                raise InvalidArgumentError(
+                    f"{name}.deadline must be between 1s and 1h (got {seconds:g}s)"
+                )
+            named = self._named(change.ack_id, 0, name)
+            assert named is not None
+            by_deadline.setdefault(now + seconds, []).append(named)
+        for deadline, these in by_deadline.items():
+            done = await self.log.modify_deadlines(
+                self.settings.group, [n[0] for n in these], deadline
+            )
+            changed = set(done)
+            moved = []
+            for seq, lease in (n[0] for n in these):
+                if seq in changed and self._held(seq) == lease:
+                    self._in_flight[seq] = (lease, deadline)
+                    moved.append(seq)
+            if moved:
+                self._push(deadline, moved)
+                self._schedule_deadline(deadline)
+            self._confirm(these, done, self._confirmation.modified_ids)
+
+    async def deliveries(  # noqa: PLR0915 (one loop sharing the window, read-ahead, pacing)
         self, reader: asyncio.Task[None]
     ) -> AsyncIterator[service_pb2.SubscribeResponse | bytes]:
         """The responses of this stream, until shutdown or until the subscriber hangs up."""
@@ -399,11 +528,20 @@ class Session:
             while not self.hub.closing:
                 if reader.done():
                     reader.result()  # the subscriber's error (a bad request) ends the stream
-                    return  # the subscriber half-closed: it cannot ack, so stop delivering
+                    # The subscriber half-closed: it cannot ack, so stop delivering, but
+                    # first confirm the acks it sent before (the reader committed them).
+                    confirming = self._confirming(head)
+                    if confirming is not None:
+                        yield confirming
+                    return
                 # Cleared before the state is looked at: a wake-up from here on is not
                 # lost, and one that changed nothing (say, an ack of an unknown sequence
                 # while the window is full) cannot make the loop spin.
                 self._woken = False
+                confirming = self._confirming(head)
+                if confirming is not None:
+                    yield confirming
+                    last_sent = self._clock()
                 now = self._clock()
                 room = self._room(now)
                 if ahead is not None or room > 0:
@@ -416,9 +554,11 @@ class Session:
                         want = min(room, max(s.max_batch_size, _FETCH_AT_LEAST))
                         batch = await self._fetch(want, now)
                     head = batch.head
+                    fetched = len(batch)
+                    batch = await self._drop_oversized(batch)
                     if batch:
                         self._track(batch)
-                        if len(batch) == want:
+                        if fetched == want:
                             ahead_want = min(
                                 self._room(self._clock()),
                                 max(s.max_batch_size, _FETCH_AT_LEAST),
@@ -434,7 +574,7 @@ class Session:
                         ):
                             yield response
                         last_sent = self._clock()
-                    if len(batch) == want:
+                    if fetched == want:
                         continue  # more may be waiting: fetch again at once
                     # A short fetch saw everything up to `head`: sleep until an append
                     # passes it (or another reason to wake), with no second, empty fetch.
@@ -453,6 +593,16 @@ class Session:
                 # Its events, if the fetch already ran, are pending for this consumer:
                 # close() releases them with everything else the stream held.
                 ahead.cancel()
+
+    def _confirming(self, head: int) -> service_pb2.SubscribeResponse | None:
+        """A response with the confirmations not sent yet, if any; raises the failure
+        the stream was ended with (see end())."""
+        if self._ended is not None:
+            raise self._ended
+        if not self._confirmation.ListFields():
+            return None
+        confirmation, self._confirmation = self._confirmation, service_pb2.LeaseConfirmation()
+        return convert.confirmation_response(confirmation, self._clock(), head)
 
     async def _sleep(self, after: int | None, limit: float) -> bool:
         """Wait for a reason to fetch again: an append past ``after`` (unless None), a
@@ -540,11 +690,46 @@ class Session:
         self.hub.saw_head(batch.head)
         return batch
 
+    async def _drop_oversized(self, batch: EncodedBatch) -> EncodedBatch:
+        """The batch without the events too large for the subscriber to receive: those
+        go to the group's dead letters, with the reason (they would fail the stream on
+        every delivery and never be acked)."""
+        self.hub.stats.dead_lettered += batch.dead_lettered
+        limit = self.settings.max_receive_bytes - convert.response_overhead()
+        if not batch or max(map(len, batch.events)) <= limit:
+            return batch
+        keep = [i for i, data in enumerate(batch.events) if len(data) <= limit]
+        too_large = [i for i in range(len(batch)) if len(batch.events[i]) > limit]
+        for i in too_large:
+            error = (
+                f"the event ({len(batch.events[i])} bytes) does not fit in the subscriber's"
+                f" max_receive_bytes ({self.settings.max_receive_bytes}); raise the client's"
+                " maximum receive message size and send it as options.max_receive_bytes"
+            )
+            moved = await self.log.dead_letter(
+                self.settings.group, [(batch.sequences[i], batch.lease)], error, self._clock()
+            )
+            self.hub.stats.dead_lettered += len(moved)
+            _log.warning(
+                "group %s: event %d dead-lettered: %s",
+                self.settings.group,
+                batch.sequences[i],
+                error,
+            )
+        return EncodedBatch(
+            [batch.sequences[i] for i in keep],
+            [batch.attempts[i] for i in keep],
+            [batch.events[i] for i in keep],
+            batch.deadline,
+            batch.head,
+            batch.lease,
+        )
+
     def _track(self, batch: EncodedBatch) -> None:
         """Count a fetched batch as in flight on this stream, due at its deadline."""
         stats = self.hub.stats
         stats.delivered += len(batch)
-        self._in_flight.update(dict.fromkeys(batch.sequences, batch.deadline))
+        self._in_flight.update(dict.fromkeys(batch.sequences, (batch.lease, batch.deadline)))
         if self._max_bytes:
             sizes = [len(e) for e in batch.events]
             self._sizes.update(zip(batch.sequences, sizes, strict=True))

@@ -54,13 +54,38 @@ class AppendResult:
     new_count: int
 
 
+DEFAULT_MAX_DELIVERY_ATTEMPTS = 10
+# The error a dead letter gets when its last attempt just timed out, and the one a
+# pending event gets when the stream holding it ends.
+DEADLINE_PASSED = "not acked within its ack deadline"
+STREAM_ENDED = "the subscriber's stream ended before it acked"
+DEFAULT_EXPIRE_AFTER_IDLE = 7 * 24 * 3600.0
+
+# (sequence, lease): one delivery of one event to a group. Every fetch hands its events
+# out under a lease number of its own, unique within the group, so an ack naming an
+# earlier delivery of the same event (whose lease ended) matches nothing.
+Lease = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """What a new consumer group is created with. ``expire_after_idle`` 0: never."""
+
+    max_delivery_attempts: int = DEFAULT_MAX_DELIVERY_ATTEMPTS
+    expire_after_idle: float = DEFAULT_EXPIRE_AFTER_IDLE
+
+
+DEFAULT_GROUP_SETTINGS = GroupSettings()
+
+
 @dataclass(frozen=True)
 class Delivery:
-    """One event handed to one consumer of a group."""
+    """One event handed to one consumer of a group, under ``lease``."""
 
     event: event_pb2.Event
     attempt: int
     deadline: float
+    lease: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,6 +99,19 @@ class GroupInfo:
     lag: int
     head_sequence: int
     created_at: float
+    settings: GroupSettings = DEFAULT_GROUP_SETTINGS
+    dead_letter_count: int = 0
+    last_active: float = 0.0
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event a group gave up delivering: how often it was delivered, and why."""
+
+    event: event_pb2.Event
+    attempts: int
+    error: str
+    dead_at: float
 
 
 @dataclass(frozen=True)
@@ -139,11 +177,17 @@ class EventLog(Protocol):
         ...
 
     async def create_group(
-        self, name: str, flt: EventFilter, start: StartPosition, now: float
+        self,
+        name: str,
+        flt: EventFilter,
+        start: StartPosition,
+        now: float,
+        settings: GroupSettings = DEFAULT_GROUP_SETTINGS,
     ) -> GroupInfo:
-        """Get or create a consumer group. ``start`` and ``flt`` apply only when the group
-        is new; an existing group with a different non-empty filter raises
-        ``FailedPreconditionError`` (an empty ``flt`` always joins)."""
+        """Get or create a consumer group; either way it was active at ``now``.
+        ``start``, ``flt`` and ``settings`` apply only when the group is new; an existing
+        group with a different non-empty filter raises ``FailedPreconditionError`` (an
+        empty ``flt`` always joins)."""
         ...
 
     async def fetch(
@@ -152,17 +196,49 @@ class EventLog(Protocol):
         """Hand up to ``max_count`` events to ``consumer``: first pending events whose
         deadline passed (attempt + 1), then new events after the group's position that
         match its filter (attempt 1; non-matching ones are skipped for good). Each
-        handed-out event is pending until ``now + ack_deadline``. Committed on return
-        (survives a crash of the process); a backend may skip the fsync here, since losing
-        group state to a power cut only means some events are delivered again."""
+        handed-out event is pending until ``now + ack_deadline``, under a new lease (the
+        same for the whole fetch). A due event whose next attempt would pass the group's
+        ``max_delivery_attempts`` goes to its dead letters instead (error: its last nack's
+        or release's, else that its deadline passed). Committed on return (survives a
+        crash of the process); a backend may skip the fsync here, since losing group
+        state to a power cut only means some events are delivered again.
+        ``NotFoundError`` when the group does not exist."""
         ...
 
     async def ack(self, group: str, sequences: Sequence[int]) -> int:
-        """Remove pending entries; returns how many were pending."""
+        """Remove pending entries whoever holds them; returns how many were pending.
+        (Operators' and tests' tool: subscribers ack by lease, ``ack_leases``.)"""
         ...
 
     async def nack(self, group: str, sequences: Sequence[int], redeliver_at: float) -> int:
         """Make pending entries deliverable again at ``redeliver_at``; returns how many."""
+        ...
+
+    async def ack_leases(self, group: str, leases: Sequence[Lease]) -> list[int]:
+        """Remove the pending entries still under these leases; the sequences removed.
+        An entry delivered again since (a new lease), dead-lettered, or not pending is
+        left alone."""
+        ...
+
+    async def nack_leases(
+        self, group: str, leases: Sequence[Lease], redeliver_at: float, error: str
+    ) -> list[int]:
+        """``nack`` of the entries still under these leases, keeping ``error`` as the
+        reason; the sequences nacked."""
+        ...
+
+    async def modify_deadlines(
+        self, group: str, leases: Sequence[Lease], deadline: float
+    ) -> list[int]:
+        """Set the ack deadline of the entries still under these leases; the sequences
+        changed."""
+        ...
+
+    async def dead_letter(
+        self, group: str, leases: Sequence[Lease], error: str, now: float
+    ) -> list[int]:
+        """Move the entries still under these leases to the group's dead letters (e.g.
+        an event too large to deliver); the sequences moved."""
         ...
 
     async def release(self, group: str, consumer: str, now: float) -> int:
@@ -173,11 +249,55 @@ class EventLog(Protocol):
         """A group's position, pending count and lag, or None when it does not exist."""
         ...
 
+    async def list_groups(self, after_name: str, limit: int) -> list[GroupInfo]:
+        """Up to ``limit`` groups whose name sorts after ``after_name``, by name."""
+        ...
+
+    async def delete_group(self, group: str) -> bool:
+        """Delete a group with its pending entries and dead letters; False when absent."""
+        ...
+
+    async def seek_group(self, group: str, position: StartPosition, now: float) -> GroupInfo:
+        """Move the group's position (as a new group's ``start``) and drop every pending
+        entry and the dead letters after the position, so that every event after it is
+        delivered again as new; the group was active at ``now``. ``NotFoundError`` when
+        the group does not exist."""
+        ...
+
+    async def touch_groups(self, groups: Sequence[str], now: float) -> None:
+        """These groups have a subscriber at ``now`` (they are not idle)."""
+        ...
+
+    async def expire_groups(self, now: float) -> list[str]:
+        """Delete every group idle for longer than its ``expire_after_idle`` (0: never)
+        at ``now``; their names."""
+        ...
+
+    async def list_dead_letters(
+        self, group: str, after_sequence: int, limit: int
+    ) -> list[DeadLetter]:
+        """Up to ``limit`` of the group's dead letters after ``after_sequence``, in
+        sequence order. ``NotFoundError`` when the group does not exist."""
+        ...
+
+    async def redeliver_dead_letters(
+        self, group: str, sequences: Sequence[int] | None, now: float
+    ) -> int:
+        """Make these dead letters (None: all) pending again, due at ``now``, their
+        attempt count starting again; how many. ``NotFoundError`` for no group."""
+        ...
+
+    async def discard_dead_letters(self, group: str, sequences: Sequence[int] | None) -> int:
+        """Delete these dead letters (None: all); how many. ``NotFoundError`` for no
+        group."""
+        ...
+
     async def prune(self, older_than: float) -> int:
         """Delete events received before ``older_than`` that no group still needs
-        (every group's position is past them and none has them pending). A status
-        event's entry in its message's status history goes with it, and a message's
-        status record with the last of them (``message_status`` then returns None)."""
+        (every group's position is past them and none has them pending or
+        dead-lettered). A status event's entry in its message's status history goes
+        with it, and a message's status record with the last of them
+        (``message_status`` then returns None)."""
         ...
 
     async def wait_for_append(self, after_sequence: int, timeout: float) -> bool:  # noqa: ASYNC109

@@ -34,13 +34,17 @@ class EncodedBatch:
     field may be unset (``sequences[i]`` is the truth); sequences ascend. ``deadline`` is
     the ack deadline of them all. ``head`` is the log's head sequence as the fetch saw
     it, so a caller knows, without another query, that nothing after ``head`` was
-    considered and can wait for appends past it."""
+    considered and can wait for appends past it. ``lease`` names this fetch's deliveries
+    (see ``base.Lease``); ``dead_lettered`` counts the due events the fetch moved to the
+    dead letters instead (their attempts were spent)."""
 
     sequences: list[int]
     attempts: list[int]
     events: list[bytes]
     deadline: float
     head: int
+    lease: int = 0
+    dead_lettered: int = 0
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -48,7 +52,7 @@ class EncodedBatch:
     def deliveries(self) -> list[Delivery]:
         """The batch as ``EventLog.fetch`` returns it: each event parsed."""
         return [
-            Delivery(event=decode_event(seq, data), attempt=attempt, deadline=self.deadline)
+            Delivery(decode_event(seq, data), attempt, self.deadline, self.lease)
             for seq, attempt, data in zip(self.sequences, self.attempts, self.events, strict=True)
         ]
 

@@ -17,8 +17,17 @@ Cluster:
 - ``P:ids``: hash event id -> sequence (dedupe: an event's id is a hash of its dedupe
   key, and a hit compares the stored ``k``, as the SQLite log does).
 - ``P:groups``: set of group names; ``P:group:<name>``: hash ``filter`` (store.filters'
-  canonical text), ``created_at``. The stream's consumer group of the same name holds the
-  position (last-delivered-id) and the pending entries (PEL: owner, delivery count).
+  canonical text), ``created_at``, ``leases`` (the lease counter, started at the creation
+  time in milliseconds), ``max_attempts``, ``expire_after``, ``last_active``. The stream's
+  consumer group of the same name holds the position (last-delivered-id) and the pending
+  entries (PEL: owner, delivery count = attempt).
+- ``P:lease:<name>``: hash sequence -> the lease of its current delivery; an ack, nack or
+  deadline change acts only when the lease it names is this one. ``P:err:<name>``: hash
+  sequence -> why its last attempt failed (a nack's error, a released stream).
+- ``P:dead:<name>``: hash sequence -> JSON [attempts, dead_at, error], the dead letters.
+  They stay in the PEL, owned by the consumer ``wahook:dead-letters`` (a subscriber's
+  consumer name always has a ``#``), because only an entry still pending can be made
+  pending again (XCLAIM ... RETRYCOUNT 0) when a dead letter is redelivered.
 - ``P:due:<name>``: zset of the group's pending sequences (members zero-padded to 20
   digits so equal scores order by sequence) scored by the time each is due again: its ack
   deadline, a nack's redeliver_at, or the release time. Why not XAUTOCLAIM's idle time:
@@ -58,7 +67,59 @@ local function fields(entry)
   for i = 1, #kv, 2 do f[kv[i]] = kv[i + 1] end
   return f
 end
+local DEAD = 'wahook:dead-letters'
+local function gkeys(g)
+  return {meta = P .. ':group:' .. g, due = P .. ':due:' .. g, lease = P .. ':lease:' .. g,
+          err = P .. ':err:' .. g, dead = P .. ':dead:' .. g}
+end
+local function dec(seq) return string.format('%d', seq) end
+-- A pending entry to the dead letters, with its delivery count and error.
+local function to_dead(g, k, seq, attempts, err, now)
+  redis.call('XCLAIM', STREAM, g, DEAD, 0, sid(seq), 'JUSTID')
+  redis.call('ZREM', k.due, member(seq))
+  redis.call('HDEL', k.lease, dec(seq))
+  redis.call('HDEL', k.err, dec(seq))
+  redis.call('HSET', k.dead, dec(seq), cjson.encode({attempts, now, err}))
+end
+local function delete_group(g)
+  local k = gkeys(g)
+  if redis.call('EXISTS', k.meta) == 0 then return 0 end
+  redis.call('XGROUP', 'DESTROY', STREAM, g)
+  redis.call('DEL', k.meta, k.due, k.lease, k.err, k.dead)
+  redis.call('SREM', P .. ':groups', g)
+  return 1
+end
+-- Where a group starts (or is sought to): kind, after_sequence, from_time.
+local function start_position(kind, after, from_time)
+  local head = tonumber(redis.call('GET', P .. ':head') or '0')
+  if kind == 'latest' then return head end
+  if kind == 'after_sequence' then return math.max(0, tonumber(after)) end
+  if kind ~= 'from_time' then return 0 end
+  -- Binary search by sequence for the first event received at or after from_time:
+  -- exact while received times ascend with sequences (one clock); across replicas,
+  -- clock skew between them can move the start by about that skew.
+  local t = tonumber(from_time)
+  local lo, hi, found = 1, head, nil
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    local e = redis.call('XRANGE', STREAM, sid(mid), '+', 'COUNT', 1)
+    if not e[1] then
+      hi = mid - 1
+    else
+      local s = seq_of(e[1][1])
+      if tonumber(fields(e[1])['r']) >= t then
+        found = s
+        hi = mid - 1
+      else
+        lo = s + 1
+      end
+    end
+  end
+  return found and (found - 1) or head
+end
 """
+
+COMMON = _COMMON  # for store.redis_group_scripts
 
 # ARGV: P, number of appends, then per append its event count n and n * 13 values:
 # id, dedupe_key, data, type, message_type ('' none), phone_number_id, waba_id,
@@ -159,8 +220,8 @@ return {tonumber(seq), fields(e[1])['d']}
 """
 )
 
-# ARGV: P, name, canonical filter, filter empty (1/0), kind, after_sequence, from_time, now.
-# Returns 1 when created or joined, 0 on a filter conflict.
+# ARGV: P, name, canonical filter, filter empty (1/0), kind, after_sequence, from_time, now,
+# max_attempts, expire_after. Returns 1 when created or joined, 0 on a filter conflict.
 CREATE_GROUP = (
     _COMMON
     + """
@@ -169,50 +230,28 @@ local meta = P .. ':group:' .. name
 local stored = redis.call('HGET', meta, 'filter')
 if stored then
   if ARGV[4] == '0' and stored ~= ARGV[3] then return 0 end
+  redis.call('HSET', meta, 'last_active', ARGV[8])
   return 1
 end
-local head = tonumber(redis.call('GET', P .. ':head') or '0')
-local kind, pos = ARGV[5], 0
-if kind == 'latest' then
-  pos = head
-elseif kind == 'after_sequence' then
-  pos = math.max(0, tonumber(ARGV[6]))
-elseif kind == 'from_time' then
-  -- Binary search by sequence for the first event received at or after from_time:
-  -- exact while received times ascend with sequences (one clock); across replicas,
-  -- clock skew between them can move the start by about that skew.
-  local t = tonumber(ARGV[7])
-  local lo, hi, found = 1, head, nil
-  while lo <= hi do
-    local mid = math.floor((lo + hi) / 2)
-    local e = redis.call('XRANGE', STREAM, sid(mid), '+', 'COUNT', 1)
-    if not e[1] then
-      hi = mid - 1
-    else
-      local s = seq_of(e[1][1])
-      if tonumber(fields(e[1])['r']) >= t then
-        found = s
-        hi = mid - 1
-      else
-        lo = s + 1
-      end
-    end
-  end
-  pos = found and (found - 1) or head
-end
+local pos = start_position(ARGV[5], ARGV[6], ARGV[7])
 redis.call('XGROUP', 'CREATE', STREAM, name, sid(pos), 'MKSTREAM')
-redis.call('HSET', meta, 'filter', ARGV[3], 'created_at', ARGV[8])
+redis.call('HSET', meta, 'filter', ARGV[3], 'created_at', ARGV[8], 'last_active', ARGV[8],
+  'leases', dec(math.floor(tonumber(ARGV[8]) * 1000)), 'max_attempts', ARGV[9],
+  'expire_after', ARGV[10])
 redis.call('SADD', P .. ':groups', name)
 return 1
 """
 )
 
-# ARGV: P, name. Returns nil or {filter, created_at, position, pending, head}.
+# ARGV: P, name. Returns nil or {filter, created_at, position, pending, head, max_attempts,
+# expire_after, last_active, dead letters}.
 GROUP_INFO = (
     _COMMON
     + """
 local name = ARGV[2]
-local meta = redis.call('HMGET', P .. ':group:' .. name, 'filter', 'created_at')
+local k = gkeys(name)
+local meta = redis.call('HMGET', k.meta, 'filter', 'created_at', 'max_attempts',
+  'expire_after', 'last_active')
 if not meta[1] then return nil end
 local pos, pending = 0, 0
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', STREAM)) do
@@ -223,44 +262,68 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', STREAM)) do
   end
 end
 local head = tonumber(redis.call('GET', P .. ':head') or '0')
-return {meta[1], meta[2], pos, pending, head}
+local dead = redis.call('HLEN', k.dead)
+return {meta[1], meta[2], pos, pending - dead, head, meta[3], meta[4], meta[5], dead}
 """
 )
 
-# ARGV: P, group, consumer, max_count, now, deadline, max_scan.
-# Returns {-1} for an unknown group, else {head, scanned_to, seq, attempt, data, ...}:
-# scanned_to is the head, or how far a scan capped at max_scan got (nothing after it
-# was considered).
+# ARGV: P, group, consumer, max_count, now, deadline, max_scan, deadline_passed (the error
+# of a dead letter whose last attempt timed out).
+# Returns {-1} for an unknown group, else {head, scanned_to, lease, dead, seq, attempt,
+# data, ...}: scanned_to is the head, or how far a scan capped at max_scan got (nothing
+# after it was considered); lease names this fetch's deliveries; dead counts the due
+# entries moved to the dead letters.
 FETCH = (
     _COMMON
     + """
 local group, consumer = ARGV[2], ARGV[3]
 local max_count, now, deadline = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local max_scan = tonumber(ARGV[7])
-local filter = redis.call('HGET', P .. ':group:' .. group, 'filter')
+local k = gkeys(group)
+local meta = redis.call('HMGET', k.meta, 'filter', 'max_attempts')
+local filter = meta[1]
 if not filter then return {-1} end
-local due = P .. ':due:' .. group
+local max_attempts = tonumber(meta[2] or '10')
+local due = k.due
 local head = tonumber(redis.call('GET', P .. ':head') or '0')
-local out = {head, head}
+local out = {head, head, 0, 0}
 if max_count <= 0 then return out end
--- Redeliveries first, most overdue first.
-local expired = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, max_count)
+local lease = dec(redis.call('HINCRBY', k.meta, 'leases', 1))
+out[3] = lease
+local leased = {}
+-- Redeliveries first, most overdue first; those whose attempts are spent go to the dead
+-- letters on the way.
 local got = 0
-for _, m in ipairs(expired) do
-  local seq = tonumber(m)
-  local claimed = redis.call('XCLAIM', STREAM, group, consumer, 0, sid(seq))
-  if claimed[1] then
+while got < max_count do
+  local want = max_count - got
+  local expired = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, want)
+  for _, m in ipairs(expired) do
+    local seq = tonumber(m)
     local p = redis.call('XPENDING', STREAM, group, sid(seq), sid(seq), 1)
-    redis.call('ZADD', due, deadline, m)
-    out[#out + 1] = seq
-    out[#out + 1] = p[1][4]
-    out[#out + 1] = fields(claimed[1])['d']
-    got = got + 1
-  else
-    -- Gone from the stream (cannot happen while prune keeps pending events): drop it.
-    redis.call('ZREM', due, m)
-    redis.call('XACK', STREAM, group, sid(seq))
+    local claimed = {}
+    if p[1] and p[1][4] >= max_attempts then
+      to_dead(group, k, seq, p[1][4], redis.call('HGET', k.err, dec(seq)) or ARGV[8], now)
+      out[4] = out[4] + 1
+    else
+      claimed = redis.call('XCLAIM', STREAM, group, consumer, 0, sid(seq))
+      if claimed[1] then
+        redis.call('ZADD', due, deadline, m)
+        redis.call('HDEL', k.err, dec(seq))
+        leased[#leased + 1] = dec(seq)
+        leased[#leased + 1] = lease
+        out[#out + 1] = seq
+        out[#out + 1] = p[1][4] + 1
+        out[#out + 1] = fields(claimed[1])['d']
+        got = got + 1
+      else
+        -- Gone from the stream (cannot happen while prune keeps pending events): drop it.
+        redis.call('ZREM', due, m)
+        redis.call('HDEL', k.lease, dec(seq))
+        redis.call('XACK', STREAM, group, sid(seq))
+      end
+    end
   end
+  if #expired < want then break end
 end
 -- Then new events after the group's position, the non-matching acked at once.
 local f = cjson.decode(filter)
@@ -299,6 +362,8 @@ while got < max_count do
     local seq = seq_of(entry[1])
     if matches(e) then
       redis.call('ZADD', due, deadline, member(seq))
+      leased[#leased + 1] = dec(seq)
+      leased[#leased + 1] = lease
       out[#out + 1] = seq
       out[#out + 1] = 1
       out[#out + 1] = e['d']
@@ -323,6 +388,9 @@ if exhausted then
     end
   end
 end
+for i = 1, #leased, 1000 do
+  redis.call('HSET', k.lease, unpack(leased, i, math.min(i + 999, #leased)))
+end
 return out
 """
 )
@@ -335,15 +403,18 @@ local group = ARGV[2]
 local due = P .. ':due:' .. group
 if redis.call('EXISTS', P .. ':group:' .. group) == 0 then return 0 end
 local acked = 0
-local ids, members = {}, {}
+local ids, members, decs = {}, {}, {}
 for i = 3, #ARGV do
   local seq = tonumber(ARGV[i])
   ids[#ids + 1] = sid(seq)
   members[#members + 1] = member(seq)
+  decs[#decs + 1] = dec(seq)
   if #ids == 1000 or i == #ARGV then
     acked = acked + redis.call('XACK', STREAM, group, unpack(ids))
     redis.call('ZREM', due, unpack(members))
-    ids, members = {}, {}
+    redis.call('HDEL', P .. ':lease:' .. group, unpack(decs))
+    redis.call('HDEL', P .. ':err:' .. group, unpack(decs))
+    ids, members, decs = {}, {}, {}
   end
 end
 return acked
@@ -370,7 +441,7 @@ return n
 """
 )
 
-# ARGV: P, group, consumer, now. Returns how many entries became due earlier.
+# ARGV: P, group, consumer, now, error. Returns how many entries became due earlier.
 RELEASE = (
     _COMMON
     + """
@@ -388,6 +459,7 @@ while true do
     local score = redis.call('ZSCORE', due, m)
     if score and tonumber(score) > t then
       redis.call('ZADD', due, now, m)
+      redis.call('HSET', P .. ':err:' .. group, dec(seq_of(p[1])), ARGV[5])
       n = n + 1
     end
     ids[#ids + 1] = p[1]
@@ -402,7 +474,8 @@ return n
 )
 
 # ARGV: P, older_than, limit, idle_ms. Deletes at most limit prunable events (received
-# before older_than, at or before every group's position, pending in none), oldest first,
+# before older_than, at or before every group's position, pending or dead-lettered in
+# none), oldest first,
 # with their status history. Returns {deleted, more}: more is 1 when the scan stopped at
 # the limit. First, with idle_ms >= 0, forgets consumers that hold nothing and were idle
 # that long (a replica that died never released its streams' consumers); in the same
@@ -444,7 +517,11 @@ while deleted < limit do
     local seq = seq_of(entry[1])
     local keep = false
     for _, g in ipairs(groups) do
-      if redis.call('ZSCORE', P .. ':due:' .. g, member(seq)) then keep = true break end
+      if redis.call('ZSCORE', P .. ':due:' .. g, member(seq))
+        or redis.call('HEXISTS', P .. ':dead:' .. g, dec(seq)) == 1 then
+        keep = true
+        break
+      end
     end
     if not keep then
       redis.call('XDEL', STREAM, entry[1])

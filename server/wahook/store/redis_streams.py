@@ -48,12 +48,19 @@ from wahook.errors import (
     NotFoundError,
 )
 from wahook.store import filters
+from wahook.store import redis_group_scripts as group_scripts
 from wahook.store import redis_scripts as scripts
 from wahook.store.base import (
+    DEADLINE_PASSED,
+    DEFAULT_GROUP_SETTINGS,
+    STREAM_ENDED,
     AppendResult,
+    DeadLetter,
     Delivery,
     EventFilter,
     GroupInfo,
+    GroupSettings,
+    Lease,
     StartPosition,
     StatusRecord,
     StatusTransition,
@@ -91,6 +98,17 @@ def _matches_fields(flt: EventFilter, f: dict[bytes, bytes]) -> bool:
     if flt.phone_number_ids and f[b"p"].decode() not in flt.phone_number_ids:
         return False
     return not (flt.waba_ids and f[b"w"].decode() not in flt.waba_ids)
+
+
+def _chosen(sequences: Sequence[int] | None) -> list[int]:
+    """The dead-letter scripts' arguments: 1 for all, else 0 and the sequences."""
+    return [1] if sequences is None else [0, *(int(s) for s in sequences)]
+
+
+def _count_in(group: str, n: int) -> int:
+    if int(n) < 0:
+        raise NotFoundError(f"consumer group {group!r} does not exist")
+    return int(n)
 
 
 class RedisEventLog:
@@ -135,6 +153,17 @@ class RedisEventLog:
         self._nack_script = reg(scripts.NACK)
         self._release_script = reg(scripts.RELEASE)
         self._prune_script = reg(scripts.PRUNE)
+        self._ack_leases_script = reg(group_scripts.ACK_LEASES)
+        self._nack_leases_script = reg(group_scripts.NACK_LEASES)
+        self._modify_script = reg(group_scripts.MODIFY_DEADLINES)
+        self._dead_letter_script = reg(group_scripts.DEAD_LETTER)
+        self._delete_script = reg(group_scripts.DELETE_GROUP)
+        self._seek_script = reg(group_scripts.SEEK_GROUP)
+        self._touch_script = reg(group_scripts.TOUCH_GROUPS)
+        self._expire_script = reg(group_scripts.EXPIRE_GROUPS)
+        self._list_dead_script = reg(group_scripts.LIST_DEAD_LETTERS)
+        self._redeliver_dead_script = reg(group_scripts.REDELIVER_DEAD_LETTERS)
+        self._discard_dead_script = reg(group_scripts.DISCARD_DEAD_LETTERS)
 
     @classmethod
     async def open(
@@ -278,7 +307,12 @@ class RedisEventLog:
     # -- consumer groups -----------------------------------------------------------------
 
     async def create_group(
-        self, name: str, flt: EventFilter, start: StartPosition, now: float
+        self,
+        name: str,
+        flt: EventFilter,
+        start: StartPosition,
+        now: float,
+        settings: GroupSettings = DEFAULT_GROUP_SETTINGS,
     ) -> GroupInfo:
         ok = await self._run(
             self._create_script,
@@ -289,6 +323,8 @@ class RedisEventLog:
             int(start.after_sequence),
             repr(float(start.from_time)),
             repr(float(now)),
+            int(settings.max_delivery_attempts),
+            repr(float(settings.expire_after_idle)),
         )
         if not int(ok):
             raise FailedPreconditionError(
@@ -318,17 +354,20 @@ class RedisEventLog:
             repr(float(now)),
             repr(deadline),
             _MAX_SCAN,
+            DEADLINE_PASSED,
         )
         if int(r[0]) < 0:
             raise NotFoundError(f"consumer group {group!r} does not exist")
         self._head.advance(int(r[0]))
-        rows = sorted((int(r[i]), int(r[i + 1]), bytes(r[i + 2])) for i in range(2, len(r), 3))
+        rows = sorted((int(r[i]), int(r[i + 1]), bytes(r[i + 2])) for i in range(4, len(r), 3))
         return EncodedBatch(
             [row[0] for row in rows],
             [row[1] for row in rows],
             [row[2] for row in rows],
             deadline,
             int(r[1]),
+            int(r[2]),
+            int(r[3]),
         )
 
     async def ack(self, group: str, sequences: Sequence[int]) -> int:
@@ -343,14 +382,45 @@ class RedisEventLog:
             return 0
         return int(await self._run(self._nack_script, group, repr(float(redeliver_at)), *seqs))
 
+    async def ack_leases(self, group: str, leases: Sequence[Lease]) -> list[int]:
+        if not leases:
+            return []
+        return await self._leased(self._ack_leases_script, group, leases)
+
+    async def _leased(
+        self, script: AsyncScript, group: str, leases: Sequence[Lease], *args: str | int
+    ) -> list[int]:
+        """Run a script over (sequence, lease) pairs; the sequences it acted on."""
+        pairs = [str(int(x)) for lease in leases for x in lease]
+        return [int(s) for s in await self._run(script, group, *args, *pairs)]
+
+    async def nack_leases(
+        self, group: str, leases: Sequence[Lease], redeliver_at: float, error: str
+    ) -> list[int]:
+        return await self._leased(
+            self._nack_leases_script, group, leases, repr(float(redeliver_at)), error
+        )
+
+    async def modify_deadlines(
+        self, group: str, leases: Sequence[Lease], deadline: float
+    ) -> list[int]:
+        return await self._leased(self._modify_script, group, leases, repr(float(deadline)))
+
+    async def dead_letter(
+        self, group: str, leases: Sequence[Lease], error: str, now: float
+    ) -> list[int]:
+        return await self._leased(self._dead_letter_script, group, leases, error, repr(float(now)))
+
     async def release(self, group: str, consumer: str, now: float) -> int:
-        return int(await self._run(self._release_script, group, consumer, repr(float(now))))
+        return int(
+            await self._run(self._release_script, group, consumer, repr(float(now)), STREAM_ENDED)
+        )
 
     async def group_info(self, group: str) -> GroupInfo | None:
         r = await self._run(self._info_script, group)
         if r is None:
             return None
-        flt_text, created_at, position, pending, head = r
+        flt_text, created_at, position, pending, head, attempts, expire, active, dead = r
         position, head = int(position), int(head)
         return GroupInfo(
             name=group,
@@ -360,7 +430,73 @@ class RedisEventLog:
             lag=max(0, head - position),
             head_sequence=head,
             created_at=float(created_at),
+            settings=GroupSettings(int(attempts), float(expire)),
+            dead_letter_count=int(dead),
+            last_active=float(active),
         )
+
+    async def list_groups(self, after_name: str, limit: int) -> list[GroupInfo]:
+        members: set[bytes] = await self._call(
+            lambda: self._client.smembers(f"{self._prefix}:groups")  # type: ignore[arg-type, return-value]
+        )
+        names = sorted(n for n in (m.decode() for m in members) if n > after_name)
+        out: list[GroupInfo] = []
+        for name in names:
+            if len(out) >= limit:
+                break
+            info = await self.group_info(name)
+            if info is not None:  # deleted meanwhile
+                out.append(info)
+        return out
+
+    async def delete_group(self, group: str) -> bool:
+        return bool(int(await self._run(self._delete_script, group)))
+
+    async def seek_group(self, group: str, position: StartPosition, now: float) -> GroupInfo:
+        done = await self._run(
+            self._seek_script,
+            group,
+            position.kind,
+            int(position.after_sequence),
+            repr(float(position.from_time)),
+            repr(float(now)),
+        )
+        info = None if int(done) < 0 else await self.group_info(group)
+        if info is None:
+            raise NotFoundError(f"consumer group {group!r} does not exist")
+        return info
+
+    async def touch_groups(self, groups: Sequence[str], now: float) -> None:
+        if groups:
+            await self._run(self._touch_script, repr(float(now)), *groups)
+
+    async def expire_groups(self, now: float) -> list[str]:
+        return sorted(n.decode() for n in await self._run(self._expire_script, repr(float(now))))
+
+    async def list_dead_letters(
+        self, group: str, after_sequence: int, limit: int
+    ) -> list[DeadLetter]:
+        r = await self._run(self._list_dead_script, group, int(after_sequence), max(limit, 0))
+        if r == -1:
+            raise NotFoundError(f"consumer group {group!r} does not exist")
+        return [
+            DeadLetter(
+                decode_event(int(r[i]), r[i + 4]), int(r[i + 1]), r[i + 3].decode(), float(r[i + 2])
+            )
+            for i in range(0, len(r), 5)
+        ]
+
+    async def redeliver_dead_letters(
+        self, group: str, sequences: Sequence[int] | None, now: float
+    ) -> int:
+        n = await self._run(
+            self._redeliver_dead_script, group, *_chosen(sequences), repr(float(now))
+        )
+        return _count_in(group, n)
+
+    async def discard_dead_letters(self, group: str, sequences: Sequence[int] | None) -> int:
+        n = await self._run(self._discard_dead_script, group, *_chosen(sequences))
+        return _count_in(group, n)
 
     async def prune(self, older_than: float) -> int:
         # In chunks, each its own script: appends from every replica run in between

@@ -1,13 +1,15 @@
 """Retention: prune the event log periodically (events older than a maximum age that no
-consumer group still needs). The runtime starts ``prune_periodically`` as a task and
-cancels it at shutdown, before closing the log."""
+consumer group still needs), and delete consumer groups left idle past their
+``expire_after_idle`` so that an abandoned group stops holding events back. The runtime
+starts ``prune_periodically`` and ``expire_groups_periodically`` as tasks and cancels
+them at shutdown, before closing the log."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from wahook.errors import LogUnavailableError
 from wahook.store.base import EventLog
@@ -38,3 +40,39 @@ async def prune_periodically(
             if pruned:
                 _log.info("pruned %d events older than %.0f s", pruned, max_age)
         await asyncio.sleep(every)
+
+
+# How often idle groups are looked for. Groups with a stream open here are marked active
+# each time first, so with several replicas sharing one Redis a group connected to any
+# of them stays: the shortest expire_after_idle (10 minutes) is well above this.
+EXPIRE_INTERVAL = 60.0
+
+
+async def expire_groups_periodically(
+    log: EventLog,
+    connected: Callable[[], Sequence[str]],
+    *,
+    every: float = EXPIRE_INTERVAL,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Every ``every`` seconds, mark the ``connected()`` groups active, then delete the
+    groups idle past their expiry; until cancelled."""
+    while True:
+        await expire_idle_groups(log, connected(), clock())
+        await asyncio.sleep(every)
+
+
+async def expire_idle_groups(log: EventLog, connected: Sequence[str], now: float) -> list[str]:
+    """One round of ``expire_groups_periodically``; the names of the groups deleted."""
+    try:
+        await log.touch_groups(connected, now)
+        gone = await log.expire_groups(now)
+    except LogUnavailableError as exc:
+        _log.warning("expiring idle consumer groups failed: %s", exc)
+        return []
+    except Exception:
+        _log.exception("expiring idle consumer groups failed unexpectedly; retrying next round")
+        return []
+    for name in gone:
+        _log.info("consumer group %s expired: no subscriber for its expire_after_idle", name)
+    return gone

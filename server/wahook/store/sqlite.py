@@ -5,7 +5,8 @@ a small pool of reader threads, each with its own connection. WAL lets those rea
 the last committed state without waiting for the writer, so a long ListEvents never delays
 a webhook's commit, and the asyncio loop never waits on the disk. Durability settings
 and the schema are in store.sqlite_schema; the SQL in store.sqlite_ops (events)
-and store.sqlite_groups (consumer groups).
+store.sqlite_groups (consumer groups) and store.sqlite_lifecycle (deleting, seeking,
+expiring groups, dead letters).
 
 Durability: appends (and group creation) commit with synchronous=FULL, so a returned
 append survives kill -9 and power loss (``open(..., synchronous="normal")`` trades the
@@ -36,13 +37,18 @@ from typing import Literal, TypeVar
 
 from wahook.errors import LogUnavailableError
 from wahook.store import sqlite_groups as groups
+from wahook.store import sqlite_lifecycle as lifecycle
 from wahook.store import sqlite_ops as ops
 from wahook.store import sqlite_status
 from wahook.store.base import (
+    DEFAULT_GROUP_SETTINGS,
     AppendResult,
+    DeadLetter,
     Delivery,
     EventFilter,
     GroupInfo,
+    GroupSettings,
+    Lease,
     StartPosition,
     StatusRecord,
 )
@@ -243,10 +249,15 @@ class SqliteEventLog:
         return await self._read(lambda conn: sqlite_status.message_status(conn, message_id))
 
     async def create_group(
-        self, name: str, flt: EventFilter, start: StartPosition, now: float
+        self,
+        name: str,
+        flt: EventFilter,
+        start: StartPosition,
+        now: float,
+        settings: GroupSettings = DEFAULT_GROUP_SETTINGS,
     ) -> GroupInfo:
         return await self._write(
-            lambda conn: groups.create_group(conn, name, flt, start, now),
+            lambda conn: groups.create_group(conn, name, flt, start, now, settings=settings),
             durable=self._durable_appends,
         )
 
@@ -278,11 +289,73 @@ class SqliteEventLog:
             return 0
         return await self._write(lambda conn: groups.nack(conn, group, seqs, redeliver_at))
 
+    async def ack_leases(self, group: str, leases: Sequence[Lease]) -> list[int]:
+        held = list(leases)
+        if not held:
+            return []
+        return await self._write(lambda conn: groups.ack_leases(conn, group, held))
+
+    async def nack_leases(
+        self, group: str, leases: Sequence[Lease], redeliver_at: float, error: str
+    ) -> list[int]:
+        held = list(leases)
+        return await self._write(
+            lambda conn: groups.nack_leases(conn, group, held, redeliver_at, error)
+        )
+
+    async def modify_deadlines(
+        self, group: str, leases: Sequence[Lease], deadline: float
+    ) -> list[int]:
+        held = list(leases)
+        return await self._write(lambda conn: groups.modify_deadlines(conn, group, held, deadline))
+
+    async def dead_letter(
+        self, group: str, leases: Sequence[Lease], error: str, now: float
+    ) -> list[int]:
+        held = list(leases)
+        return await self._write(lambda conn: groups.dead_letter(conn, group, held, error, now))
+
     async def release(self, group: str, consumer: str, now: float) -> int:
         return await self._write(lambda conn: groups.release(conn, group, consumer, now))
 
     async def group_info(self, group: str) -> GroupInfo | None:
         return await self._read(lambda conn: groups.group_info(conn, group))
+
+    async def list_groups(self, after_name: str, limit: int) -> list[GroupInfo]:
+        return await self._read(lambda conn: groups.list_groups(conn, after_name, limit))
+
+    async def delete_group(self, group: str) -> bool:
+        return await self._write(lambda conn: lifecycle.delete_group(conn, group))
+
+    async def seek_group(self, group: str, position: StartPosition, now: float) -> GroupInfo:
+        return await self._write(lambda conn: lifecycle.seek_group(conn, group, position, now))
+
+    async def touch_groups(self, groups: Sequence[str], now: float) -> None:
+        names = list(groups)
+        if names:
+            await self._write(lambda conn: lifecycle.touch_groups(conn, names, now))
+
+    async def expire_groups(self, now: float) -> list[str]:
+        return await self._write(lambda conn: lifecycle.expire_groups(conn, now))
+
+    async def list_dead_letters(
+        self, group: str, after_sequence: int, limit: int
+    ) -> list[DeadLetter]:
+        return await self._read(
+            lambda conn: lifecycle.list_dead_letters(conn, group, after_sequence, limit)
+        )
+
+    async def redeliver_dead_letters(
+        self, group: str, sequences: Sequence[int] | None, now: float
+    ) -> int:
+        seqs = None if sequences is None else list(sequences)
+        return await self._write(
+            lambda conn: lifecycle.redeliver_dead_letters(conn, group, seqs, now)
+        )
+
+    async def discard_dead_letters(self, group: str, sequences: Sequence[int] | None) -> int:
+        seqs = None if sequences is None else list(sequences)
+        return await self._write(lambda conn: lifecycle.discard_dead_letters(conn, group, seqs))
 
     async def prune(self, older_than: float) -> int:
         # In chunks, each its own write job: appends queued meanwhile commit in between

@@ -196,6 +196,8 @@ def prune(conn: sqlite3.Connection, older_than: float, limit: int) -> int:
             # index on pending.sequence to maintain at every fetch and ack.
             " AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.sequence = events.sequence"
             " AND p.group_name IN (SELECT name FROM consumer_groups))"
+            " AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.sequence = events.sequence"
+            " AND d.group_name IN (SELECT name FROM consumer_groups))"
             " ORDER BY sequence LIMIT ?",
             (older_than, _MAX_SEQUENCE, limit),
         )

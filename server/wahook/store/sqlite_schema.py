@@ -29,7 +29,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _EVENTS = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -80,6 +80,15 @@ CREATE TABLE IF NOT EXISTS consumer_groups (
     next_due   REAL NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS dead_letters (
+    group_name TEXT NOT NULL,
+    sequence   INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL,
+    error      TEXT NOT NULL,
+    dead_at    REAL NOT NULL,
+    PRIMARY KEY (group_name, sequence)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS pending (
     group_name TEXT NOT NULL,
     sequence   INTEGER NOT NULL,
@@ -89,6 +98,23 @@ CREATE TABLE IF NOT EXISTS pending (
     PRIMARY KEY (group_name, sequence)
 ) WITHOUT ROWID;
 """
+
+# Columns added since a table was first created, with their definitions (the defaults
+# are what an existing row gets). next_due 0: every group looks for due entries once.
+# Version 5: a group's lease counter (started at the creation time in milliseconds, so a
+# group deleted and created again does not reuse its predecessor's leases), delivery
+# attempts before dead letters, idle expiry (existing groups count as active at the
+# upgrade: a service restarting with it must not lose its group), and per pending entry
+# its lease and the error of its last attempt.
+_ADDED_COLUMNS = [
+    ("consumer_groups", "next_due", "REAL NOT NULL DEFAULT 0"),
+    ("consumer_groups", "leases", "INTEGER NOT NULL DEFAULT 0"),
+    ("consumer_groups", "max_attempts", "INTEGER NOT NULL DEFAULT 10"),
+    ("consumer_groups", "expire_after", "REAL NOT NULL DEFAULT 604800"),
+    ("consumer_groups", "last_active", "REAL NOT NULL DEFAULT 0"),
+    ("pending", "lease", "INTEGER NOT NULL DEFAULT 0"),
+    ("pending", "error", "TEXT NOT NULL DEFAULT ''"),
+]
 
 # Version 3: no index on pending deadlines (each delivery inserted and each ack deleted an
 # entry in it); consumer_groups.next_due, a lower bound on the group's earliest pending
@@ -176,9 +202,15 @@ def initialise(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
         for statement in _statements(_MIGRATE_3_TO_4 if 0 < version < 4 else ""):
             conn.execute(statement)
-        columns = {r[1] for r in conn.execute("PRAGMA table_info(consumer_groups)")}
-        if "next_due" not in columns:  # 0: every group looks for due entries once
-            conn.execute("ALTER TABLE consumer_groups ADD COLUMN next_due REAL NOT NULL DEFAULT 0")
+        for table, column, ddl in _ADDED_COLUMNS:
+            columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+                if column == "last_active":  # a column's default must be a constant
+                    conn.execute(
+                        "UPDATE consumer_groups"
+                        " SET last_active = (julianday('now') - 2440587.5) * 86400.0"
+                    )
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
