@@ -10,16 +10,14 @@ unacked, a heartbeat being due, or shutdown. When the stream ends, however it en
 consumer's pending events are released so that another subscriber gets them at once
 (with attempt + 1).
 
-Under overload the fetch cycles are paced: on a saturated core live readers' fetch cycles
-would tax every POST, so when cycles take over 10 ms on average, append-driven fetches
-are spaced by 6x that (at most 0.25 s): fewer, bigger batches; an append after a quiet
-spell is still fetched at once (docs/decisions/0016-fetch-linger-and-pacing.md).
+The session is the loop composing two small parts: the in-flight window (rpc.window: the
+leases it holds, their deadlines, their bytes) and the pacer (rpc.pacer: the linger
+between append-driven fetches, and pacing under overload).
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import math
 import secrets
@@ -31,6 +29,8 @@ from typing import Any
 from wahook.errors import InvalidArgumentError, LogUnavailableError
 from wahook.rpc import convert
 from wahook.rpc.convert import SubscribeSettings
+from wahook.rpc.pacer import Pacer
+from wahook.rpc.window import InFlightWindow
 from wahook.store.base import EventLog, Lease
 from wahook.store.encoded import EncodedBatch, SupportsEncodedFetch
 from wahook.v1 import service_pb2
@@ -41,21 +41,11 @@ _log = logging.getLogger(__name__)
 # with nearly equal deadlines shares one timer (per group for nacks, per stream for ack
 # deadlines).
 _TIMER_GRANULARITY = 0.05
-# Pacing under overload (see Session._sleep): fetch cycles (fetch, encode, send) taking
-# longer than _PACE_ABOVE on average (a moving average, _PACE_WEIGHT for the latest, so a
-# single slow cycle does not count) mean the loop is saturated; append-driven fetches are
-# then spaced by _PACE_FACTOR times that average (at most _PACE_MAX), not by the linger.
-_PACE_ABOVE = 0.010
-_PACE_WEIGHT = 0.2
-_PACE_FACTOR = 6.0
-_PACE_MAX = 0.25
 # The append watch's wait_for_append timeout; it waits again while streams sleep.
 _WATCH_SECONDS = 3600.0
 # Events fetched from the log at once (when the window allows), split into responses of
 # max_batch_size.
 _FETCH_AT_LEAST = 2048
-# With a byte bound, a stream's first fetch (event sizes unknown yet) takes this many.
-_FIRST_FETCH = 16
 
 
 @dataclass
@@ -231,12 +221,7 @@ class Session:
         self._clock = clock
         self._heartbeat_interval = heartbeat_interval
         self._max_response_bytes = max_response_bytes
-        self._linger = linger
-        self._last_fetch = 0.0
-        self._cycle_start = clock()  # when the delivery loop last woke from a sleep
-        self._cycle_fetches = 0  # fetches since then
-        self._busy = 0.0  # moving average of the seconds a cycle takes
-        self._pace = 0.0  # least seconds between append-driven fetches, under overload
+        self._pacer = Pacer(linger, clock())
         # wake(): a flag the delivery loop clears before it looks at the state, and the
         # future it sleeps on, if it sleeps (see _sleep).
         self._woken = False
@@ -246,22 +231,12 @@ class Session:
         # trip (fetch, send, ack, fetch, ...), ignoring the linger: with 4 groups reading
         # live that was most of what readers cost ingest.
         self._awaiting_room = False
-        # sequence -> (lease, ack deadline) of events handed to this stream and not
-        # acked/nacked (one tuple shared by a whole batch); the heap, one entry per fetched
-        # batch (deadline, tie-breaker, its sequences), finds the ones whose deadline passed
-        # (they no longer count). Per batch, not per event: a catch-up hands out 100,000
-        # events a second.
-        self._in_flight: dict[int, tuple[int, float]] = {}
-        # Bytes of the events in _in_flight, and each one's size: a stream stops fetching
-        # at ``max_bytes`` (0: no bound), so a reader that stops reading makes the server
-        # hold (in gRPC's buffers) at most about that much for it.
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._sizes: dict[int, int] = {}
-        self._event_size = 0  # average event size of the latest fetch
-        self._deadlines: list[tuple[float, int, list[int]]] = []
-        self._heap_size = 0  # sequences held by the heap's entries, acked ones included
-        self._batches = 0
+        # Events handed to this stream and not acked, nacked or expired; it fetches only
+        # while this has room (max_in_flight events, max_bytes bytes; 0: no byte bound).
+        self.window = InFlightWindow(settings.max_in_flight, max_bytes)
+        # The next fetch, started while catching up (see _fetch_ahead), and its count.
+        self._ahead: asyncio.Task[EncodedBatch] | None = None
+        self._ahead_want = 0
         # Wake-ups at this stream's ack deadlines (bucketed like the Hub's timers). Only
         # this stream's own: a deadline passing wakes it only if something it holds was
         # not acked by then. A wake-up of the whole group at every deadline cost each
@@ -280,10 +255,7 @@ class Session:
         self._encoded = log if isinstance(log, SupportsEncodedFetch) else None
 
     def forget_leases(self) -> None:
-        self._in_flight.clear()
-        self._sizes.clear()
-        self._bytes = 0
-        self._compact()
+        self.window.clear()
         self.wake()
 
     def end(self, failure: Exception) -> None:
@@ -296,50 +268,6 @@ class Session:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(True)
-
-    def in_flight(self, now: float) -> int:
-        while self._deadlines and self._deadlines[0][0] <= now:
-            deadline, _, seqs = heapq.heappop(self._deadlines)
-            self._heap_size -= len(seqs)
-            for seq in seqs:
-                held = self._in_flight.get(seq)
-                if held is not None and held[1] == deadline:
-                    self._forget(seq)
-        return len(self._in_flight)
-
-    def _forget(self, seq: int) -> None:
-        """``seq`` is no longer in flight on this stream (acked, nacked or expired)."""
-        if self._in_flight.pop(seq, None) is not None:
-            self._bytes -= self._sizes.pop(seq, 0)
-
-    def _room(self, now: float) -> int:
-        """Events this stream may fetch now: its window less what it holds and, with
-        ``max_bytes``, what fits in the bytes left at the average size seen so far (a
-        first fetch, size unknown, takes a few)."""
-        room = self.settings.max_in_flight - self.in_flight(now)
-        if self._max_bytes and room > 0:
-            left = self._max_bytes - self._bytes
-            if left <= 0:
-                return 0
-            fits = max(1, left // self._event_size) if self._event_size else _FIRST_FETCH
-            room = min(room, fits)
-        return room
-
-    def _push(self, deadline: float, seqs: list[int]) -> None:
-        self._batches += 1
-        heapq.heappush(self._deadlines, (deadline, self._batches, seqs))
-        self._heap_size += len(seqs)
-
-    def _compact(self) -> None:
-        # Acked sequences stay in the heap until their deadline; at 100k events/s and a
-        # 30 s deadline that would be millions of dead entries, so rebuild when most are.
-        if self._heap_size > 2 * len(self._in_flight) + 1024:
-            by_deadline: dict[float, list[int]] = {}
-            for seq, (_, deadline) in self._in_flight.items():
-                by_deadline.setdefault(deadline, []).append(seq)
-            self._deadlines, self._heap_size = [], 0
-            for deadline, seqs in by_deadline.items():
-                self._push(deadline, seqs)
 
     async def read_acks(self, requests: AsyncIterator[service_pb2.SubscribeRequest]) -> None:
         """Apply every ack, nack and deadline change the subscriber sends, until it stops
@@ -367,11 +295,6 @@ class Session:
                 await self._modify_deadlines(request.modify_deadlines)
         await self._drain_acks()
 
-    def _held(self, seq: int) -> int | None:
-        """The lease under which this stream holds ``seq`` now, or None."""
-        held = self._in_flight.get(seq)
-        return None if held is None else held[0]
-
     def _buffer_acks(self, request: service_pb2.SubscribeRequest) -> None:
         # Every ack id is checked before any is buffered: a bad one ends the stream
         # with nothing of its request applied.
@@ -382,7 +305,7 @@ class Session:
         self.hub.stats.acked += len(named) + len(request.ack_sequences)
         self._ack_buffer += named
         for seq in request.ack_sequences:  # by sequence: only what this stream holds
-            lease = self._held(seq)
+            lease = self.window.lease(seq)
             if lease is not None:
                 self._ack_buffer.append((seq, lease, None))
 
@@ -414,14 +337,14 @@ class Session:
         confirmed = False
         for seq, lease, text in acks:
             took = newest.get(seq) == lease
-            if took and self._held(seq) == lease:
-                self._forget(seq)
+            if took and self.window.lease(seq) == lease:
+                self.window.forget(seq)
             if text is not None:
                 confirmed = True
                 (self._confirmation.acked_ids if took else self._confirmation.expired_ids).append(
                     text
                 )
-        self._compact()
+        self.window.compact()
         if self._awaiting_room or confirmed:
             self.wake()
         if self._ack_buffer:
@@ -445,7 +368,7 @@ class Session:
         sequence: then only what this stream holds, else None)."""
         if ack_id:
             return convert.parse_ack_id(ack_id, f"{name}.ack_id"), ack_id
-        lease = self._held(sequence)
+        lease = self.window.lease(sequence)
         return None if lease is None else ((sequence, lease), "")
 
     def _confirm(self, named: list[tuple[Lease, str]], done: list[int], took: Any) -> None:
@@ -474,9 +397,7 @@ class Session:
         self.hub.stats.nacked += len(nacks)
         for (at, error), these in by_time.items():
             done = await self.log.nack_leases(group, [n[0] for n in these], at, error)
-            for seq, lease in (n[0] for n in these):
-                if self._held(seq) == lease:
-                    self._forget(seq)
+            self.window.forget_if_held(n[0] for n in these)
             self._confirm(these, done, self._confirmation.nacked_ids)
             self.hub.schedule(group, at)
         self.hub.poke(group)
@@ -502,27 +423,17 @@ class Session:
                 self.settings.group, [n[0] for n in these], deadline
             )
             changed = set(done)
-            moved = []
-            for seq, lease in (n[0] for n in these):
-                if seq in changed and self._held(seq) == lease:
-                    self._in_flight[seq] = (lease, deadline)
-                    moved.append(seq)
-            if moved:
-                self._push(deadline, moved)
+            if self.window.move((n[0] for n in these if n[0][0] in changed), deadline):
                 self._schedule_deadline(deadline)
             self._confirm(these, done, self._confirmation.modified_ids)
 
-    async def deliveries(  # noqa: PLR0915 (one loop sharing the window, read-ahead, pacing)
+    async def deliveries(
         self, reader: asyncio.Task[None]
     ) -> AsyncIterator[service_pb2.SubscribeResponse | bytes]:
         """The responses of this stream, until shutdown or until the subscriber hangs up."""
         s = self.settings
         last_sent = self._clock()
         head = 0
-        # While catching up, the next fetch runs in the writer thread while this one's
-        # responses are encoded and sent (SQLite releases the GIL): about a third faster.
-        ahead: asyncio.Task[EncodedBatch] | None = None
-        ahead_want = 0
         reader.add_done_callback(self._reader_done)
         try:
             while not self.hub.closing:
@@ -543,28 +454,16 @@ class Session:
                     yield confirming
                     last_sent = self._clock()
                 now = self._clock()
-                room = self._room(now)
-                if ahead is not None or room > 0:
-                    if ahead is not None:
-                        want, batch = ahead_want, await ahead
-                        ahead = None
-                    else:
-                        # One fetch may fill several responses: a writer round trip per
-                        # 256 events would cap catch-up long before gRPC does.
-                        want = min(room, max(s.max_batch_size, _FETCH_AT_LEAST))
-                        batch = await self._fetch(want, now)
+                room = self.window.room(now)
+                if self._ahead is not None or room > 0:
+                    want, batch = await self._next_batch(room, now)
                     head = batch.head
                     fetched = len(batch)
                     batch = await self._drop_oversized(batch)
                     if batch:
                         self._track(batch)
                         if fetched == want:
-                            ahead_want = min(
-                                self._room(self._clock()),
-                                max(s.max_batch_size, _FETCH_AT_LEAST),
-                            )
-                            if ahead_want > 0:
-                                ahead = asyncio.create_task(self._fetch(ahead_want, self._clock()))
+                            self._fetch_ahead()
                         for response in convert.encode_responses(
                             batch,
                             server_time=self._clock(),
@@ -589,10 +488,33 @@ class Session:
                     last_sent = self._clock()
         finally:
             self._cancel_deadline_timers()
-            if ahead is not None:
+            if self._ahead is not None:
                 # Its events, if the fetch already ran, are pending for this consumer:
                 # close() releases them with everything else the stream held.
-                ahead.cancel()
+                self._ahead.cancel()
+
+    def _fetch_size(self, room: int) -> int:
+        # One fetch may fill several responses: a writer round trip per 256 events would
+        # cap catch-up long before gRPC does.
+        return min(room, max(self.settings.max_batch_size, _FETCH_AT_LEAST))
+
+    async def _next_batch(self, room: int, now: float) -> tuple[int, EncodedBatch]:
+        """The next batch and the count it was asked for: the one fetched ahead, if any,
+        else a fetch of what the window has room for."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            return self._ahead_want, await ahead
+        want = self._fetch_size(room)
+        return want, await self._fetch(want, now)
+
+    def _fetch_ahead(self) -> None:
+        """Start the next fetch now (a full fetch, so more may be waiting): it runs in the
+        writer thread while this batch's responses are encoded and sent (SQLite releases
+        the GIL), about a third faster catch-up."""
+        now = self._clock()
+        self._ahead_want = self._fetch_size(self.window.room(now))
+        if self._ahead_want > 0:
+            self._ahead = asyncio.create_task(self._fetch(self._ahead_want, now))
 
     def _confirming(self, head: int) -> service_pb2.SubscribeResponse | None:
         """A response with the confirmations not sent yet, if any; raises the failure
@@ -617,11 +539,7 @@ class Session:
         """
         if self._woken:
             return True
-        if self._cycle_fetches == 1:  # a live cycle (a catch-up fetches several times)
-            cycle = self._clock() - self._cycle_start
-            self._busy += _PACE_WEIGHT * (min(cycle, _PACE_MAX) - self._busy)
-            busy = self._busy
-            self._pace = min(busy * _PACE_FACTOR, _PACE_MAX) if busy > _PACE_ABOVE else 0.0
+        self._pacer.sleeping(self._clock())
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         self._waiter = waiter
@@ -632,8 +550,7 @@ class Session:
         try:
             return await waiter
         finally:
-            self._cycle_start = self._clock()
-            self._cycle_fetches = 0
+            self._pacer.woke(self._clock())
             self._waiter = None
             self._awaiting_room = False
             timer.cancel()
@@ -645,11 +562,8 @@ class Session:
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        # At most one append-driven fetch per `linger` seconds: under heavy ingest the
-        # appends of several commits go out together (one fetch and one ack per few
-        # commits instead of per commit, so readers do not tax ingest), while an
-        # append after a quiet spell is fetched at once.
-        delay = self._last_fetch + max(self._linger, self._pace) - self._clock()
+        # Within the linger (or the pace) of the last fetch, the fetch waits for its end.
+        delay = self._pacer.append_delay(self._clock())
         if delay > 0:
             asyncio.get_running_loop().call_later(delay, _settle, waiter, True)
         else:
@@ -676,8 +590,7 @@ class Session:
         """Up to ``count`` deliveries, and a head read no later than the fetch: when the
         fetch comes back short, nothing up to that head is left for this group."""
         s = self.settings
-        self._last_fetch = now
-        self._cycle_fetches += 1
+        self._pacer.fetched(now)
         if self._encoded is not None:
             batch = await self._encoded.fetch_encoded(
                 s.group, self.consumer, count, s.ack_deadline, now
@@ -729,13 +642,7 @@ class Session:
         """Count a fetched batch as in flight on this stream, due at its deadline."""
         stats = self.hub.stats
         stats.delivered += len(batch)
-        self._in_flight.update(dict.fromkeys(batch.sequences, (batch.lease, batch.deadline)))
-        if self._max_bytes:
-            sizes = [len(e) for e in batch.events]
-            self._sizes.update(zip(batch.sequences, sizes, strict=True))
-            self._bytes += sum(sizes)
-            self._event_size = sum(sizes) // len(sizes) + 1
-        self._push(batch.deadline, batch.sequences)
+        self.window.add(batch.sequences, batch.lease, batch.deadline, batch.events)
         stats.redelivered += len(batch) - batch.attempts.count(1)
         self._schedule_deadline(batch.deadline)
 
@@ -758,8 +665,8 @@ class Session:
             self._deadline_timers[bucket] = loop.call_later(early, self._deadline_passed, bucket)
             return
         del self._deadline_timers[bucket]
-        held = len(self._in_flight)
-        if self.in_flight(self._clock()) < held:
+        held = len(self.window)
+        if self.window.count(self._clock()) < held:
             self.wake()  # some expired unacked: fetch them again (and have room)
 
     async def close(self) -> None:
