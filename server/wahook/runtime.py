@@ -27,9 +27,9 @@ import os
 import signal
 import socket
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TextIO
 
 import grpc
@@ -39,12 +39,13 @@ from wahook.config import Config, is_loopback
 from wahook.core.signature import Keyring
 from wahook.errors import ConfigError, LogUnavailableError, WahookError
 from wahook.http.app import build_deps, make_http_server
-from wahook.http.handlers import DEV_NO_SIGNATURE_WARNING, WebhookDeps
+from wahook.http.handlers import DEV_NO_SIGNATURE_WARNING
 from wahook.http.limits import FrontLimits
 from wahook.http.metrics import Metrics
 from wahook.media import MediaClient
 from wahook.rpc.auth import TokenSet
 from wahook.rpc.server import RpcHandle, create_server
+from wahook.rpc.subscribe import DeliveryStats
 from wahook.store.base import EventLog
 from wahook.store.redis_append import mask_url
 from wahook.store.redis_streams import RedisEventLog
@@ -86,16 +87,6 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _drain_http(deps: WebhookDeps, limit: float) -> None:
-    deadline = time.monotonic() + limit
-    # Polled, not evented: in_flight is a plain counter the handlers bump, and a drain
-    # happens once per process lifetime.
-    while deps.in_flight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.005)
-    if deps.in_flight:
-        log.warning("drain: %d webhook requests still running after %gs", deps.in_flight, limit)
-
-
 class Sidecar:
     """The started parts of one sidecar process; ``start`` then ``drain``."""
 
@@ -131,7 +122,7 @@ class Sidecar:
             raise
         self.media = _media_client(config)
         try:
-            _, grpc_port, self.rpc = await create_server(
+            self.rpc = await create_server(
                 self.event_log,
                 config.grpc_host,
                 config.grpc_port,
@@ -191,12 +182,12 @@ class Sidecar:
         self.expirer = asyncio.create_task(expire_groups_periodically(event_log, rpc.hub.groups))
         return Listening(
             http_url=f"{config.http_scheme}://{host}:{http_port}",
-            grpc_target=f"{config.grpc_host}:{grpc_port}",
+            grpc_target=f"{config.grpc_host}:{rpc.port}",
         )
 
     async def _ready(self) -> None:
         # Draining covers gRPC too: its health goes NOT_SERVING at the same moment.
-        if self.deps.draining:
+        if self.deps.drain.draining:
             raise LogUnavailableError("shutting down")
         await self.event_log.check_writable()
         if self.config.store_url is None:
@@ -231,10 +222,14 @@ class Sidecar:
     async def drain(self) -> None:
         """Stop in the order the module docstring gives."""
         log.info("draining: not serving, finishing in-flight requests")
-        self.deps.draining = True
+        self.deps.drain.start()
         await self.rpc.health.enter_graceful_shutdown()
         self.http_server.stop()
-        await _drain_http(self.deps, DRAIN_TIMEOUT)
+        running = await self.deps.drain.wait(DRAIN_TIMEOUT)
+        if running:
+            log.warning(
+                "drain: %d webhook requests still running after %gs", running, DRAIN_TIMEOUT
+            )
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.http_server.close_all_connections(), 2.0)
         await self.rpc.shutdown(GRPC_GRACE)
@@ -406,21 +401,48 @@ def _add_store_metrics(metrics: Metrics, event_log: EventLog) -> None:
     )
 
 
-def _add_delivery_metrics(metrics: Metrics, rpc: RpcHandle) -> None:
-    stats = rpc.delivery_stats()
-    metrics.add_collector(
+# Every DeliveryStats counter on /metrics: (metric, field, help).
+DELIVERY_COUNTERS = (
+    (
+        "wahook_events_delivered_total",
+        "delivered",
+        "Events sent to subscribers, redeliveries included.",
+    ),
+    (
+        "wahook_events_redelivered_total",
+        "redelivered",
+        "Events sent to subscribers again (attempt above 1).",
+    ),
+    (
+        "wahook_acks_total",
+        "acked",
+        "Acks subscribers sent (as sent: for events known, expired or unknown).",
+    ),
+    ("wahook_nacks_total", "nacked", "Nacks subscribers sent."),
+    ("wahook_grpc_streams_opened_total", "streams_opened", "Subscribe streams opened."),
+    (
         "wahook_events_dead_lettered_total",
-        "counter",
+        "dead_lettered",
         "Events moved to a consumer group's dead letters (attempts spent, or too large"
         " for the subscriber).",
-        lambda: float(stats.dead_lettered),
-    )
+    ),
+)
+
+
+def _add_delivery_metrics(metrics: Metrics, rpc: RpcHandle) -> None:
+    stats = rpc.delivery_stats()
+    for name, counter, text in DELIVERY_COUNTERS:
+        metrics.add_collector(name, "counter", text, partial(_stat, stats, counter))
     metrics.add_collector(
         "wahook_grpc_subscribers",
         "gauge",
         "Open Subscribe streams.",
         lambda: float(rpc.connected_subscribers()),
     )
+
+
+def _stat(stats: DeliveryStats, counter: str) -> float:
+    return float(getattr(stats, counter))
 
 
 def _media_client(config: Config) -> MediaClient | None:

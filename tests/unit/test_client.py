@@ -37,7 +37,8 @@ class Live:
 @pytest.fixture
 async def live(tmp_path: Path) -> AsyncIterator[Live]:
     log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
-    _, port, rpc = await create_server(log, "127.0.0.1", free_port(), heartbeat_interval=0.2)
+    rpc = await create_server(log, "127.0.0.1", free_port(), heartbeat_interval=0.2)
+    port = rpc.port
     yield Live(log, rpc, port)
     await rpc.shutdown(0.5)
     await log.close()
@@ -125,7 +126,7 @@ async def test_filter_and_start_latest(live: Live) -> None:
 async def test_reconnects_after_the_server_goes_away(tmp_path: Path) -> None:
     log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
     port = free_port()
-    _, _, rpc = await create_server(log, "127.0.0.1", port, heartbeat_interval=0.2)
+    rpc = await create_server(log, "127.0.0.1", port, heartbeat_interval=0.2)
     target = f"127.0.0.1:{port}"
     sub = Subscriber(target, "g", backoff_initial=0.05, backoff_max=0.2)
     try:
@@ -135,7 +136,7 @@ async def test_reconnects_after_the_server_goes_away(tmp_path: Path) -> None:
         await until(lambda: nothing_pending(log, "g"))  # the ack landed
         await rpc.shutdown(0.2)  # the stream ends with UNAVAILABLE; the subscriber retries
         await until(lambda: sub.reconnects >= 1)  # it noticed, and is retrying
-        _, _, rpc = await create_server(log, "127.0.0.1", port, heartbeat_interval=0.2)
+        rpc = await create_server(log, "127.0.0.1", port, heartbeat_interval=0.2)
         later = (await log.append(normalize(samples.body("text"), 1.0))).sequences
         got += await take(sub, 1)
         await sub.ack(got[-1])
@@ -229,7 +230,8 @@ async def test_stop_inside_the_loop_ends_it_and_unhanded_events_come_again(live:
 async def test_a_silent_stream_is_abandoned_and_reopened(tmp_path: Path) -> None:
     # A server that stops heartbeating (a dead peer TCP has not noticed) is left behind.
     log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
-    _, port, rpc = await create_server(log, "127.0.0.1", free_port(), heartbeat_interval=60)
+    rpc = await create_server(log, "127.0.0.1", free_port(), heartbeat_interval=60)
+    port = rpc.port
     sub = Subscriber(f"127.0.0.1:{port}", "g", stall_timeout=0.3, backoff_initial=0.01)
     try:
         sub.start()

@@ -11,10 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 import tornado.httpclient
+from test_rpc_support import Subscriber
 from wahook import config as cfg
 from wahook import runtime, samples
 from wahook.core.normalize import normalize
 from wahook.errors import ConfigError, LogUnavailableError
+from wahook.rpc.subscribe import DeliveryStats
 from wahook.store.base import EventFilter
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import service_pb2, service_pb2_grpc
@@ -88,7 +90,7 @@ async def test_drain_waits_for_in_flight_posts_and_refuses_new_ones(tmp_path: Pa
     headers = {"X-Hub-Signature-256": sign(body)}
     url = listening.http_url + "/webhook"
     in_flight = asyncio.ensure_future(client.fetch(url, method="POST", body=body, headers=headers))
-    while sidecar.deps.in_flight == 0:  # noqa: ASYNC110 (a counter, no event to await)
+    while sidecar.deps.drain.in_flight == 0:  # noqa: ASYNC110 (a counter, no event to await)
         await asyncio.sleep(0.005)
     drain = asyncio.ensure_future(sidecar.drain())
     await asyncio.sleep(0.1)
@@ -105,6 +107,50 @@ async def test_drain_waits_for_in_flight_posts_and_refuses_new_ones(tmp_path: Pa
     log = await SqliteEventLog.open(tmp_path / "data" / "events.sqlite3")
     assert len(await log.list_events(EventFilter(), 0, 0, 10)) == 1
     await log.close()
+
+
+def metric_values(text: str) -> dict[str, float]:
+    return {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+async def test_metrics_export_every_delivery_counter(tmp_path: Path) -> None:
+    assert {f for _, f, _ in runtime.DELIVERY_COUNTERS} == set(DeliveryStats.__dataclass_fields__)
+    sidecar = runtime.Sidecar(make_config(tmp_path))
+    listening = await sidecar.start()
+    client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+    try:
+        async with grpc.aio.insecure_channel(listening.grpc_target) as channel:
+            stub = service_pb2_grpc.EventServiceStub(channel)
+            sub = Subscriber(stub, service_pb2.SubscribeOptions(consumer_group="metrics"))
+            # The group first: an event no group holds may be pruned at once (the sample's
+            # timestamp is older than the retention).
+            async with asyncio.timeout(30):  # a bound for a hang
+                while await sidecar.event_log.group_info("metrics") is None:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            appended = await sidecar.event_log.append(normalize(samples.body("text"), time.time()))
+            [sequence] = appended.sequences
+            assert [d.attempt for d in await sub.take(1)] == [1]
+            sub.nack(sequence)
+            assert [d.attempt for d in await sub.take(1)] == [2]
+            sub.ack([sequence])
+            async with asyncio.timeout(30):  # a bound for a hang: the ack is read, then counted
+                while sidecar.rpc.delivery_stats().acked == 0:  # noqa: ASYNC110 (a counter)
+                    await asyncio.sleep(0.01)
+            await sub.cancel()
+        page = await client.fetch(listening.http_url + "/metrics")
+        values = metric_values(page.body.decode())
+        expected = {"delivered": 2, "redelivered": 1, "acked": 1, "nacked": 1}
+        expected |= {"streams_opened": 1, "dead_lettered": 0}
+        for name, field, _ in runtime.DELIVERY_COUNTERS:
+            assert f"# TYPE {name} counter" in page.body.decode()
+            assert values[name] == expected[field], name
+    finally:
+        client.close()
+        await sidecar.drain()
 
 
 async def test_retention_prunes_old_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

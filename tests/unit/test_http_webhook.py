@@ -234,7 +234,7 @@ async def test_any_wahook_error_from_the_store_is_answered_with_its_status(
 
 
 async def test_draining_refuses_new_posts_with_503(http_front: HttpFront) -> None:
-    http_front.deps.draining = True
+    http_front.deps.drain.start()
     r = await http_front.post_webhook(samples.body("text"))
     assert r.code == 503
     assert await stored(http_front) == []

@@ -212,7 +212,8 @@ async def test_subscribe_works_with_a_log_without_encoded_fetch(tmp_path: Path) 
     ]:
         setattr(plain, name, getattr(log, name))
     assert not isinstance(plain, SupportsEncodedFetch)
-    _, port, handle = await create_server(plain, heartbeat_interval=0.2)  # type: ignore[arg-type]
+    handle = await create_server(plain, heartbeat_interval=0.2)  # type: ignore[arg-type]
+    port = handle.port
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
         stored = (await log.append([message(1), message(2)])).sequences

@@ -41,7 +41,8 @@ async def rpc(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
         server: RedisServer = request.getfixturevalue("redis_server")
         server.client().flushdb()
         log = await RedisEventLog.open(server.url, prefix="rpcgroups")
-    _, port, handle = await create_server(log, heartbeat_interval=0.2)
+    handle = await create_server(log, heartbeat_interval=0.2)
+    port = handle.port
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield Rpc(log, handle, port, channel, service_pb2_grpc.EventServiceStub(channel))  # type: ignore[arg-type]

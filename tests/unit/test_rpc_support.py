@@ -94,7 +94,8 @@ def record_fetches(rpc: Rpc, monkeypatch: pytest.MonkeyPatch, delay: float = 0.0
 async def running(tmp_path: Path, **server_options: Any) -> AsyncIterator[Rpc]:
     log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
     server_options.setdefault("heartbeat_interval", 0.2)
-    _, port, handle = await create_server(log, **server_options)
+    handle = await create_server(log, **server_options)
+    port = handle.port
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield Rpc(log, handle, port, channel, service_pb2_grpc.EventServiceStub(channel))

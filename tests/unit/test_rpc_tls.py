@@ -17,7 +17,8 @@ async def test_serves_over_tls(tmp_path: Path, certs: Certs) -> None:
     cert, key = certs.cert.read_bytes(), certs.key.read_bytes()
     log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
     credentials = grpc.ssl_server_credentials([(key, cert)])
-    _, port, handle = await create_server(log, credentials=credentials)
+    handle = await create_server(log, credentials=credentials)
+    port = handle.port
     try:
         stored = (await log.append([message(1)])).sequences
         async with grpc.aio.secure_channel(

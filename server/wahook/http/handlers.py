@@ -24,6 +24,7 @@ from wahook.errors import (
     WahookError,
 )
 from wahook.http.allowlist import AllowList
+from wahook.http.drain import Drain
 from wahook.http.metrics import Metrics
 from wahook.ratelog import RateLimitedLog
 from wahook.store.base import EventLog
@@ -66,10 +67,8 @@ class WebhookDeps:
     # Which requests get an access log line: "all", "errors" (status >= 400) or "off".
     access_log: str = "errors"
     clock: Callable[[], float] = time.time
-    # Shutdown: once draining, new POSTs get 503 (Meta retries them elsewhere or later)
-    # while the ones already in flight finish; the runtime waits for in_flight == 0.
-    draining: bool = False
-    in_flight: int = 0
+    # Shutdown: once draining, new POSTs get 503 while the ones in flight finish.
+    drain: Drain = field(default_factory=Drain)
     # Marks events of numbers not on the allow-list (http.allowlist); None: no list.
     allow: AllowList | None = None
     # Refusals of 500 and up (a 503 per POST while the log is down): one line per 10 s.

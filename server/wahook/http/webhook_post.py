@@ -262,7 +262,7 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
                 # Tornado would only refuse it later, while reading the body.
                 self._refuse(PayloadError("Content-Length is not a number"), close=True)
                 return None
-        if deps.draining:
+        if deps.drain.draining:
             self._refuse(LogUnavailableError("the sidecar is shutting down; retry"), close=True)
             return None
         if length is not None and int(length) > deps.max_body_bytes:
@@ -303,12 +303,12 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
         if self._answered:
             return
         deps = self._front.deps
-        if deps.draining:
+        if deps.drain.draining:
             # The body arrived after the drain began: Meta retries it.
             self._refuse(LogUnavailableError("the sidecar is shutting down; retry"), close=True)
             return
         # Counted only now, with the body here: a stalled body must not hold up a drain.
-        deps.in_flight += 1
+        deps.drain.enter()
         self._counted = True
         try:
             events = self._events()
@@ -396,7 +396,7 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
     def _uncount(self) -> None:
         if self._counted:
             self._counted = False
-            self._front.deps.in_flight -= 1
+            self._front.deps.drain.leave()
 
     def _answer_ok(self, received: int, new: int) -> None:
         body = b'{"received": %d, "new": %d}' % (received, new)

@@ -117,10 +117,10 @@ async def create_server(
     tokens: TokenSet | None = None,
     max_streams: int = 0,
     stream_max_bytes: int = 0,
-) -> tuple[grpc.aio.Server, int, RpcHandle]:
-    """Build, bind and start the gRPC server on the running loop.
+) -> RpcHandle:
+    """Build, bind and start the gRPC server on the running loop; its handle.
 
-    ``port`` 0 picks a free port; the bound port is returned. ``credentials`` serves TLS
+    ``port`` 0 picks a free port; the handle has the bound one. ``credentials`` serves TLS
     (plain text otherwise). ``clock`` gives the wall-clock time used for ack deadlines.
     ``fetch_linger``: least seconds between two append-driven fetches of one stream.
     ``media`` serves DownloadMedia (None: it answers FAILED_PRECONDITION); its owner
@@ -163,4 +163,4 @@ async def create_server(
     await server.start()
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, bound, RpcHandle(server=server, port=bound, health=health, hub=hub, gate=gate)
+    return RpcHandle(server=server, port=bound, health=health, hub=hub, gate=gate)

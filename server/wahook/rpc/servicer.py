@@ -82,15 +82,21 @@ class EventService:
     """Serves one EventLog. ``hub`` tracks the open Subscribe streams.
 
     Registered by ``handler()`` rather than the generated add_..._to_server, because
-    Subscribe yields pre-serialised responses (see convert.encode_response).
+    Subscribe yields pre-serialised responses (see convert.encode_response);
+    tests/unit/test_rpc_servicer.py checks the table against service.proto's descriptor.
     """
 
     def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, self.method_handlers())
+
+    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        """Every rpc of the service by name, with its streaming kind and its messages."""
+
         def serialize(message: Any) -> bytes:
             return message if isinstance(message, bytes) else bytes(message.SerializeToString())
 
         unary = grpc.unary_unary_rpc_method_handler
-        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        return {
             "Subscribe": grpc.stream_stream_rpc_method_handler(
                 self.Subscribe,
                 request_deserializer=service_pb2.SubscribeRequest.FromString,
@@ -130,7 +136,6 @@ class EventService:
                 response_serializer=serialize,
             ),
         }
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
     def __init__(
         self,
@@ -144,7 +149,7 @@ class EventService:
         media: MediaClient | None = None,
         stream_max_bytes: int = 0,
     ) -> None:
-        self._log = log
+        self._event_log = log
         self._media = media
         self._hub = hub
         self._clock = clock
@@ -166,7 +171,7 @@ class EventService:
         reader: asyncio.Task[None] | None = None
         try:
             settings = await _first_options(request_iterator)
-            await self._log.create_group(
+            await self._event_log.create_group(
                 settings.group,
                 settings.filter,
                 settings.start,
@@ -174,7 +179,7 @@ class EventService:
                 settings.group_settings,
             )
             session = Session(
-                self._log,
+                self._event_log,
                 self._hub,
                 settings,
                 clock=self._clock,
@@ -275,7 +280,7 @@ class EventService:
         self, request: service_pb2.GetEventRequest
     ) -> service_pb2.GetEventResponse:
         convert.check_id(request.id, "id")
-        event = await self._log.get(request.id)
+        event = await self._event_log.get(request.id)
         if event is None:
             raise NotFoundError(f"no event with id {request.id!r}")
         return service_pb2.GetEventResponse(event=event)
@@ -291,7 +296,7 @@ class EventService:
         after = max(request.after_sequence, convert.parse_page_token(request.page_token))
         size = min(request.page_size or convert.DEFAULT_PAGE_SIZE, convert.MAX_PAGE_SIZE)
         # One more than the page tells whether a next page exists.
-        events = await self._log.list_events(flt, after, request.until_sequence, size + 1)
+        events = await self._event_log.list_events(flt, after, request.until_sequence, size + 1)
         response = service_pb2.ListEventsResponse(events=events[:size])
         if len(events) > size:
             response.next_page_token = convert.page_token(events[size - 1].sequence)
@@ -301,7 +306,7 @@ class EventService:
         self, request: service_pb2.GetMessageStatusRequest
     ) -> service_pb2.GetMessageStatusResponse:
         convert.check_id(request.message_id, "message_id")
-        record = await self._log.message_status(request.message_id)
+        record = await self._event_log.message_status(request.message_id)
         if record is None:
             raise NotFoundError(f"no status received for message {request.message_id!r}")
         return convert.message_status(record)
@@ -310,7 +315,7 @@ class EventService:
         self, request: service_pb2.GetConsumerGroupRequest
     ) -> service_pb2.GetConsumerGroupResponse:
         convert.check_id(request.consumer_group, "consumer_group")
-        info = await self._log.group_info(request.consumer_group)
+        info = await self._event_log.group_info(request.consumer_group)
         if info is None:
             raise NotFoundError(f"no consumer group {request.consumer_group!r}")
         connected = self._hub.connected(request.consumer_group)
@@ -353,7 +358,7 @@ class EventService:
     ) -> service_pb2.ListConsumerGroupsResponse:
         after = convert.parse_name_token(request.page_token)
         size = min(request.page_size or convert.DEFAULT_PAGE_SIZE, convert.MAX_PAGE_SIZE)
-        infos = await self._log.list_groups(after, size + 1)
+        infos = await self._event_log.list_groups(after, size + 1)
         response = service_pb2.ListConsumerGroupsResponse(
             groups=[convert.consumer_group(i, self._hub.connected(i.name)) for i in infos[:size]]
         )
@@ -365,7 +370,7 @@ class EventService:
         self, request: service_pb2.DeleteConsumerGroupRequest
     ) -> service_pb2.DeleteConsumerGroupResponse:
         group = _group_name(request.consumer_group)
-        if not await self._log.delete_group(group):
+        if not await self._event_log.delete_group(group):
             raise NotFoundError(f"no consumer group {group!r}")
         _log.info("consumer group %s deleted", group)
         self._hub.end_group(group, NotFoundError(f"consumer group {group!r} was deleted"))
@@ -378,7 +383,7 @@ class EventService:
         if not request.HasField("position") or request.position.WhichOneof("position") is None:
             raise InvalidArgumentError("position is required")
         position = convert.parse_start(request.position, "position")
-        info = await self._log.seek_group(group, position, self._clock())
+        info = await self._event_log.seek_group(group, position, self._clock())
         _log.info("consumer group %s sought to after %d", group, info.delivered_sequence)
         # Its streams' leases ended: they fetch from the new position at once.
         self._hub.forget_leases(group)
@@ -392,7 +397,7 @@ class EventService:
         group = _group_name(request.consumer_group)
         after = convert.parse_page_token(request.page_token)
         size = min(request.page_size or convert.DEFAULT_PAGE_SIZE, convert.MAX_PAGE_SIZE)
-        dead = await self._log.list_dead_letters(group, after, size + 1)
+        dead = await self._event_log.list_dead_letters(group, after, size + 1)
         response = service_pb2.ListDeadLettersResponse()
         total = 0
         for letter in dead[:size]:
@@ -409,7 +414,7 @@ class EventService:
     ) -> service_pb2.RedeliverDeadLettersResponse:
         group = _group_name(request.consumer_group)
         chosen = _chosen(request.sequences, request.all)
-        count = await self._log.redeliver_dead_letters(group, chosen, self._clock())
+        count = await self._event_log.redeliver_dead_letters(group, chosen, self._clock())
         if count:
             self._hub.poke(group)
         return service_pb2.RedeliverDeadLettersResponse(count=count)
@@ -420,7 +425,7 @@ class EventService:
         group = _group_name(request.consumer_group)
         chosen = _chosen(request.sequences, request.all)
         return service_pb2.DiscardDeadLettersResponse(
-            count=await self._log.discard_dead_letters(group, chosen)
+            count=await self._event_log.discard_dead_letters(group, chosen)
         )
 
 
