@@ -46,8 +46,8 @@ from wahook.media import MediaClient
 from wahook.rpc.auth import TokenSet
 from wahook.rpc.server import RpcHandle, create_server
 from wahook.store.base import EventLog
-from wahook.store.redis_append import mask_url
-from wahook.store.redis_streams import RedisEventLog
+from wahook.store.redis import RedisEventLog
+from wahook.store.redis.append import mask_url
 from wahook.store.retention import expire_groups_periodically, prune_periodically
 from wahook.store.sqlite import SqliteEventLog
 

@@ -14,8 +14,8 @@ from conftest import message, status
 from redis_server import RedisServer, start_redis
 from wahook.errors import InvalidArgumentError, LogUnavailableError
 from wahook.store.base import EventFilter, StartPosition
-from wahook.store.redis_append import mask_url
-from wahook.store.redis_streams import RedisEventLog
+from wahook.store.redis import RedisEventLog
+from wahook.store.redis.append import mask_url
 from wahook.v1 import status_pb2
 
 NOW = 1_800_000_000.0

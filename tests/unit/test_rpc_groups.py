@@ -17,7 +17,7 @@ from redis_server import RedisServer, start_redis
 from test_rpc_support import Rpc, message
 from wahook.rpc.server import create_server
 from wahook.store.base import EventLog
-from wahook.store.redis_streams import RedisEventLog
+from wahook.store.redis import RedisEventLog
 from wahook.store.retention import expire_idle_groups
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import service_pb2, service_pb2_grpc

@@ -17,7 +17,7 @@ from wahook.store.base import (
     EventFilter,
 )
 from wahook.store.encoded import decode_event
-from wahook.store.sqlite_status import StatusUpdate, apply_statuses, prune_history
+from wahook.store.sqlite.status import StatusUpdate, apply_statuses, prune_history
 from wahook.v1 import account_pb2, event_pb2, status_pb2
 
 _MAX_SEQUENCE = 2**63 - 1
@@ -122,7 +122,7 @@ def append_many(
     An id stored (or added earlier in the batch) for another dedupe key refuses its whole
     append with InvalidArgumentError -- returned, not raised, and nothing of that append
     is written -- while the other appends go on. Ids are derived from dedupe keys (see
-    sqlite_schema), so that is a caller's bug.
+    store.sqlite.schema), so that is a caller's bug.
 
     The sequences are given explicitly, from the head read under the write lock (the
     writer holds it), so they cannot differ from what AUTOINCREMENT would pick, and

@@ -15,7 +15,7 @@ error and its neighbours still commit (once: the first attempt was rolled back).
 are pure functions of the connection, so running one twice is safe.
 
 Appends are not ordinary jobs: every append of a batch is handed to ``append_many`` at
-once (one set-based write, see store.sqlite_ops), which returns each append's result or
+once (one set-based write, see store.sqlite.events), which returns each append's result or
 its own error (a refused append is not written, so it needs no rollback).
 
 A failed BEGIN or COMMIT (disk full, lock held too long) fails every job of the batch
@@ -111,7 +111,7 @@ class GroupCommitWriter:
         # Jobs submitted during this loop iteration, handed to the thread by _hand_over.
         self._submitted: list[_Item] = []
         self._closed = False
-        self._synchronous_full = True  # what sqlite_schema.connect set
+        self._synchronous_full = True  # what schema.connect set
         # Read by /metrics and tests; written only by the writer thread.
         self.commits = 0
         self.jobs = 0

@@ -1,11 +1,11 @@
 """SqliteEventLog: the embedded EventLog, one SQLite file under the data directory.
 
-Writes go through one writer thread with group commit (store.sqlite_writer); reads run on
+Writes go through one writer thread with group commit (store.sqlite.writer); reads run on
 a small pool of reader threads, each with its own connection. WAL lets those readers see
 the last committed state without waiting for the writer, so a long ListEvents never delays
 a webhook's commit, and the asyncio loop never waits on the disk. Durability settings
-and the schema are in store.sqlite_schema; the SQL in store.sqlite_ops (events)
-store.sqlite_groups (consumer groups) and store.sqlite_lifecycle (deleting, seeking,
+and the schema are in store.sqlite.schema; the SQL in store.sqlite.events (events)
+store.sqlite.groups (consumer groups) and store.sqlite.lifecycle (deleting, seeking,
 expiring groups, dead letters).
 
 Durability: appends (and group creation) commit with synchronous=FULL, so a returned
@@ -36,10 +36,6 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from wahook.errors import LogUnavailableError
-from wahook.store import sqlite_groups as groups
-from wahook.store import sqlite_lifecycle as lifecycle
-from wahook.store import sqlite_ops as ops
-from wahook.store import sqlite_status
 from wahook.store.base import (
     DEFAULT_GROUP_SETTINGS,
     AppendResult,
@@ -54,8 +50,11 @@ from wahook.store.base import (
 )
 from wahook.store.encoded import EncodedBatch
 from wahook.store.head import HeadWatch, check_appendable
-from wahook.store.sqlite_schema import connect, initialise
-from wahook.store.sqlite_writer import GroupCommitWriter, as_wahook_error
+from wahook.store.sqlite import events as ops
+from wahook.store.sqlite import groups, lifecycle
+from wahook.store.sqlite import status as sqlite_status
+from wahook.store.sqlite.schema import connect, initialise
+from wahook.store.sqlite.writer import GroupCommitWriter, as_wahook_error
 from wahook.v1 import event_pb2
 
 T = TypeVar("T")

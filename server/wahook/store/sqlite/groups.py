@@ -34,7 +34,7 @@ from wahook.store.base import (
     StartPosition,
 )
 from wahook.store.encoded import EncodedBatch
-from wahook.store.sqlite_ops import filter_sql, head, json_ints
+from wahook.store.sqlite.events import filter_sql, head, json_ints
 
 
 def create_group(

@@ -1,7 +1,7 @@
 """RedisEventLog: the scale-out EventLog, one Redis stream shared by every sidecar replica.
 
 Several replicas behind one load balancer open the same Redis (same URL and prefix):
-each append is one Lua script (store.redis_scripts) that dedupes, allocates sequences
+each append is one Lua script (store.redis.scripts) that dedupes, allocates sequences
 from one counter, XADDs and advances status records atomically, so a Meta retry landing
 on two replicas at once is stored once. Consumer groups are the stream's own groups
 (XREADGROUP / XACK / XCLAIM) plus a zset of due times per group, all in Redis: the
@@ -9,7 +9,7 @@ subscribers of one group on different replicas share its events, and an event on
 replica handed out and nobody acked is redelivered through any replica after its
 deadline.
 
-Group commit, client side (store.redis_append): appends issued while a script is in
+Group commit, client side (store.redis.append): appends issued while a script is in
 flight are sent together as the next script (one round trip, one AOF write and fsync for
 all of them), like the SQLite log's writer thread.
 
@@ -48,8 +48,6 @@ from wahook.errors import (
     NotFoundError,
 )
 from wahook.store import filters
-from wahook.store import redis_group_scripts as group_scripts
-from wahook.store import redis_scripts as scripts
 from wahook.store.base import (
     DEADLINE_PASSED,
     DEFAULT_GROUP_SETTINGS,
@@ -67,7 +65,8 @@ from wahook.store.base import (
 )
 from wahook.store.encoded import EncodedBatch, decode_event
 from wahook.store.head import HeadWatch, check_appendable
-from wahook.store.redis_append import AppendBatcher, mask_url
+from wahook.store.redis import group_scripts, scripts
+from wahook.store.redis.append import AppendBatcher, mask_url
 from wahook.v1 import account_pb2, event_pb2
 
 T = TypeVar("T")

@@ -1,10 +1,10 @@
 """The Lua scripts of the Redis Streams event log for leases, dead letters and a group's
-lifecycle (delete, seek, idle expiry); keys as in store.redis_scripts. Each is one atomic
+lifecycle (delete, seek, idle expiry); keys as in store.redis.scripts. Each is one atomic
 script, like the others."""
 
 from __future__ import annotations
 
-from wahook.store.redis_scripts import COMMON
+from wahook.store.redis.scripts import COMMON
 
 # Helpers over ARGV pairs (sequence, lease) from index `first`: calls fn(seq, seq text)
 # on each entry whose current lease is the one named, and returns their sequences.
