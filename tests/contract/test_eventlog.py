@@ -24,7 +24,7 @@ MESSAGES = EventFilter(event_types=frozenset({event_pb2.EVENT_TYPE_MESSAGE}))
 
 
 async def seqs_of(log: EventLog, group: str, consumer: str, n: int, now: float = NOW) -> list[int]:
-    return [d.event.sequence for d in await log.fetch(group, consumer, n, 30.0, now)]
+    return (await log.fetch(group, consumer, n, 30.0, now)).sequences
 
 
 # -- append, durability, dedupe ------------------------------------------------------------
@@ -255,7 +255,7 @@ async def test_filter_conflict_is_a_failed_precondition(event_log: EventLog) -> 
 async def test_fetch_in_chunks_then_ack(event_log: EventLog) -> None:
     s = (await event_log.append([message(i) for i in range(5)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    batch = await event_log.fetch("g", "c", 3, 30.0, NOW)
+    batch = (await event_log.fetch("g", "c", 3, 30.0, NOW)).deliveries()
     assert [(d.event.sequence, d.attempt, d.deadline) for d in batch] == [
         (q, 1, NOW + 30.0) for q in s[:3]
     ]
@@ -266,7 +266,7 @@ async def test_fetch_in_chunks_then_ack(event_log: EventLog) -> None:
     info = await event_log.group_info("g")
     assert info is not None
     assert (info.pending_count, info.lag, info.head_sequence) == (3, 0, s[4])
-    assert await event_log.fetch("g", "c", 10, 30.0, NOW) == []
+    assert (await event_log.fetch("g", "c", 10, 30.0, NOW)).deliveries() == []
 
 
 async def test_acks_of_long_runs_remove_exactly_what_they_name(event_log: EventLog) -> None:
@@ -284,7 +284,7 @@ async def test_acks_of_long_runs_remove_exactly_what_they_name(event_log: EventL
     info = await event_log.group_info("g")
     assert info is not None
     assert info.pending_count == 12
-    redelivered = await event_log.fetch("g", "c", 100, 30.0, NOW + 31)
+    redelivered = (await event_log.fetch("g", "c", 100, 30.0, NOW + 31)).deliveries()
     assert [d.event.sequence for d in redelivered] == [*s[10:20], *s[38:]]
     assert {d.attempt for d in redelivered} == {2}
 
@@ -294,10 +294,10 @@ async def test_unacked_event_comes_again_after_its_deadline(event_log: EventLog)
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
     await event_log.fetch("g", "c1", 10, 10.0, NOW)
     await event_log.ack("g", [s[1]])
-    assert await event_log.fetch("g", "c1", 10, 10.0, NOW + 9.9) == []
-    again = await event_log.fetch("g", "c2", 10, 10.0, NOW + 10.0)
+    assert (await event_log.fetch("g", "c1", 10, 10.0, NOW + 9.9)).deliveries() == []
+    again = (await event_log.fetch("g", "c2", 10, 10.0, NOW + 10.0)).deliveries()
     assert [(d.event.sequence, d.attempt, d.deadline) for d in again] == [(s[0], 2, NOW + 20.0)]
-    third = await event_log.fetch("g", "c2", 10, 10.0, NOW + 25.0)
+    third = (await event_log.fetch("g", "c2", 10, 10.0, NOW + 25.0)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in third] == [(s[0], 3)]
 
 
@@ -306,11 +306,11 @@ async def test_a_shorter_ack_deadline_of_another_stream_still_expires_on_time(
 ) -> None:
     s = (await event_log.append([message(i) for i in range(4)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    assert [d.event.sequence for d in await event_log.fetch("g", "slow", 2, 60.0, NOW)] == s[:2]
-    assert [d.event.sequence for d in await event_log.fetch("g", "fast", 1, 10.0, NOW)] == [s[2]]
-    got = await event_log.fetch("g", "c", 1, 100.0, NOW + 10)
+    assert (await event_log.fetch("g", "slow", 2, 60.0, NOW)).sequences == s[:2]
+    assert (await event_log.fetch("g", "fast", 1, 10.0, NOW)).sequences == [s[2]]
+    got = (await event_log.fetch("g", "c", 1, 100.0, NOW + 10)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in got] == [(s[2], 2)]
-    got = await event_log.fetch("g", "c", 10, 30.0, NOW + 60)
+    got = (await event_log.fetch("g", "c", 10, 30.0, NOW + 60)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in got] == [(s[0], 2), (s[1], 2), (s[3], 1)]
 
 
@@ -330,7 +330,7 @@ async def test_redeliveries_come_before_new_events(event_log: EventLog) -> None:
     s = (await event_log.append([message(1), message(2)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
     await event_log.fetch("g", "c", 1, 5.0, NOW)
-    got = await event_log.fetch("g", "c", 1, 5.0, NOW + 6)
+    got = (await event_log.fetch("g", "c", 1, 5.0, NOW + 6)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in got] == [(s[0], 2)]
 
 
@@ -341,15 +341,15 @@ async def test_nack_redelivers_after_the_delay(event_log: EventLog) -> None:
     assert await event_log.nack("g", [s[0]], NOW + 5) == 1
     assert await event_log.nack("g", [s[0] + 1000], NOW) == 0
     assert await event_log.nack("g", [s[1]], NOW) == 1
-    now_batch = await event_log.fetch("g", "c", 10, 30.0, NOW + 1)
+    now_batch = (await event_log.fetch("g", "c", 10, 30.0, NOW + 1)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in now_batch] == [(s[1], 2)]
     # The nacking consumer's stream ends: the delay still holds.
     # The consumer's stream ends: s[1] (redelivered to it) is due again at once, while
     # the nacked s[0] keeps its delay.
     assert await event_log.release("g", "c", NOW + 2) == 1
-    at_release = await event_log.fetch("g", "c2", 10, 30.0, NOW + 2)
+    at_release = (await event_log.fetch("g", "c2", 10, 30.0, NOW + 2)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in at_release] == [(s[1], 3)]
-    later = await event_log.fetch("g", "c2", 10, 30.0, NOW + 5)
+    later = (await event_log.fetch("g", "c2", 10, 30.0, NOW + 5)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in later] == [(s[0], 2)]
 
 
@@ -359,7 +359,7 @@ async def test_nack_delay_survives_release(event_log: EventLog) -> None:
     await event_log.fetch("g", "c", 10, 30.0, NOW)
     await event_log.nack("g", s, NOW + 5)
     assert await event_log.release("g", "c", NOW + 1) == 0
-    assert await event_log.fetch("g", "c2", 10, 30.0, NOW + 1) == []
+    assert (await event_log.fetch("g", "c2", 10, 30.0, NOW + 1)).deliveries() == []
     assert await seqs_of(event_log, "g", "c2", 10, NOW + 5) == s
 
 
@@ -371,7 +371,7 @@ async def test_release_hands_a_closed_streams_events_to_another_consumer(
     await event_log.fetch("g", "a", 2, 30.0, NOW)
     await event_log.fetch("g", "b", 1, 30.0, NOW)
     assert await event_log.release("g", "a", NOW + 1) == 2
-    got = await event_log.fetch("g", "c", 10, 30.0, NOW + 1)
+    got = (await event_log.fetch("g", "c", 10, 30.0, NOW + 1)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in got] == [(s[0], 2), (s[1], 2), (s[3], 1)]
     assert await event_log.release("g", "a", NOW + 1) == 0
 
@@ -418,7 +418,7 @@ async def test_group_resumes_after_restart(opened: Opened) -> None:
     assert info is not None
     assert (info.delivered_sequence, info.pending_count, info.filter) == (s[2], 1, MESSAGES)
     assert await seqs_of(log, "g", "c2", 10) == s[3:]
-    got = await log.fetch("g", "c2", 10, 30.0, NOW + 31)
+    got = (await log.fetch("g", "c2", 10, 30.0, NOW + 31)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in got] == [(q, 2) for q in s[2:]]
 
 
@@ -531,6 +531,6 @@ async def test_a_start_past_the_head_is_kept(event_log: EventLog) -> None:
     s = (await event_log.append([message(1)])).sequences
     start = StartPosition(kind="after_sequence", after_sequence=s[0] + 3)
     await event_log.create_group("future", EventFilter(), start, NOW)
-    assert await event_log.fetch("future", "c", 10, 30.0, NOW) == []
+    assert (await event_log.fetch("future", "c", 10, 30.0, NOW)).deliveries() == []
     more = (await event_log.append([message(i) for i in range(2, 8)])).sequences
     assert await seqs_of(event_log, "future", "c", 10) == [q for q in more if q > s[0] + 3]

@@ -50,15 +50,15 @@ async def test_replicas_sharing_a_group_split_the_events_and_redeliver_the_unack
     s = (await a.append([message(i) for i in range(6)])).sequences
     await a.create_group("g", EventFilter(), StartPosition(), NOW)
     await b.create_group("g", EventFilter(), StartPosition(), NOW)
-    on_a = [d.event.sequence for d in await a.fetch("g", "a#1", 3, 10.0, NOW)]
-    on_b = [d.event.sequence for d in await b.fetch("g", "b#1", 10, 10.0, NOW)]
+    on_a = (await a.fetch("g", "a#1", 3, 10.0, NOW)).sequences
+    on_b = (await b.fetch("g", "b#1", 10, 10.0, NOW)).sequences
     assert (on_a, on_b) == (s[:3], s[3:])
     await a.ack("g", on_a[:2])
     await b.ack("g", on_b)
     # Replica a's subscriber never acks its third event (say, a crashed pod): after the
     # deadline the other replica hands it out again, as a second attempt.
-    assert await b.fetch("g", "b#1", 10, 10.0, NOW + 9) == []
-    again = await b.fetch("g", "b#1", 10, 10.0, NOW + 10)
+    assert (await b.fetch("g", "b#1", 10, 10.0, NOW + 9)).deliveries() == []
+    again = (await b.fetch("g", "b#1", 10, 10.0, NOW + 10)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in again] == [(s[2], 2)]
     info = await a.group_info("g")
     assert info is not None
@@ -108,7 +108,7 @@ async def test_a_released_consumer_leaves_the_redis_group(
     assert await a.release("g", "sub#1", NOW + 1) == 2
     names = {c["name"] for c in redis_server.client().xinfo_consumers("r:events", "g")}
     assert b"sub#1" not in names
-    got = await a.fetch("g", "sub#2", 10, 30.0, NOW + 1)
+    got = (await a.fetch("g", "sub#2", 10, 30.0, NOW + 1)).deliveries()
     assert [d.attempt for d in got] == [2, 2, 1]
 
 
@@ -177,7 +177,7 @@ async def test_prune_forgets_idle_consumers_that_hold_nothing(redis_server: Redi
         await log.prune(0.0)
         names = {c["name"] for c in redis_server.client().xinfo_consumers("i:events", "g")}
         assert names == {b"gone#1"}
-        again = await log.fetch("g", "c", 10, 30.0, NOW + 30)
+        again = (await log.fetch("g", "c", 10, 30.0, NOW + 30)).deliveries()
         assert [(d.event.sequence, d.attempt) for d in again] == [(s[0], 2)]
     finally:
         await log.close()

@@ -54,7 +54,7 @@ from wahook.store.base import (
     STREAM_ENDED,
     AppendResult,
     DeadLetter,
-    Delivery,
+    EncodedBatch,
     EventFilter,
     GroupInfo,
     GroupSettings,
@@ -62,10 +62,10 @@ from wahook.store.base import (
     StartPosition,
     StatusRecord,
     StatusTransition,
+    decode_event,
 )
-from wahook.store.encoded import EncodedBatch, decode_event
 from wahook.store.head import HeadWatch, check_appendable
-from wahook.store.redis import group_scripts, scripts
+from wahook.store.redis import scripts
 from wahook.store.redis.append import AppendBatcher, mask_url
 from wahook.v1 import account_pb2, event_pb2
 
@@ -86,17 +86,6 @@ class RedisMetrics:
     commits: int  # append scripts run (one per client-side group commit)
     appended_events: int
     duplicate_events: int
-
-
-def _matches_fields(flt: EventFilter, f: dict[bytes, bytes]) -> bool:
-    """store.filters.matches on a stream entry's fields, without parsing the event."""
-    if flt.event_types and int(f[b"t"]) not in flt.event_types:
-        return False
-    if flt.message_types and (b"m" not in f or f[b"m"].decode() not in flt.message_types):
-        return False
-    if flt.phone_number_ids and f[b"p"].decode() not in flt.phone_number_ids:
-        return False
-    return not (flt.waba_ids and f[b"w"].decode() not in flt.waba_ids)
 
 
 def _chosen(sequences: Sequence[int] | None) -> list[int]:
@@ -152,17 +141,17 @@ class RedisEventLog:
         self._nack_script = reg(scripts.NACK)
         self._release_script = reg(scripts.RELEASE)
         self._prune_script = reg(scripts.PRUNE)
-        self._ack_leases_script = reg(group_scripts.ACK_LEASES)
-        self._nack_leases_script = reg(group_scripts.NACK_LEASES)
-        self._modify_script = reg(group_scripts.MODIFY_DEADLINES)
-        self._dead_letter_script = reg(group_scripts.DEAD_LETTER)
-        self._delete_script = reg(group_scripts.DELETE_GROUP)
-        self._seek_script = reg(group_scripts.SEEK_GROUP)
-        self._touch_script = reg(group_scripts.TOUCH_GROUPS)
-        self._expire_script = reg(group_scripts.EXPIRE_GROUPS)
-        self._list_dead_script = reg(group_scripts.LIST_DEAD_LETTERS)
-        self._redeliver_dead_script = reg(group_scripts.REDELIVER_DEAD_LETTERS)
-        self._discard_dead_script = reg(group_scripts.DISCARD_DEAD_LETTERS)
+        self._ack_leases_script = reg(scripts.ACK_LEASES)
+        self._nack_leases_script = reg(scripts.NACK_LEASES)
+        self._modify_script = reg(scripts.MODIFY_DEADLINES)
+        self._dead_letter_script = reg(scripts.DEAD_LETTER)
+        self._delete_script = reg(scripts.DELETE_GROUP)
+        self._seek_script = reg(scripts.SEEK_GROUP)
+        self._touch_script = reg(scripts.TOUCH_GROUPS)
+        self._expire_script = reg(scripts.EXPIRE_GROUPS)
+        self._list_dead_script = reg(scripts.LIST_DEAD_LETTERS)
+        self._redeliver_dead_script = reg(scripts.REDELIVER_DEAD_LETTERS)
+        self._discard_dead_script = reg(scripts.DISCARD_DEAD_LETTERS)
 
     @classmethod
     async def open(
@@ -250,10 +239,11 @@ class RedisEventLog:
         out: list[event_pb2.Event] = []
         start = f"(0-{max(after_sequence, 0)}"
         end = f"0-{until_sequence}" if until_sequence > 0 else "+"
+        matches = filters.entry_matcher(flt)
         while len(out) < limit:
             entries = await self._xrange(start, end)
             for entry_id, f in entries:
-                if _matches_fields(flt, f):
+                if matches(f):
                     out.append(decode_event(int(entry_id.split(b"-")[1]), f[b"d"]))
                     if len(out) == limit:
                         break
@@ -336,14 +326,7 @@ class RedisEventLog:
 
     async def fetch(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
-    ) -> list[Delivery]:
-        batch = await self.fetch_encoded(group, consumer, max_count, ack_deadline, now)
-        return batch.deliveries()
-
-    async def fetch_encoded(
-        self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
     ) -> EncodedBatch:
-        """``fetch`` without parsing the events, with the head it saw (see store.encoded)."""
         deadline = now + ack_deadline
         r = await self._run(
             self._fetch_script,

@@ -27,14 +27,14 @@ from wahook.store import filters
 from wahook.store.base import (
     DEADLINE_PASSED,
     STREAM_ENDED,
+    EncodedBatch,
     EventFilter,
     GroupInfo,
     GroupSettings,
     Lease,
     StartPosition,
 )
-from wahook.store.encoded import EncodedBatch
-from wahook.store.sqlite.events import filter_sql, head, json_ints
+from wahook.store.sqlite.events import head, json_ints
 
 
 def create_group(
@@ -132,7 +132,7 @@ def fetch(
     new_position = position
     remaining = max_count - len(expired)
     if remaining > 0:
-        where, params = filter_sql(flt)
+        where, params = filters.filter_sql(flt)
         fresh = conn.execute(
             f"SELECT sequence, data FROM events WHERE sequence > ?{where}"  # noqa: S608 - fixed column names
             " ORDER BY sequence LIMIT ?",

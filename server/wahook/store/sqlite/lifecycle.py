@@ -10,8 +10,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from wahook.errors import NotFoundError
-from wahook.store.base import DeadLetter, GroupInfo, StartPosition
-from wahook.store.encoded import decode_event
+from wahook.store.base import DeadLetter, GroupInfo, StartPosition, decode_event
 from wahook.store.sqlite.events import json_ints
 from wahook.store.sqlite.groups import group_info, start_position
 

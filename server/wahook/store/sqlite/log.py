@@ -40,7 +40,7 @@ from wahook.store.base import (
     DEFAULT_GROUP_SETTINGS,
     AppendResult,
     DeadLetter,
-    Delivery,
+    EncodedBatch,
     EventFilter,
     GroupInfo,
     GroupSettings,
@@ -48,7 +48,6 @@ from wahook.store.base import (
     StartPosition,
     StatusRecord,
 )
-from wahook.store.encoded import EncodedBatch
 from wahook.store.head import HeadWatch, check_appendable
 from wahook.store.sqlite import events as ops
 from wahook.store.sqlite import groups, lifecycle
@@ -167,15 +166,9 @@ class SqliteEventLog:
         if self._closed:
             raise LogUnavailableError("event log is closed")
 
-    async def _write(
-        self,
-        fn: Callable[[sqlite3.Connection], T],
-        *,
-        appends: bool = False,
-        durable: bool = False,
-    ) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
         self._check_open()
-        return await self._writer.submit(fn, appends=appends, durable=durable)
+        return await self._writer.submit(fn, durable=durable)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         self._check_open()
@@ -262,14 +255,7 @@ class SqliteEventLog:
 
     async def fetch(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
-    ) -> list[Delivery]:
-        batch = await self.fetch_encoded(group, consumer, max_count, ack_deadline, now)
-        return batch.deliveries()
-
-    async def fetch_encoded(
-        self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
     ) -> EncodedBatch:
-        """``fetch`` without parsing the events, with the head it saw (see store.encoded)."""
         return await self._write(
             lambda conn: groups.fetch(
                 conn, group, consumer, max_count=max_count, ack_deadline=ack_deadline, now=now
