@@ -255,14 +255,16 @@ async def test_filter_conflict_is_a_failed_precondition(event_log: EventLog) -> 
 async def test_fetch_in_chunks_then_ack(event_log: EventLog) -> None:
     s = (await event_log.append([message(i) for i in range(5)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    batch = (await event_log.fetch("g", "c", 3, 30.0, NOW)).deliveries()
+    fetched = await event_log.fetch("g", "c", 3, 30.0, NOW)
+    batch = fetched.deliveries()
     assert [(d.event.sequence, d.attempt, d.deadline) for d in batch] == [
         (q, 1, NOW + 30.0) for q in s[:3]
     ]
     assert batch[0].event.id == message(0).id
     assert await seqs_of(event_log, "g", "c", 3) == s[3:]
-    assert await event_log.ack("g", [s[0], s[1], 999_999]) == 2
-    assert await event_log.ack("g", [s[0]]) == 0
+    held = [(q, fetched.lease) for q in (s[0], s[1], 999_999)]
+    assert sorted(await event_log.ack_leases("g", held)) == [s[0], s[1]]
+    assert await event_log.ack_leases("g", held[:1]) == []
     info = await event_log.group_info("g")
     assert info is not None
     assert (info.pending_count, info.lag, info.head_sequence) == (3, 0, s[4])
@@ -272,15 +274,17 @@ async def test_fetch_in_chunks_then_ack(event_log: EventLog) -> None:
 async def test_acks_of_long_runs_remove_exactly_what_they_name(event_log: EventLog) -> None:
     s = (await event_log.append([message(i) for i in range(40)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    a = await seqs_of(event_log, "g", "a", 10)
-    b = await seqs_of(event_log, "g", "b", 10)
-    a += await seqs_of(event_log, "g", "a", 20)
-    assert sorted(a + b) == s
+    lease_of: dict[int, int] = {}
+    for consumer, n in (("a", 10), ("b", 10), ("a", 20)):
+        batch = await event_log.fetch("g", consumer, n, 30.0, NOW)
+        lease_of.update(dict.fromkeys(batch.sequences, batch.lease))
+    assert sorted(lease_of) == s
     # Consecutive runs (acked as ranges) spanning another consumer's pending events,
     # out of order, with repeats and unknown sequences.
     acked = [*reversed(s[:10]), *s[20:38], s[5], 10**9, 10**9 + 1]
-    assert await event_log.ack("g", acked) == 28
-    assert await event_log.ack("g", s[:10]) == 0
+    held = [(q, lease_of.get(q, 1)) for q in acked]
+    assert sorted(await event_log.ack_leases("g", held)) == [*s[:10], *s[20:38]]
+    assert await event_log.ack_leases("g", held[:10]) == []
     info = await event_log.group_info("g")
     assert info is not None
     assert info.pending_count == 12
@@ -292,8 +296,8 @@ async def test_acks_of_long_runs_remove_exactly_what_they_name(event_log: EventL
 async def test_unacked_event_comes_again_after_its_deadline(event_log: EventLog) -> None:
     s = (await event_log.append([message(1), message(2)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    await event_log.fetch("g", "c1", 10, 10.0, NOW)
-    await event_log.ack("g", [s[1]])
+    first = await event_log.fetch("g", "c1", 10, 10.0, NOW)
+    await event_log.ack_leases("g", [(s[1], first.lease)])
     assert (await event_log.fetch("g", "c1", 10, 10.0, NOW + 9.9)).deliveries() == []
     again = (await event_log.fetch("g", "c2", 10, 10.0, NOW + 10.0)).deliveries()
     assert [(d.event.sequence, d.attempt, d.deadline) for d in again] == [(s[0], 2, NOW + 20.0)]
@@ -337,10 +341,10 @@ async def test_redeliveries_come_before_new_events(event_log: EventLog) -> None:
 async def test_nack_redelivers_after_the_delay(event_log: EventLog) -> None:
     s = (await event_log.append([message(1), message(2)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    await event_log.fetch("g", "c", 10, 30.0, NOW)
-    assert await event_log.nack("g", [s[0]], NOW + 5) == 1
-    assert await event_log.nack("g", [s[0] + 1000], NOW) == 0
-    assert await event_log.nack("g", [s[1]], NOW) == 1
+    lease = (await event_log.fetch("g", "c", 10, 30.0, NOW)).lease
+    assert await event_log.nack_leases("g", [(s[0], lease)], NOW + 5, "busy") == [s[0]]
+    assert await event_log.nack_leases("g", [(s[0] + 1000, lease)], NOW, "busy") == []
+    assert await event_log.nack_leases("g", [(s[1], lease)], NOW, "busy") == [s[1]]
     now_batch = (await event_log.fetch("g", "c", 10, 30.0, NOW + 1)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in now_batch] == [(s[1], 2)]
     # The nacking consumer's stream ends: the delay still holds.
@@ -356,8 +360,8 @@ async def test_nack_redelivers_after_the_delay(event_log: EventLog) -> None:
 async def test_nack_delay_survives_release(event_log: EventLog) -> None:
     s = (await event_log.append([message(1)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    await event_log.fetch("g", "c", 10, 30.0, NOW)
-    await event_log.nack("g", s, NOW + 5)
+    lease = (await event_log.fetch("g", "c", 10, 30.0, NOW)).lease
+    await event_log.nack_leases("g", [(q, lease) for q in s], NOW + 5, "busy")
     assert await event_log.release("g", "c", NOW + 1) == 0
     assert (await event_log.fetch("g", "c2", 10, 30.0, NOW + 1)).deliveries() == []
     assert await seqs_of(event_log, "g", "c2", 10, NOW + 5) == s
@@ -380,8 +384,9 @@ async def test_two_groups_are_independent(event_log: EventLog) -> None:
     s = (await event_log.append([message(i) for i in range(3)])).sequences
     await event_log.create_group("one", EventFilter(), StartPosition(), NOW)
     await event_log.create_group("two", EventFilter(), StartPosition(), NOW)
-    assert await seqs_of(event_log, "one", "c", 10) == s
-    await event_log.ack("one", s)
+    fetched = await event_log.fetch("one", "c", 10, 30.0, NOW)
+    assert fetched.sequences == s
+    await event_log.ack_leases("one", [(q, fetched.lease) for q in s])
     assert await seqs_of(event_log, "two", "c", 10) == s
     one, two = await event_log.group_info("one"), await event_log.group_info("two")
     assert one is not None
@@ -409,8 +414,8 @@ async def test_group_resumes_after_restart(opened: Opened) -> None:
     log = await opened.open()
     s = (await log.append([message(i) for i in range(6)])).sequences
     await log.create_group("g", MESSAGES, StartPosition(), NOW)
-    await log.fetch("g", "c", 3, 30.0, NOW)
-    await log.ack("g", s[:2])
+    lease = (await log.fetch("g", "c", 3, 30.0, NOW)).lease
+    await log.ack_leases("g", [(q, lease) for q in s[:2]])
     await log.close()
 
     log = await opened.open()
@@ -434,8 +439,8 @@ async def test_unknown_group(event_log: EventLog) -> None:
 async def test_prune_keeps_what_a_group_still_needs(event_log: EventLog) -> None:
     s = (await event_log.append([message(i, received=1000.0 + i) for i in range(10)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    await event_log.fetch("g", "c", 6, 30.0, NOW)
-    await event_log.ack("g", [q for q in s[:6] if q != s[2]])
+    lease = (await event_log.fetch("g", "c", 6, 30.0, NOW)).lease
+    await event_log.ack_leases("g", [(q, lease) for q in s[:6] if q != s[2]])
     # Older than 1008: s[0..7]; the group has passed s[0..5]; s[2] is still pending.
     assert await event_log.prune(1008.0) == 5
     remaining = [e.sequence for e in await event_log.list_events(EventFilter(), 0, 0, 100)]
@@ -523,8 +528,8 @@ async def test_check_writable_and_closed_log(opened: Opened) -> None:
 
 async def test_empty_ack_and_nack_are_no_ops(event_log: EventLog) -> None:
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    assert await event_log.ack("g", []) == 0
-    assert await event_log.nack("g", [], NOW) == 0
+    assert await event_log.ack_leases("g", []) == []
+    assert await event_log.nack_leases("g", [], NOW, "busy") == []
 
 
 async def test_a_start_past_the_head_is_kept(event_log: EventLog) -> None:

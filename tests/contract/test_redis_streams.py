@@ -50,11 +50,11 @@ async def test_replicas_sharing_a_group_split_the_events_and_redeliver_the_unack
     s = (await a.append([message(i) for i in range(6)])).sequences
     await a.create_group("g", EventFilter(), StartPosition(), NOW)
     await b.create_group("g", EventFilter(), StartPosition(), NOW)
-    on_a = (await a.fetch("g", "a#1", 3, 10.0, NOW)).sequences
-    on_b = (await b.fetch("g", "b#1", 10, 10.0, NOW)).sequences
-    assert (on_a, on_b) == (s[:3], s[3:])
-    await a.ack("g", on_a[:2])
-    await b.ack("g", on_b)
+    on_a = await a.fetch("g", "a#1", 3, 10.0, NOW)
+    on_b = await b.fetch("g", "b#1", 10, 10.0, NOW)
+    assert (on_a.sequences, on_b.sequences) == (s[:3], s[3:])
+    await a.ack_leases("g", [(q, on_a.lease) for q in on_a.sequences[:2]])
+    await b.ack_leases("g", [(q, on_b.lease) for q in on_b.sequences])
     # Replica a's subscriber never acks its third event (say, a crashed pod): after the
     # deadline the other replica hands it out again, as a second attempt.
     assert (await b.fetch("g", "b#1", 10, 10.0, NOW + 9)).deliveries() == []
@@ -172,8 +172,8 @@ async def test_prune_forgets_idle_consumers_that_hold_nothing(redis_server: Redi
         s = (await log.append([message(1), message(2)])).sequences
         await log.create_group("g", EventFilter(), StartPosition(), NOW)
         await log.fetch("g", "gone#1", 1, 30.0, NOW)  # a replica died holding s[0]...
-        await log.fetch("g", "gone#2", 1, 30.0, NOW)
-        await log.ack("g", [s[1]])  # ...while this consumer acked everything it had
+        held = await log.fetch("g", "gone#2", 1, 30.0, NOW)
+        await log.ack_leases("g", [(s[1], held.lease)])  # ...while this consumer acked all it had
         await log.prune(0.0)
         names = {c["name"] for c in redis_server.client().xinfo_consumers("i:events", "g")}
         assert names == {b"gone#1"}

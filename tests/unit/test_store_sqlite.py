@@ -63,7 +63,7 @@ async def test_wal_and_the_synchronous_level_of_appends(
         # bookkeeping-only transaction (NORMAL) and then an append.
         conn = log._writer._conn
         await log.create_group("g", EventFilter(), StartPosition(), 1.0)
-        await log.ack("g", [1])
+        await log.ack_leases("g", [(1, 1)])
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
         await log.append([event(1)])
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == level

@@ -249,15 +249,6 @@ class EventLog(Protocol):
         ``NotFoundError`` when the group does not exist."""
         ...
 
-    async def ack(self, group: str, sequences: Sequence[int]) -> int:
-        """Remove pending entries whoever holds them; returns how many were pending.
-        (Operators' and tests' tool: subscribers ack by lease, ``ack_leases``.)"""
-        ...
-
-    async def nack(self, group: str, sequences: Sequence[int], redeliver_at: float) -> int:
-        """Make pending entries deliverable again at ``redeliver_at``; returns how many."""
-        ...
-
     async def ack_leases(self, group: str, leases: Sequence[Lease]) -> list[int]:
         """Remove the pending entries still under these leases; the sequences removed.
         An entry delivered again since (a new lease), dead-lettered, or not pending is

@@ -137,8 +137,6 @@ class RedisEventLog:
         self._create_script = reg(scripts.CREATE_GROUP)
         self._info_script = reg(scripts.GROUP_INFO)
         self._fetch_script = reg(scripts.FETCH)
-        self._ack_script = reg(scripts.ACK)
-        self._nack_script = reg(scripts.NACK)
         self._release_script = reg(scripts.RELEASE)
         self._prune_script = reg(scripts.PRUNE)
         self._ack_leases_script = reg(scripts.ACK_LEASES)
@@ -351,18 +349,6 @@ class RedisEventLog:
             int(r[2]),
             int(r[3]),
         )
-
-    async def ack(self, group: str, sequences: Sequence[int]) -> int:
-        seqs = [int(s) for s in sequences]
-        if not seqs:
-            return 0
-        return int(await self._run(self._ack_script, group, *seqs))
-
-    async def nack(self, group: str, sequences: Sequence[int], redeliver_at: float) -> int:
-        seqs = [int(s) for s in sequences]
-        if not seqs:
-            return 0
-        return int(await self._run(self._nack_script, group, repr(float(redeliver_at)), *seqs))
 
     async def ack_leases(self, group: str, leases: Sequence[Lease]) -> list[int]:
         if not leases:

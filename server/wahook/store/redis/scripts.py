@@ -78,8 +78,6 @@ GET = _script("get")
 CREATE_GROUP = _script("create_group")
 GROUP_INFO = _script("group_info")
 FETCH = _script("fetch", "filter", generated=filters.lua_columns())
-ACK = _script("ack")
-NACK = _script("nack")
 RELEASE = _script("release")
 PRUNE = _script("prune")
 # Leases, dead letters and a group's lifecycle.

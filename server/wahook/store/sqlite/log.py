@@ -262,18 +262,6 @@ class SqliteEventLog:
             )
         )
 
-    async def ack(self, group: str, sequences: Sequence[int]) -> int:
-        seqs = list(sequences)
-        if not seqs:
-            return 0
-        return await self._write(lambda conn: groups.ack(conn, group, seqs))
-
-    async def nack(self, group: str, sequences: Sequence[int], redeliver_at: float) -> int:
-        seqs = list(sequences)
-        if not seqs:
-            return 0
-        return await self._write(lambda conn: groups.nack(conn, group, seqs, redeliver_at))
-
     async def ack_leases(self, group: str, leases: Sequence[Lease]) -> list[int]:
         held = list(leases)
         if not held:
