@@ -14,7 +14,7 @@ refuses (INVALID_ARGUMENT) ends the example with exit code 1 instead of retrying
 
 Leases and dead letters (Go, Java, Node): an example whose handler fails on image messages
 (--fail-message-types) nacks one by its ack id on each of the group's 3 attempts
-(--max-delivery-attempts), after which it waits in the group's dead letters with the handler's
+(--max-delivery-attempts; the examples ask for it again after 1 s, then 2 s), after which it waits in the group's dead letters with the handler's
 error, while the text message beside it is acked by its ack id: the server confirms exactly
 that ack (acks by sequence are never confirmed) and nothing stays pending. Redelivered from
 the dead letters, the image comes again at attempt 1 and is acked.

@@ -20,6 +20,17 @@ const MaxReceiveBytes = 9 << 20
 // maxNackError is the longest nack error the server accepts, in characters.
 const maxNackError = 1024
 
+// NackDelay is how long a failed event waits before it is delivered again: 1 s
+// after the first attempt, doubling per attempt up to 1 min, so that a
+// passing outage (a CRM answering 503) is ridden out instead of burning the
+// group's max_delivery_attempts in a second.
+func NackDelay(attempt uint32) time.Duration {
+	if attempt > 7 {
+		return time.Minute
+	}
+	return min(time.Second<<max(attempt, 1)>>1, time.Minute)
+}
+
 // Stats counts the lease operations the server confirmed
 // (SubscribeResponse.confirmation).
 type Stats struct {
@@ -94,10 +105,12 @@ func (l *leases) answer(req *wahookv1.SubscribeRequest, d *wahookv1.Delivery, he
 		req.AckIds = append(req.AckIds, id)
 	case herr == nil:
 		req.AckSequences = append(req.AckSequences, d.GetEvent().GetSequence())
-	case id != "":
-		req.Nacks = append(req.Nacks, &wahookv1.Nack{AckId: id, Error: nackError(herr)})
 	default:
-		req.Nacks = append(req.Nacks, &wahookv1.Nack{Sequence: d.GetEvent().GetSequence(), Error: nackError(herr)})
+		nack := &wahookv1.Nack{AckId: id, Delay: durationpb.New(NackDelay(d.GetAttempt())), Error: nackError(herr)}
+		if id == "" {
+			nack.Sequence = d.GetEvent().GetSequence()
+		}
+		req.Nacks = append(req.Nacks, nack)
 	}
 }
 

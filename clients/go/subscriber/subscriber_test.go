@@ -64,7 +64,7 @@ func (f *fakeService) record(s wahookv1.EventService_SubscribeServer) error {
 	f.ackIDs = append(f.ackIDs, req.GetAckIds()...)
 	for _, n := range req.GetNacks() {
 		if n.GetAckId() != "" {
-			f.nackIDs = append(f.nackIDs, n.GetAckId()+": "+n.GetError())
+			f.nackIDs = append(f.nackIDs, n.GetAckId()+" after "+n.GetDelay().AsDuration().String()+": "+n.GetError())
 		} else {
 			f.nacks = append(f.nacks, n.GetSequence())
 		}
@@ -248,7 +248,7 @@ func TestAcksAndNacksByAckIDAndCountsConfirmations(t *testing.T) {
 	if !slices.Equal(f.ackIDs, []string{"a1", "a3"}) || len(f.acks) != 0 {
 		t.Errorf("acks by id %v, by sequence %v", f.ackIDs, f.acks)
 	}
-	wantNack := "a2: crm said 503 " + strings.Repeat("é", 1024-len("crm said 503 "))
+	wantNack := "a2 after 1s: crm said 503 " + strings.Repeat("é", 1024-len("crm said 503 "))
 	if len(f.nackIDs) != 1 || f.nackIDs[0] != wantNack || len(f.nacks) != 0 {
 		t.Errorf("nacks by id %.40q... (%d), by sequence %v", f.nackIDs, len(f.nackIDs), f.nacks)
 	}
@@ -311,6 +311,18 @@ func TestExtendsTheLeaseWhileTheHandlerRuns(t *testing.T) {
 	}
 	if !slices.Equal(f.ackIDs, []string{"a7"}) {
 		t.Errorf("acks by id %v", f.ackIDs)
+	}
+}
+
+func TestNackDelayDoublesPerAttemptUpToAMinute(t *testing.T) {
+	var got []time.Duration
+	for _, a := range []uint32{0, 1, 2, 3, 6, 7, 8, 1000} {
+		got = append(got, NackDelay(a))
+	}
+	want := []time.Duration{time.Second, time.Second, 2 * time.Second, 4 * time.Second,
+		32 * time.Second, time.Minute, time.Minute, time.Minute}
+	if !slices.Equal(got, want) {
+		t.Errorf("delays %v, want %v", got, want)
 	}
 }
 

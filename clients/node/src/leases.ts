@@ -24,6 +24,16 @@ export const CHANNEL_OPTIONS = { "grpc.max_receive_message_length": MAX_RECEIVE_
 /** The longest nack error the server accepts, in characters. */
 const MAX_NACK_ERROR = 1024;
 
+/**
+ * How long a failed event waits before it is delivered again: 1 s after the
+ * first attempt, doubling per attempt up to 1 min, so that a passing outage (a
+ * CRM answering 503) is ridden out instead of burning the group's
+ * max_delivery_attempts in a second.
+ */
+export function nackDelayMs(attempt: number): number {
+  return Math.min(1000 * 2 ** (Math.min(Math.max(attempt, 1), 8) - 1), 60_000);
+}
+
 /** Lease operations the server confirmed. */
 export interface Stats {
   acked: number;
@@ -99,7 +109,8 @@ export class Leases {
       }
     } else {
       const error = nackError(failure.error);
-      req.nacks.push({ ackId: id, sequence: id ? 0 : seq, delay: undefined, error });
+      const delay = duration(nackDelayMs(d.attempt));
+      req.nacks.push({ ackId: id, sequence: id ? 0 : seq, delay, error });
     }
   }
 

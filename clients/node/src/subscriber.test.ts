@@ -21,7 +21,7 @@ import {
   type SubscribeRequest,
   SubscribeResponse,
 } from "../gen/wahook/v1/service";
-import { Leases, nackError } from "./leases";
+import { Leases, nackDelayMs, nackError } from "./leases";
 import { MAX_RECEIVE_BYTES, Subscriber, SubscriptionError } from "./subscriber";
 
 type Call = ServerDuplexStream<SubscribeRequest, SubscribeResponse>;
@@ -206,6 +206,7 @@ test("acks and nacks by ack id, counts confirmations and awaits them before the 
   assert.equal(sent[0].nacks.length, 1);
   assert.equal(sent[0].nacks[0].ackId, "a2");
   assert.equal(sent[0].nacks[0].sequence, 0);
+  assert.deepEqual(sent[0].nacks[0].delay, { seconds: 1, nanos: 0 });
   assert.equal(sent[0].nacks[0].error, `crm said 503 ${"é".repeat(1024 - "crm said 503 ".length)}`);
   assert.deepEqual(sub.stats, { acked: 1, nacked: 1, extended: 0, expired: 1 });
   assert.ok(
@@ -262,4 +263,11 @@ test("leases are extended with under half the deadline left, up to the max exten
   assert.equal(leases.extensions(6_000)?.modifyDeadlines.length, 2);
   assert.equal(leases.extensions(61_000), undefined, "held past the max extension");
   assert.equal(nackError(new Error("x".repeat(5000))).length, 1024);
+});
+
+test("the nack delay doubles per attempt up to a minute", () => {
+  assert.deepEqual(
+    [0, 1, 2, 3, 6, 7, 8, 1000].map(nackDelayMs),
+    [1000, 1000, 2000, 4000, 32_000, 60_000, 60_000, 60_000],
+  );
 });

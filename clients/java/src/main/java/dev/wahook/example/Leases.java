@@ -33,6 +33,16 @@ final class Leases {
   /** The longest nack error the server accepts, in characters. */
   static final int MAX_NACK_ERROR = 1024;
 
+  /**
+   * How long a failed event waits before it is delivered again: 1 s after the first attempt,
+   * doubling per attempt up to 1 min, so that a passing outage (a CRM answering 503) is ridden out
+   * instead of burning the group's max_delivery_attempts in a second.
+   */
+  static Duration nackDelay(int attempt) {
+    int doublings = Math.min(Math.max(attempt, 1), 8) - 1;
+    return Duration.newBuilder().setSeconds(Math.min(1L << doublings, 60L)).build();
+  }
+
   /** Lease operations the server confirmed; {@code expired}: too late, the event comes again. */
   public record Stats(long acked, long nacked, long extended, long expired) {}
 
@@ -97,7 +107,8 @@ final class Leases {
         req.addAckIds(id);
       }
     } else {
-      Nack.Builder nack = Nack.newBuilder().setError(nackError(failure));
+      Nack.Builder nack =
+          Nack.newBuilder().setDelay(nackDelay(d.getAttempt())).setError(nackError(failure));
       req.addNacks(id.isEmpty() ? nack.setSequence(seq) : nack.setAckId(id));
     }
   }

@@ -79,7 +79,8 @@ class SubscriberTest {
                           if (x.getAckId().isEmpty()) {
                             nacks.add(x.getSequence());
                           } else {
-                            nackIds.add(x.getAckId() + ": " + x.getError());
+                            nackIds.add(
+                                x.getAckId() + " after " + x.getDelay().getSeconds() + "s: " + x.getError());
                           }
                         }
                         req.getModifyDeadlinesList()
@@ -238,7 +239,7 @@ class SubscriberTest {
     assertTimeoutPreemptively(java.time.Duration.ofSeconds(20), () -> self[0].run());
     assertEquals(List.of("a1", "a3"), ackIds);
     assertEquals(List.of(), acks);
-    assertEquals(List.of("a2: crm said 503 " + "é".repeat(1024 - "crm said 503 ".length())), nackIds);
+    assertEquals(List.of("a2 after 1s: crm said 503 " + "é".repeat(1024 - "crm said 503 ".length())), nackIds);
     assertEquals(new Leases.Stats(1, 1, 0, 1), self[0].stats());
     assertTrue(
         logged.stream().anyMatch(l -> l.contains("1 acks or nacks came after their lease ended")),
@@ -286,6 +287,15 @@ class SubscriberTest {
     assertEquals("a7: 1", modified.get(0));
     assertEquals(List.of("a7"), ackIds);
     assertEquals(1, self[0].stats().acked());
+  }
+
+  @Test
+  void nackDelayDoublesPerAttemptUpToAMinute() {
+    assertEquals(
+        List.of(1L, 1L, 2L, 4L, 32L, 60L, 60L, 60L),
+        java.util.stream.IntStream.of(0, 1, 2, 3, 6, 7, 8, 1000)
+            .mapToObj(a -> Leases.nackDelay(a).getSeconds())
+            .toList());
   }
 
   @Test
