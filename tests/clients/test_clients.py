@@ -14,10 +14,11 @@ refuses (INVALID_ARGUMENT) ends the example with exit code 1 instead of retrying
 
 Leases and dead letters (Go, Java, Node): an example whose handler fails on image messages
 (--fail-message-types) nacks one by its ack id on each of the group's 3 attempts
-(--max-delivery-attempts; the examples ask for it again after 1 s, then 2 s), after which it waits in the group's dead letters with the handler's
-error, while the text message beside it is acked by its ack id: the server confirms exactly
-that ack (acks by sequence are never confirmed) and nothing stays pending. Redelivered from
-the dead letters, the image comes again at attempt 1 and is acked.
+(--max-delivery-attempts; the examples ask for it again after 1 s, then 2 s), after which it
+waits in the group's dead letters with the handler's error, while the text message beside it
+is acked by its ack id: the server confirms exactly that ack (acks by sequence are never
+confirmed) and nothing stays pending. Listed and redelivered with `wahook groups
+dead-letters` (as the READMEs say), the image comes again at attempt 1 and is acked.
 
 Each client is built once per run by its make target (a no-op when already built).
 """
@@ -506,6 +507,19 @@ def wait_dead_letters(target: str, group: str, n: int, timeout: float = 60.0) ->
     return list(got)
 
 
+def groups_cli(target: str, *args: str) -> str:
+    """`wahook groups ARGS` against the sidecar; its stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "wahook.cli", "groups", *args, "--target", target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"wahook groups {args}: {proc.stderr}"
+    return proc.stdout
+
+
 def confirmed(example: Example) -> dict[str, int]:
     """What the example says the server confirmed (its last stderr line of that form)."""
     found = CONFIRMED.findall(example.log.read_text())
@@ -567,12 +581,11 @@ def test_example_acks_by_ack_id_and_dead_letters_a_failing_event(
     finally:
         poisoned.close()
 
-    redelivered = stub_call(
-        target,
-        "RedeliverDeadLetters",
-        service_pb2.RedeliverDeadLettersRequest(consumer_group=group, all=True),
-    )
-    assert redelivered.count == 1
+    # What the READMEs tell a user to run: list the dead letters, then send them back.
+    [listed] = [json.loads(line) for line in groups_cli(target, "dead-letters", group).splitlines()]
+    assert (listed["event"]["id"], listed["attempts"]) == (image_id, 3)
+    assert listed["lastError"] == "message type image refused (--fail-message-types)"
+    groups_cli(target, "dead-letters", group, "--redeliver-all")
     healed = Example(
         command(lang, target, group, "--count", "1"), tmp_path / "healed.log", data_dir
     )
