@@ -20,6 +20,9 @@ is acked by its ack id: the server confirms exactly that ack (acks by sequence a
 confirmed) and nothing stays pending. Listed and redelivered with `wahook groups
 dead-letters` (as the READMEs say), the image comes again at attempt 1 and is acked.
 
+Message sizes (all four): a signed 3 MB text message becomes a ~6 MB event, over gRPC's
+default 4 MiB; each example's 9 MiB receive limit takes it, and nothing is dead-lettered.
+
 Each client is built once per run by its make target (a no-op when already built).
 """
 
@@ -240,9 +243,14 @@ def post(server: WahookProcess, ctx: ssl.SSLContext, body: bytes) -> None:
         assert resp.status == 200
 
 
+def channel(target: str) -> grpc.Channel:
+    # Events can be larger than gRPC's default 4 MiB (see the 3 MB test).
+    return grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 9 << 20)])
+
+
 def stored_ids(target: str) -> dict[tuple[str, str], event_pb2.Event]:
     """(type, message id) → the stored event, from ListEvents."""
-    with grpc.insecure_channel(target) as ch:
+    with channel(target) as ch:
         resp = service_pb2_grpc.EventServiceStub(ch).ListEvents(
             service_pb2.ListEventsRequest(page_size=1000), timeout=10
         )
@@ -255,7 +263,7 @@ def stored_ids(target: str) -> dict[tuple[str, str], event_pb2.Event]:
 
 
 def pending(target: str, group: str) -> int:
-    with grpc.insecure_channel(target) as ch:
+    with channel(target) as ch:
         resp = service_pb2_grpc.EventServiceStub(ch).GetConsumerGroup(
             service_pb2.GetConsumerGroupRequest(consumer_group=group), timeout=10
         )
@@ -494,7 +502,7 @@ CONFIRMED = re.compile(r"confirmed (\d+) acks, (\d+) nacks, (\d+) lease extensio
 
 
 def stub_call(target: str, method: str, request: Any) -> Any:
-    with grpc.insecure_channel(target) as ch:
+    with channel(target) as ch:
         return getattr(service_pb2_grpc.EventServiceStub(ch), method)(request, timeout=10)
 
 
@@ -598,3 +606,42 @@ def test_example_acks_by_ack_id_and_dead_letters_a_failing_event(
         assert wait_dead_letters(target, group, 0) == []
     finally:
         healed.close()
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_example_receives_an_event_over_grpcs_default_4_mib(
+    lang: str, built: set[str], wahook_factory: type[WahookFactory], certs: Certs, tmp_path: Path
+) -> None:
+    """A 3 MB text message (under the 4 MiB body cap) becomes a ~6 MB event (typed text and
+    raw JSON): each example's 9 MiB receive limit, announced as max_receive_bytes, takes it."""
+    build(lang, built)
+    ctx = certs.client_context()
+    data_dir = tmp_path / "data"
+    server = wahook_factory.start(data_dir)
+    target = server.grpc_target
+    group = f"{lang}-large"
+    empty = len(message("wamid.T-0301", "text", {"body": ""}, {}).body)
+    size = 3_000_000
+    large = message("wamid.T-0301", "text", {"body": "x" * (size - empty)}, {})
+    assert len(large.body) == size
+    after = message("wamid.T-0302", "text", {"body": "after"}, {"text": "after"})
+    for f in (large, after):
+        post(server, ctx, f.body)
+    stored = stored_ids(target)
+
+    example = Example(
+        command(lang, target, group, "--count", "2"), tmp_path / "large.log", data_dir
+    )
+    try:
+        got = example.wait_lines(2)
+        assert [(line["id"], line["attempt"]) for line in got] == [
+            (stored[large.key].id, 1),
+            (stored[after.key].id, 1),
+        ]
+        assert len(got[0]["text"]) == size - empty
+        assert example.wait_exit() == 0
+        wait_pending_zero(target, group)
+        req = service_pb2.ListDeadLettersRequest(consumer_group=group)
+        assert list(stub_call(target, "ListDeadLetters", req).dead_letters) == []
+    finally:
+        example.close()
