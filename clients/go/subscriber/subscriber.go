@@ -37,7 +37,8 @@ type Subscriber struct {
 	// doubles after each failed attempt and resets once a stream delivers.
 	// Zero means 100 ms and 10 s, as the service documentation recommends.
 	MinBackoff, MaxBackoff time.Duration
-	// Logf, when set, receives one line per reconnect.
+	// Logf, when set, receives one line per reconnect, and one per response
+	// that says acks came too late (from the goroutine reading the stream).
 	Logf func(format string, args ...any)
 	// DrainTimeout is how long Run waits, when stopping, for the server to
 	// confirm the final acks and end the stream. Zero means 2 s.
