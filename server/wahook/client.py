@@ -339,14 +339,16 @@ class Subscriber:
                     # A write that did go out is harmless to repeat (acks are idempotent).
                     self._unsent[:0] = items
                     raise
-            if self._stopping.is_set():
+            # Acks made while that write was under way are sent first (they set _wakeup).
+            if self._stopping.is_set() and not self._unsent:
                 # The server confirms nothing once the stream is half-closed: wait for the
                 # confirmations of what was sent (stop()'s grace bounds the wait).
-                while self._unconfirmed:
+                while self._unconfirmed and not self._unsent:
                     self._confirmed.clear()
                     await self._confirmed.wait()
-                await call.done_writing()
-                return
+                if not self._unsent:
+                    await call.done_writing()
+                    return
 
     async def _see_open(self, call: _Call) -> None:
         # The server sends its headers as soon as the subscription is accepted; a call

@@ -103,6 +103,19 @@ async def test_counts_what_the_server_confirmed_and_stops_once_it_did(live: Live
     assert info.pending_count == 1  # the nacked one
 
 
+async def test_stop_sends_an_ack_made_while_an_earlier_one_was_being_written(
+    live: Live,
+) -> None:
+    await live.add(2)
+    async with Subscriber(live.target, "g") as sub:
+        a, b = await take(sub, 2)
+        await sub.ack(a)
+        await asyncio.sleep(0)  # the writer takes a's ack and starts writing it
+        await sub.ack(b)
+    assert sub.confirmed_acks == 2
+    assert await nothing_pending(live.log, "g")
+
+
 async def test_unacked_events_come_again_to_the_next_subscriber(live: Live) -> None:
     await live.add(2)
     async with Subscriber(live.target, "g") as sub:
