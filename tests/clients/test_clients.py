@@ -12,7 +12,7 @@ group, rejoined, gets nothing more and --idle-exit ends it; --count beyond what 
 ends with 4, a target where nothing listens with 3; last, a subscription the server
 refuses (INVALID_ARGUMENT) ends the example with exit code 1 instead of retrying.
 
-Leases and dead letters (Go, Java, Node): an example whose handler fails on image messages
+Leases and dead letters (all four): an example whose handler fails on image messages
 (--fail-message-types) nacks one by its ack id on each of the group's 3 attempts
 (--max-delivery-attempts; the examples ask for it again after 1 s, then 2 s), after which it
 waits in the group's dead letters with the handler's error, while the text message beside it
@@ -497,7 +497,7 @@ def test_example_sends_the_token_the_sidecar_asks_for(
 # --- leases and dead letters ----------------------------------------------------------------
 
 # The examples that use ack ids and take --max-delivery-attempts and --fail-message-types.
-LEASE_LANGUAGES = ["go", "java", "node"]
+LEASE_LANGUAGES = ["go", "java", "node", "python"]
 CONFIRMED = re.compile(r"confirmed (\d+) acks, (\d+) nacks, (\d+) lease extensions; (\d+) expired")
 
 
