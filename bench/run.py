@@ -89,7 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--suites", default=",".join(SUITES), help=f"comma list of {SUITES}")
     p.add_argument(
         "--servers",
-        default="bare,bare_uvloop,bare_delegate,hmac_json,pywa,express,wahook,wahook_access_all",
+        default="bare,bare_uvloop,bare_delegate,hmac_json,pywa,express,pywa_async,wahook,"
+        "wahook_access_all",
         help="for throughput, which runs `floor` (the do-nothing Go server) only when named here; "
         "open_loop runs `floor` first, then these minus the what-ifs bare_uvloop, bare_delegate, "
         "wahook_access_all",
@@ -171,7 +172,12 @@ def run_suite(
         return suites_http.ingest_with_groups(ctx, args.group_rounds, args.seconds, args.groups)
     if name == "side_by_side":
         return suites_http.side_by_side(
-            ctx, args.rounds, args.seconds, args.groups, aa=args.side_by_side_aa
+            ctx,
+            args.rounds,
+            args.seconds,
+            args.groups,
+            aa=args.side_by_side_aa,
+            vs_pywa_async="pywa_async" in names,
         )
     if name == "backlog":
         return suites_sub.backlog(ctx, args.backlog)

@@ -19,9 +19,31 @@ def _verdict(ok: bool | None, note: str = "") -> str:
     return f"{base} {note}".strip()
 
 
-def targets(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(target, figure, threshold, verdict) for each issue-5 target that was measured."""
+def _pywa_async_targets(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The headline (issue 17): wahook's ingest per core against pywa's async receiver,
+    side by side (CPU per POST, both on core 1 at once) and sequential (closed-loop medians)."""
     rows: list[tuple[str, str, str, str]] = []
+    vs = _get(r, "side_by_side", "vs_pywa_async")
+    if vs is not None:
+        cpu = vs["cpu_us_per_post"]
+        fig = (
+            f"{vs['cpu_ratio']:.2f}x (wahook {cpu['wahook']:.0f} us vs pywa async "
+            f"{cpu['pywa_async']:.0f} us per POST; served {vs['served_ratio']:.2f}x)"
+        )
+        ok = _verdict(vs["cpu_ratio"] >= 1.0, _unsaturated(vs))
+        rows.append(("ingest vs pywa async, side by side (CPU per POST)", fig, ">= 1.00x", ok))
+    rps = _get(r, "throughput", "median_rps") or {}
+    if rps.get("pywa_async") and "wahook" in rps:
+        ratio = rps["wahook"] / rps["pywa_async"]
+        fig = f"{ratio:.2f}x ({rps['wahook']} vs {rps['pywa_async']} POSTs/s)"
+        rows.append(("ingest vs pywa async, sequential", fig, ">= 1.00x", _verdict(ratio >= 1.0)))
+    return rows
+
+
+def targets(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(target, figure, threshold, verdict) for each issue-5 and issue-17 target that was
+    measured, the issue-17 headline (wahook vs pywa's async receiver) first."""
+    rows = _pywa_async_targets(r)
     ratio = _get(r, "throughput", "ratio", "wahook/bare")
     if ratio is not None:
         rps = _get(r, "throughput", "median_rps")
@@ -239,6 +261,7 @@ def _side_by_side_table(sbs: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     labels = {
+        "vs_pywa_async": "wahook vs pywa async",
         "vs_bare": "wahook vs bare Tornado",
         "groups": f"wahook, {sbs.get('groups', {}).get('groups')} groups reading vs none",
         "aa": "A/A: wahook vs wahook",
@@ -332,7 +355,7 @@ def render(r: dict[str, Any]) -> str:
     lines.append(f"Mode: {'smoke' if r.get('smoke') else 'full'}; options: {r.get('options', {})}")
     lines += [
         "",
-        "## Targets (issue 5)",
+        "## Targets (issues 17 and 5)",
         "",
         "| target | figure | threshold | verdict |",
         "|---|---|---|---|",
@@ -360,9 +383,10 @@ def render(r: dict[str, Any]) -> str:
             rounds = ", ".join(str(row[k]) for row in tp["rounds"])
             rel = tp["ratio"].get(f"{k}/bare", 1.0 if k == "bare" else "")
             lines.append(f"| {k} | {v} | {rounds} | {rel} |")
-        pywa = tp["median_rps"].get("pywa")
-        if pywa and "wahook" in tp["median_rps"]:
-            lines.append(f"\nwahook / pywa: {tp['median_rps']['wahook'] / pywa:.3f}x")
+        for name in ("pywa", "pywa_async"):
+            base = tp["median_rps"].get(name)
+            if base and "wahook" in tp["median_rps"]:
+                lines.append(f"\nwahook / {name}: {tp['median_rps']['wahook'] / base:.3f}x")
     tls = r.get("tls")
     if tls and "rps" in tls:
         rps = tls["rps"]

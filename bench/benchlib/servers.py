@@ -23,12 +23,14 @@ from pathlib import Path
 from benchlib.tools import (
     BENCH,
     EXPRESS_DIR,
+    PYWA_ASYNC_DIR,
     PYWA_DIR,
     REPO,
     SERVER_CORE,
     ensure_express,
     ensure_floor,
     ensure_pywa,
+    ensure_pywa_async,
     ensure_uvloop,
     pinned,
 )
@@ -38,6 +40,13 @@ BASELINES = {
     "hmac_json": BENCH / "baselines" / "hmac_json_tornado.py",
     "bare_delegate": BENCH / "baselines" / "bare_tornado_delegate.py",
 }
+
+
+# Put before every server's argv (after the core pinning), e.g. valgrind for
+# bench/bench_post_cost.py --callgrind; empty for every suite of run.py.
+SPAWN_PREFIX: list[str] = []
+# How long a server may take to answer its first request (valgrind slows start-up ~40x).
+READY_TIMEOUT = 30.0
 
 
 def free_port() -> int:
@@ -116,7 +125,8 @@ class Server:
             self._tmp = None
 
 
-def _wait_ready(server: Server, path: str, timeout: float = 30.0) -> None:
+def _wait_ready(server: Server, path: str, timeout: float | None = None) -> None:
+    timeout = READY_TIMEOUT if timeout is None else timeout
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -154,7 +164,11 @@ def _spawn(
     log_path = log_dir / f"{name}-{int(time.time() * 1000)}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            pinned(SERVER_CORE, argv), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO
+            pinned(SERVER_CORE, [*SPAWN_PREFIX, *argv]),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
         )
     return proc, log_path
 
@@ -173,8 +187,9 @@ def start_baseline(
     kind: str, secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None
 ) -> Server:
     """A baseline on a free port: Tornado ("bare", "bare_uvloop", "bare_delegate",
-    "hmac_json"), "pywa", "express" (Node) or "floor" (Go net/http, no work: the floor of this
-    machine and load tool)."""
+    "hmac_json"), "pywa" (pywa's sync client), "pywa_async" (pywa's async client on uvicorn,
+    uvloop and httptools), "express" (Node) or "floor" (Go net/http, no work: the floor of
+    this machine and load tool)."""
     port = free_port()
     env = dict(os.environ)
     if kind == "express":
@@ -182,6 +197,8 @@ def start_baseline(
         argv = ["node", str(EXPRESS_DIR / "server.js")]
     elif kind == "pywa":
         argv = [str(ensure_pywa()), str(PYWA_DIR / "receiver.py")]
+    elif kind == "pywa_async":
+        argv = [str(ensure_pywa_async()), str(PYWA_ASYNC_DIR / "receiver.py")]
     elif kind == "floor":
         argv = [str(ensure_floor())]
     elif kind == "bare_uvloop":

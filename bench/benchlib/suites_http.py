@@ -512,14 +512,24 @@ def _stop_all(sides: dict[str, Server]) -> None:
 
 
 def side_by_side(
-    ctx: Ctx, rounds: int, seconds: float, groups: int = 4, connections: int = 50, aa: bool = False
+    ctx: Ctx,
+    rounds: int,
+    seconds: float,
+    groups: int = 4,
+    connections: int = 50,
+    aa: bool = False,
+    vs_pywa_async: bool = False,
 ) -> dict[str, Any]:
     """Both servers of a comparison on the server core at once, a wrk with ``connections / 2``
-    each: wahook vs bare Tornado, then wahook with ``groups`` live readers vs wahook with none,
-    and with ``aa`` wahook vs wahook (the instrument's own spread). Fresh servers for each
-    comparison, warmed together, then ``rounds`` rounds of ``seconds``; medians."""
+    each: with ``vs_pywa_async`` first wahook vs pywa's async receiver (the headline), then
+    wahook vs bare Tornado, wahook with ``groups`` live readers vs wahook with none, and with
+    ``aa`` wahook vs wahook (the instrument's own spread). Fresh servers for each comparison,
+    warmed together, then ``rounds`` rounds of ``seconds``; medians."""
     each = max(1, connections // 2)
     out: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "connections_each": each}
+    if vs_pywa_async:
+        names = {"pywa_async": "pywa_async", "wahook": "wahook"}
+        out["vs_pywa_async"] = _fresh_pair(ctx, names, rounds, seconds, each)
     out["vs_bare"] = _fresh_pair(ctx, {"bare": "bare", "wahook": "wahook"}, rounds, seconds, each)
 
     sides = _started({"no_subscriber": "wahook", "with_groups": "wahook"}, ctx)

@@ -94,6 +94,7 @@ def ensure_express() -> Path:
 
 
 PYWA_DIR = BENCH / "baselines" / "pywa_starlette"
+PYWA_ASYNC_DIR = BENCH / "baselines" / "pywa_async"
 UVLOOP_DIR = BENCH / "baselines" / "tornado_uvloop"
 
 
@@ -115,6 +116,11 @@ def _side_venv(name: str, requirements: Path) -> Path:
 def ensure_pywa() -> Path:
     """Python with pywa[server] (pywa_starlette/requirements.txt)."""
     return _side_venv("pywa", PYWA_DIR / "requirements.txt")
+
+
+def ensure_pywa_async() -> Path:
+    """Python with pywa[server], uvicorn, httptools and uvloop (pywa_async/requirements.txt)."""
+    return _side_venv("pywa-async", PYWA_ASYNC_DIR / "requirements.txt")
 
 
 def ensure_uvloop() -> Path:

@@ -454,8 +454,10 @@ def _assert_open_loop_reading(reading: dict[str, Any], names: list[str]) -> None
         # The server ran on core 1, so it was busy. Not compared with the share: the process's
         # time comes from its measured run time, the core's from sampling at each tick, and for
         # a server that wakes for 100-odd us at a time the two differ by a few points either
-        # way (floor at 1,000/s: 13% share, 11% busy).
-        assert 0 < s["core_busy"] <= 1
+        # way (floor at 1,000/s: 13% share, 11% busy). Sampled per tick, a core that served
+        # a smoke run's ~200 POSTs quickly (the floor, or any server on a fast machine at the
+        # scaled rate) may show no busy tick at all: 0 is a reading, not an error.
+        assert 0 <= s["core_busy"] <= 1
 
 
 def test_smoke_open_loop_reports_percentiles_of_all_200s(smoke_results: dict[str, Any]) -> None:

@@ -113,6 +113,18 @@ async def test_an_ack_after_the_deadline_is_confirmed_expired_once_redelivered(
     assert await rpc.pending("g") == 1
 
 
+async def test_acks_sent_just_before_a_half_close_are_confirmed(rpc: Rpc) -> None:
+    """A client that acks and half-closes at once (wahook tail, the Python client at
+    stop) still learns which acks took effect before the stream ends."""
+    await rpc.log.append([message(1)])
+    sub = rpc.subscribe(consumer_group="g")
+    [delivery] = await sub.take(1)
+    sub.send(service_pb2.SubscribeRequest(ack_ids=[delivery.ack_id]))
+    sub.half_close()
+    assert list((await sub.confirmation()).acked_ids) == [delivery.ack_id]
+    await rpc.wait_pending("g", 0)
+
+
 async def test_an_ack_id_the_server_never_issued_is_invalid_argument(rpc: Rpc) -> None:
     await rpc.log.append([message(1)])
     sub = rpc.subscribe(consumer_group="g")

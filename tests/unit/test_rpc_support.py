@@ -178,7 +178,7 @@ class Subscriber:
                 got.extend(await self.batch(within))
         return got
 
-    async def confirmation(self, within: float = 5.0) -> service_pb2.LeaseConfirmation:
+    async def confirmation(self, within: float = 30.0) -> service_pb2.LeaseConfirmation:
         """The next response's confirmation (deliveries meanwhile go to ``responses``)."""
         async with asyncio.timeout(within):
             while True:

@@ -18,6 +18,7 @@ import tornado.web
 from wahook.core.challenge import verify_challenge
 from wahook.core.normalize import normalize
 from wahook.http.allowlist import AllowList
+from wahook.http.fast_conn import FastServerConnection
 from wahook.http.handlers import (
     HealthHandler,
     MetricsHandler,
@@ -127,7 +128,14 @@ class _FrontServer(tornado.httpserver.HTTPServer):
         stream.set_nodelay(True)
         stream.set_nodelay = _nodelay_stays_on  # type: ignore[method-assign]
         answer_oversized_head(stream)
-        super().handle_stream(stream, address)
+        # HTTPServer.handle_stream, with the front's connection (http.fast_conn) in place
+        # of Tornado's HTTP1ServerConnection, which it hands anything but a webhook POST.
+        context = tornado.httpserver._HTTPRequestContext(
+            stream, address, self.protocol, self.trusted_downstream
+        )
+        conn = FastServerConnection(stream, self.conn_params, context)
+        self._connections.add(conn)  # type: ignore[arg-type]
+        conn.start_serving(self)
 
     def on_close(self, server_conn: object) -> None:
         super().on_close(server_conn)

@@ -126,11 +126,25 @@ class Acceptor:
         if self._open_count() < self._cap:
             self._listen(True)
 
+    def _resume_at_cap(self) -> None:
+        """Listen again after a turn at the cap: what the backlog holds makes the socket
+        readable, and ``_ready`` evicts for it then."""
+        self._retry = None
+        self._listen(True)
+
     def _ready(self, fd: object, events: int) -> None:
         # As many as the backlog holds, at most 128 a turn so requests on open
         # connections are not starved (Tornado's loop does the same).
+        accepted = 0
         for _ in range(128):
             if self._open_count() >= self._cap:
+                if accepted:
+                    # The connections accepted in this turn count as waiting for a request
+                    # only once their loop has run: choosing one to evict now would find
+                    # only the keep-alive connections in use. Look again next turn.
+                    self._listen(False)
+                    self._retry = self._loop.call_later(0, self._resume_at_cap)
+                    return
                 # Paused until a connection closes: the one evicted here, else any. (Not
                 # accepting at once: a new connection is idle until its loop has run, so
                 # a burst would evict the keep-alive connections in use.)
@@ -164,6 +178,7 @@ class Acceptor:
                 self._backoff = min(self._backoff * 2, EMFILE_BACKOFF_MAX)
                 return
             self._on_connection(conn, address)
+            accepted += 1
 
 
 def answer_oversized_head(stream: tornado.iostream.IOStream) -> None:

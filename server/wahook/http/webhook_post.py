@@ -43,6 +43,7 @@ from wahook.errors import (
     UriTooLongError,
     WahookError,
 )
+from wahook.http.fast_conn import write_now
 from wahook.http.handlers import (
     DEV_NO_SIGNATURE_WARNING,
     WebhookDeps,
@@ -425,10 +426,11 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
             # builds an HTTPHeaders and checks every line for CR/LF, ~5% of a POST's CPU
             # here, for a response whose every byte is ours.
             try:
-                stream.write(
+                write_now(
+                    stream,
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: %d\r\nDate: %s\r\n\r\n%s"
-                    % (len(body), self._front.date.now_bytes(), body)
+                    % (len(body), self._front.date.now_bytes(), body),
                 )
             except tornado.iostream.StreamClosedError:
                 log.debug("response not written: connection gone")

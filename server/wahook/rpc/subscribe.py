@@ -512,7 +512,7 @@ class Session:
                 self._schedule_deadline(deadline)
             self._confirm(these, done, self._confirmation.modified_ids)
 
-    async def deliveries(
+    async def deliveries(  # noqa: PLR0915 (one loop sharing the window, read-ahead, pacing)
         self, reader: asyncio.Task[None]
     ) -> AsyncIterator[service_pb2.SubscribeResponse | bytes]:
         """The responses of this stream, until shutdown or until the subscriber hangs up."""
@@ -528,7 +528,12 @@ class Session:
             while not self.hub.closing:
                 if reader.done():
                     reader.result()  # the subscriber's error (a bad request) ends the stream
-                    return  # the subscriber half-closed: it cannot ack, so stop delivering
+                    # The subscriber half-closed: it cannot ack, so stop delivering, but
+                    # first confirm the acks it sent before (the reader committed them).
+                    confirming = self._confirming(head)
+                    if confirming is not None:
+                        yield confirming
+                    return
                 # Cleared before the state is looked at: a wake-up from here on is not
                 # lost, and one that changed nothing (say, an ack of an unknown sequence
                 # while the window is full) cannot make the loop spin.
