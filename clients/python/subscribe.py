@@ -75,6 +75,15 @@ def summarize(delivery: service_pb2.Delivery) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v != ""}
 
 
+def refuse(types: list[str], delivery: service_pb2.Delivery) -> None:
+    """Stands in for a handler that fails on some events (a poison event): their nack carries
+    the error, and once the group's max_delivery_attempts are used up they wait in its dead
+    letters."""
+    kind = delivery.event.message.type_name
+    if kind and kind in types:
+        raise ValueError(f"message type {kind} refused (--fail-message-types)")
+
+
 def split(value: str) -> list[str]:
     return [p.strip() for p in value.split(",") if p.strip()]
 
@@ -93,6 +102,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--from", dest="start", choices=["earliest", "latest"], default="earliest")
     p.add_argument("--count", type=int, default=0, help="exit after N events (0: never)")
     p.add_argument("--idle-exit", type=float, default=0.0, help="exit after SECONDS without one")
+    p.add_argument(
+        "--max-delivery-attempts",
+        type=int,
+        default=0,
+        help="a new group's deliveries of an event before it is dead-lettered (0: the server's 10)",
+    )
+    p.add_argument(
+        "--fail-message-types",
+        default="",
+        help="e.g. image: its handler fails on these (nacked with the error: a poison event)",
+    )
     return p.parse_args(argv)
 
 
@@ -112,7 +132,9 @@ async def run(args: argparse.Namespace) -> int:
         start=args.start,
         consumer_name="python-example",
         token=args.token,
+        max_delivery_attempts=args.max_delivery_attempts,
     )
+    fail_types = split(args.fail_message_types)
     loop = asyncio.get_running_loop()
     stops: set[asyncio.Task[None]] = set()  # keep a reference until the task is done
 
@@ -134,10 +156,12 @@ async def run(args: argparse.Namespace) -> int:
             # `await sub.extend(delivery, seconds)` first.
             try:
                 print(json.dumps(summarize(delivery), ensure_ascii=False), flush=True)
-            except Exception as exc:  # the handler failed: again in 5 s, with the reason
-                # After the group's max_delivery_attempts the event goes to its dead
-                # letters with this error (`wahook groups dead-letters GROUP`).
-                await sub.nack(delivery, delay=5.0, error=f"{type(exc).__name__}: {exc}")
+                refuse(fail_types, delivery)
+            except Exception as exc:  # the handler failed: again in 1 s, doubling per attempt
+                # up to 1 min, with the reason. After the group's max_delivery_attempts the
+                # event goes to its dead letters with this error (`wahook groups dead-letters`).
+                delay = min(60.0, 2.0 ** (delivery.attempt - 1))
+                await sub.nack(delivery, delay=delay, error=str(exc) or type(exc).__name__)
                 continue
             await sub.ack(delivery)  # after handling: at-least-once
             handled += 1
@@ -153,6 +177,13 @@ async def run(args: argparse.Namespace) -> int:
         if idle is not None:
             idle.cancel()
         await sub.stop()
+        # What the server confirmed. An expired ack means the event comes again: handle
+        # events idempotently.
+        print(
+            f"wahook: confirmed {sub.confirmed_acks} acks, {sub.confirmed_nacks} nacks,"
+            f" {sub.confirmed_extensions} lease extensions; {sub.expired_acks} expired",
+            file=sys.stderr,
+        )
     if not sub.connected:
         print(f"wahook: never connected to {args.target}", file=sys.stderr)
         return 3

@@ -20,7 +20,8 @@ it was not acked before its deadline or its stream ended, so handle events
 idempotently by ``event.id``. ``token`` is sent as ``authorization: Bearer <token>``
 when the sidecar asks for one (WAHOOK_GRPC_TOKEN). Acks, nacks and ``extend`` name the
 delivery's lease (its ``ack_id``): one whose lease already ended (the event went to
-another subscriber) does nothing, and ``expired_acks`` counts those the server reported.
+another subscriber) does nothing, and ``expired_acks`` counts those the server reported
+(``confirmed_acks``, ``confirmed_nacks`` and ``confirmed_extensions`` count the others).
 A handler that needs longer than ``ack_deadline`` calls ``await sub.extend(delivery,
 seconds)``. After the group's ``max_delivery_attempts`` an event goes to its dead letters
 (see ``wahook groups dead-letters``), with the ``error`` of its last nack.
@@ -170,6 +171,9 @@ class Subscriber:
         if expire_after_idle is not None:  # unset: the server's default (7 days)
             self.options.expire_after_idle.CopyFrom(_duration(expire_after_idle))
         self.expired_acks = 0  # acks/nacks/extensions the server says came too late
+        # What the server confirmed took effect (SubscribeResponse.confirmation), over
+        # every stream.
+        self.confirmed_acks = self.confirmed_nacks = self.confirmed_extensions = 0
         self.credentials = credentials
         self.metadata = bearer(token)
         self.backoff_initial = backoff_initial
@@ -180,6 +184,10 @@ class Subscriber:
         # False after a run that never reached the server (wrong address, server down).
         self.connected = False
         self._unsent: list[_Outgoing] = []  # acks/nacks not yet written to a stream
+        # Ack ids of the acks and nacks written to this stream and not confirmed yet, and
+        # an event set on each confirmation: stop() half-closes once they are confirmed.
+        self._unconfirmed: set[str] = set()
+        self._confirmed = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         # One item per response: its deliveries not yet handed out (a list, consumed from
@@ -322,6 +330,8 @@ class Subscriber:
             items, self._unsent = self._unsent, []
             req = _request(items)
             if items:
+                # Before the write: its confirmation may be read before write() returns.
+                self._unconfirmed.update(req.ack_ids, (n.ack_id for n in req.nacks if n.ack_id))
                 try:
                     await call.write(req)
                 except BaseException:
@@ -329,9 +339,16 @@ class Subscriber:
                     # A write that did go out is harmless to repeat (acks are idempotent).
                     self._unsent[:0] = items
                     raise
-            if self._stopping.is_set():
-                await call.done_writing()
-                return
+            # Acks made while that write was under way are sent first (they set _wakeup).
+            if self._stopping.is_set() and not self._unsent:
+                # The server confirms nothing once the stream is half-closed: wait for the
+                # confirmations of what was sent (stop()'s grace bounds the wait).
+                while self._unconfirmed and not self._unsent:
+                    self._confirmed.clear()
+                    await self._confirmed.wait()
+                if not self._unsent:
+                    await call.done_writing()
+                    return
 
     async def _see_open(self, call: _Call) -> None:
         # The server sends its headers as soon as the subscription is accepted; a call
@@ -339,6 +356,19 @@ class Subscriber:
         await call.initial_metadata()
         if not call.done():
             self.connected = True
+
+    def _confirm(self, c: service_pb2.LeaseConfirmation) -> None:
+        self.confirmed_acks += len(c.acked_ids)
+        self.confirmed_nacks += len(c.nacked_ids)
+        self.confirmed_extensions += len(c.modified_ids)
+        self._unconfirmed.difference_update(c.acked_ids, c.nacked_ids, c.expired_ids)
+        self._confirmed.set()
+        if c.expired_ids:
+            self.expired_acks += len(c.expired_ids)
+            log.info(
+                "%d acks or nacks came after their lease ended (the events are delivered again)",
+                len(c.expired_ids),
+            )
 
     def _backoff(self, failures: int) -> float:
         # Equal jitter: half the exponential delay fixed, half random, so a fleet of
@@ -351,6 +381,7 @@ class Subscriber:
         try:
             while not self._stopping.is_set():
                 call = self._call = self._open()
+                self._unconfirmed.clear()  # a lease of an earlier stream ended with it
                 writer = asyncio.create_task(self._write_loop(call))
                 opened = asyncio.create_task(self._see_open(call))
                 code = grpc.StatusCode.OK
@@ -369,13 +400,8 @@ class Subscriber:
                         failures = 0
                         if response.deliveries:
                             self._inbox.put_nowait(list(response.deliveries))
-                        if response.confirmation.expired_ids:
-                            self.expired_acks += len(response.confirmation.expired_ids)
-                            log.info(
-                                "%d acks or nacks came after their lease ended (the events"
-                                " are delivered again)",
-                                len(response.confirmation.expired_ids),
-                            )
+                        if response.HasField("confirmation"):
+                            self._confirm(response.confirmation)
                 except grpc.aio.AioRpcError as exc:
                     code = exc.code()
                     if code not in RETRYABLE and not self._stopping.is_set():

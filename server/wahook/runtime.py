@@ -47,8 +47,8 @@ from wahook.rpc.auth import TokenSet
 from wahook.rpc.server import RpcHandle, create_server
 from wahook.rpc.subscribe import DeliveryStats
 from wahook.store.base import EventLog
-from wahook.store.redis_append import mask_url
-from wahook.store.redis_streams import RedisEventLog
+from wahook.store.redis import RedisEventLog
+from wahook.store.redis.append import mask_url
 from wahook.store.retention import expire_groups_periodically, prune_periodically
 from wahook.store.sqlite import SqliteEventLog
 

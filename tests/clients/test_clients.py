@@ -12,6 +12,17 @@ group, rejoined, gets nothing more and --idle-exit ends it; --count beyond what 
 ends with 4, a target where nothing listens with 3; last, a subscription the server
 refuses (INVALID_ARGUMENT) ends the example with exit code 1 instead of retrying.
 
+Leases and dead letters (all four): an example whose handler fails on image messages
+(--fail-message-types) nacks one by its ack id on each of the group's 3 attempts
+(--max-delivery-attempts; the examples ask for it again after 1 s, then 2 s), after which it
+waits in the group's dead letters with the handler's error, while the text message beside it
+is acked by its ack id: the server confirms exactly that ack (acks by sequence are never
+confirmed) and nothing stays pending. Listed and redelivered with `wahook groups
+dead-letters` (as the READMEs say), the image comes again at attempt 1 and is acked.
+
+Message sizes (all four): a signed 3 MB text message becomes a ~6 MB event, over gRPC's
+default 4 MiB; each example's 9 MiB receive limit takes it, and nothing is dead-lettered.
+
 Each client is built once per run by its make target (a no-op when already built).
 """
 
@@ -19,6 +30,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import signal
 import ssl
 import subprocess
@@ -231,9 +243,14 @@ def post(server: WahookProcess, ctx: ssl.SSLContext, body: bytes) -> None:
         assert resp.status == 200
 
 
+def channel(target: str) -> grpc.Channel:
+    # Events can be larger than gRPC's default 4 MiB (see the 3 MB test).
+    return grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 9 << 20)])
+
+
 def stored_ids(target: str) -> dict[tuple[str, str], event_pb2.Event]:
     """(type, message id) → the stored event, from ListEvents."""
-    with grpc.insecure_channel(target) as ch:
+    with channel(target) as ch:
         resp = service_pb2_grpc.EventServiceStub(ch).ListEvents(
             service_pb2.ListEventsRequest(page_size=1000), timeout=10
         )
@@ -246,7 +263,7 @@ def stored_ids(target: str) -> dict[tuple[str, str], event_pb2.Event]:
 
 
 def pending(target: str, group: str) -> int:
-    with grpc.insecure_channel(target) as ch:
+    with channel(target) as ch:
         resp = service_pb2_grpc.EventServiceStub(ch).GetConsumerGroup(
             service_pb2.GetConsumerGroupRequest(consumer_group=group), timeout=10
         )
@@ -473,5 +490,158 @@ def test_example_sends_the_token_the_sidecar_asks_for(
     try:
         assert len(example.wait_lines(1)) == 1
         assert example.wait_exit() == 0
+    finally:
+        example.close()
+
+
+# --- leases and dead letters ----------------------------------------------------------------
+
+# The examples that use ack ids and take --max-delivery-attempts and --fail-message-types.
+LEASE_LANGUAGES = ["go", "java", "node", "python"]
+CONFIRMED = re.compile(r"confirmed (\d+) acks, (\d+) nacks, (\d+) lease extensions; (\d+) expired")
+
+
+def stub_call(target: str, method: str, request: Any) -> Any:
+    with channel(target) as ch:
+        return getattr(service_pb2_grpc.EventServiceStub(ch), method)(request, timeout=10)
+
+
+def wait_dead_letters(target: str, group: str, n: int, timeout: float = 60.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    req = service_pb2.ListDeadLettersRequest(consumer_group=group)
+    while len(got := stub_call(target, "ListDeadLetters", req).dead_letters) < n:
+        assert time.monotonic() < deadline, f"group {group}: {len(got)}/{n} dead letters"
+        time.sleep(0.1)
+    return list(got)
+
+
+def groups_cli(target: str, *args: str) -> str:
+    """`wahook groups ARGS` against the sidecar; its stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "wahook.cli", "groups", *args, "--target", target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"wahook groups {args}: {proc.stderr}"
+    return proc.stdout
+
+
+def confirmed(example: Example) -> dict[str, int]:
+    """What the example says the server confirmed (its last stderr line of that form)."""
+    found = CONFIRMED.findall(example.log.read_text())
+    assert found, example.explain("printed no confirmation counts")
+    acked, nacked, extended, expired = map(int, found[-1])
+    return {"acked": acked, "nacked": nacked, "extended": extended, "expired": expired}
+
+
+@pytest.mark.parametrize("lang", LEASE_LANGUAGES)
+def test_example_acks_by_ack_id_and_dead_letters_a_failing_event(
+    lang: str, built: set[str], wahook_factory: type[WahookFactory], certs: Certs, tmp_path: Path
+) -> None:
+    build(lang, built)
+    ctx = certs.client_context()
+    data_dir = tmp_path / "data"
+    server = wahook_factory.start(data_dir)
+    target = server.grpc_target
+    group = f"{lang}-leases"
+    text = message("wamid.T-0201", "text", {"body": "fine"}, {"text": "fine"})
+    image = message(
+        "wamid.T-0202",
+        "image",
+        {"id": "1555010555003", "mime_type": "image/png", "sha256": "c2hh"},
+        {"media_id": "1555010555003", "mime_type": "image/png"},
+    )
+    for f in (text, image):
+        post(server, ctx, f.body)
+    stored = stored_ids(target)
+    text_id, image_id = stored[text.key].id, stored[image.key].id
+
+    poisoned = Example(
+        command(
+            lang, target, group, "--max-delivery-attempts", "3", "--fail-message-types", "image"
+        ),
+        tmp_path / "poisoned.log",
+        data_dir,
+    )
+    try:
+        # The text once; the image on each of its 3 attempts, nacked each time.
+        got = poisoned.wait_lines(4)
+        [dead] = wait_dead_letters(target, group, 1)
+        wait_pending_zero(target, group)
+        assert [line["attempt"] for line in got if line["id"] == text_id] == [1]
+        assert [line["attempt"] for line in got if line["id"] == image_id] == [1, 2, 3]
+        assert dead.event.id == image_id
+        assert dead.attempts == 3
+        assert dead.last_error == "message type image refused (--fail-message-types)"
+        info = stub_call(
+            target, "GetConsumerGroup", service_pb2.GetConsumerGroupRequest(consumer_group=group)
+        ).group
+        assert (info.max_delivery_attempts, info.dead_letter_count) == (3, 1)
+        poisoned.proc.send_signal(signal.SIGTERM)
+        code = poisoned.wait_exit(timeout=15)
+        assert code == 0, poisoned.explain(f"exit {code}")
+        # Only acks by ack id are confirmed: the text's was.
+        counts = confirmed(poisoned)
+        assert (counts["acked"], counts["expired"]) == (1, 0), poisoned.explain(str(counts))
+        assert counts["nacked"] == 3, poisoned.explain(str(counts))
+    finally:
+        poisoned.close()
+
+    # What the READMEs tell a user to run: list the dead letters, then send them back.
+    [listed] = [json.loads(line) for line in groups_cli(target, "dead-letters", group).splitlines()]
+    assert (listed["event"]["id"], listed["attempts"]) == (image_id, 3)
+    assert listed["lastError"] == "message type image refused (--fail-message-types)"
+    groups_cli(target, "dead-letters", group, "--redeliver-all")
+    healed = Example(
+        command(lang, target, group, "--count", "1"), tmp_path / "healed.log", data_dir
+    )
+    try:
+        [line] = healed.wait_lines(1)
+        assert (line["id"], line["attempt"]) == (image_id, 1)
+        assert healed.wait_exit() == 0
+        assert confirmed(healed)["acked"] == 1, healed.explain("ack not confirmed")
+        wait_pending_zero(target, group)
+        assert wait_dead_letters(target, group, 0) == []
+    finally:
+        healed.close()
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_example_receives_an_event_over_grpcs_default_4_mib(
+    lang: str, built: set[str], wahook_factory: type[WahookFactory], certs: Certs, tmp_path: Path
+) -> None:
+    """A 3 MB text message (under the 4 MiB body cap) becomes a ~6 MB event (typed text and
+    raw JSON): each example's 9 MiB receive limit, announced as max_receive_bytes, takes it."""
+    build(lang, built)
+    ctx = certs.client_context()
+    data_dir = tmp_path / "data"
+    server = wahook_factory.start(data_dir)
+    target = server.grpc_target
+    group = f"{lang}-large"
+    empty = len(message("wamid.T-0301", "text", {"body": ""}, {}).body)
+    size = 3_000_000
+    large = message("wamid.T-0301", "text", {"body": "x" * (size - empty)}, {})
+    assert len(large.body) == size
+    after = message("wamid.T-0302", "text", {"body": "after"}, {"text": "after"})
+    for f in (large, after):
+        post(server, ctx, f.body)
+    stored = stored_ids(target)
+
+    example = Example(
+        command(lang, target, group, "--count", "2"), tmp_path / "large.log", data_dir
+    )
+    try:
+        got = example.wait_lines(2)
+        assert [(line["id"], line["attempt"]) for line in got] == [
+            (stored[large.key].id, 1),
+            (stored[after.key].id, 1),
+        ]
+        assert len(got[0]["text"]) == size - empty
+        assert example.wait_exit() == 0
+        wait_pending_zero(target, group)
+        req = service_pb2.ListDeadLettersRequest(consumer_group=group)
+        assert list(stub_call(target, "ListDeadLetters", req).dead_letters) == []
     finally:
         example.close()

@@ -13,7 +13,7 @@ from typing import Protocol
 import pytest
 from redis_server import RedisServer, start_redis
 from wahook.store.base import EventLog
-from wahook.store.redis_streams import RedisEventLog
+from wahook.store.redis import RedisEventLog
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import event_pb2, message_pb2, status_pb2
 

@@ -24,7 +24,7 @@ MESSAGES = EventFilter(event_types=frozenset({event_pb2.EVENT_TYPE_MESSAGE}))
 
 
 async def seqs_of(log: EventLog, group: str, consumer: str, n: int, now: float = NOW) -> list[int]:
-    return [d.event.sequence for d in await log.fetch(group, consumer, n, 30.0, now)]
+    return (await log.fetch(group, consumer, n, 30.0, now)).sequences
 
 
 # -- append, durability, dedupe ------------------------------------------------------------
@@ -255,36 +255,40 @@ async def test_filter_conflict_is_a_failed_precondition(event_log: EventLog) -> 
 async def test_fetch_in_chunks_then_ack(event_log: EventLog) -> None:
     s = (await event_log.append([message(i) for i in range(5)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    batch = await event_log.fetch("g", "c", 3, 30.0, NOW)
+    fetched = await event_log.fetch("g", "c", 3, 30.0, NOW)
+    batch = fetched.deliveries()
     assert [(d.event.sequence, d.attempt, d.deadline) for d in batch] == [
         (q, 1, NOW + 30.0) for q in s[:3]
     ]
     assert batch[0].event.id == message(0).id
     assert await seqs_of(event_log, "g", "c", 3) == s[3:]
-    assert await event_log.ack("g", [s[0], s[1], 999_999]) == 2
-    assert await event_log.ack("g", [s[0]]) == 0
+    held = [(q, fetched.lease) for q in (s[0], s[1], 999_999)]
+    assert sorted(await event_log.ack_leases("g", held)) == [s[0], s[1]]
+    assert await event_log.ack_leases("g", held[:1]) == []
     info = await event_log.group_info("g")
     assert info is not None
     assert (info.pending_count, info.lag, info.head_sequence) == (3, 0, s[4])
-    assert await event_log.fetch("g", "c", 10, 30.0, NOW) == []
+    assert (await event_log.fetch("g", "c", 10, 30.0, NOW)).deliveries() == []
 
 
 async def test_acks_of_long_runs_remove_exactly_what_they_name(event_log: EventLog) -> None:
     s = (await event_log.append([message(i) for i in range(40)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    a = await seqs_of(event_log, "g", "a", 10)
-    b = await seqs_of(event_log, "g", "b", 10)
-    a += await seqs_of(event_log, "g", "a", 20)
-    assert sorted(a + b) == s
+    lease_of: dict[int, int] = {}
+    for consumer, n in (("a", 10), ("b", 10), ("a", 20)):
+        batch = await event_log.fetch("g", consumer, n, 30.0, NOW)
+        lease_of.update(dict.fromkeys(batch.sequences, batch.lease))
+    assert sorted(lease_of) == s
     # Consecutive runs (acked as ranges) spanning another consumer's pending events,
     # out of order, with repeats and unknown sequences.
     acked = [*reversed(s[:10]), *s[20:38], s[5], 10**9, 10**9 + 1]
-    assert await event_log.ack("g", acked) == 28
-    assert await event_log.ack("g", s[:10]) == 0
+    held = [(q, lease_of.get(q, 1)) for q in acked]
+    assert sorted(await event_log.ack_leases("g", held)) == [*s[:10], *s[20:38]]
+    assert await event_log.ack_leases("g", held[:10]) == []
     info = await event_log.group_info("g")
     assert info is not None
     assert info.pending_count == 12
-    redelivered = await event_log.fetch("g", "c", 100, 30.0, NOW + 31)
+    redelivered = (await event_log.fetch("g", "c", 100, 30.0, NOW + 31)).deliveries()
     assert [d.event.sequence for d in redelivered] == [*s[10:20], *s[38:]]
     assert {d.attempt for d in redelivered} == {2}
 
@@ -292,12 +296,12 @@ async def test_acks_of_long_runs_remove_exactly_what_they_name(event_log: EventL
 async def test_unacked_event_comes_again_after_its_deadline(event_log: EventLog) -> None:
     s = (await event_log.append([message(1), message(2)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    await event_log.fetch("g", "c1", 10, 10.0, NOW)
-    await event_log.ack("g", [s[1]])
-    assert await event_log.fetch("g", "c1", 10, 10.0, NOW + 9.9) == []
-    again = await event_log.fetch("g", "c2", 10, 10.0, NOW + 10.0)
+    first = await event_log.fetch("g", "c1", 10, 10.0, NOW)
+    await event_log.ack_leases("g", [(s[1], first.lease)])
+    assert (await event_log.fetch("g", "c1", 10, 10.0, NOW + 9.9)).deliveries() == []
+    again = (await event_log.fetch("g", "c2", 10, 10.0, NOW + 10.0)).deliveries()
     assert [(d.event.sequence, d.attempt, d.deadline) for d in again] == [(s[0], 2, NOW + 20.0)]
-    third = await event_log.fetch("g", "c2", 10, 10.0, NOW + 25.0)
+    third = (await event_log.fetch("g", "c2", 10, 10.0, NOW + 25.0)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in third] == [(s[0], 3)]
 
 
@@ -306,11 +310,11 @@ async def test_a_shorter_ack_deadline_of_another_stream_still_expires_on_time(
 ) -> None:
     s = (await event_log.append([message(i) for i in range(4)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    assert [d.event.sequence for d in await event_log.fetch("g", "slow", 2, 60.0, NOW)] == s[:2]
-    assert [d.event.sequence for d in await event_log.fetch("g", "fast", 1, 10.0, NOW)] == [s[2]]
-    got = await event_log.fetch("g", "c", 1, 100.0, NOW + 10)
+    assert (await event_log.fetch("g", "slow", 2, 60.0, NOW)).sequences == s[:2]
+    assert (await event_log.fetch("g", "fast", 1, 10.0, NOW)).sequences == [s[2]]
+    got = (await event_log.fetch("g", "c", 1, 100.0, NOW + 10)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in got] == [(s[2], 2)]
-    got = await event_log.fetch("g", "c", 10, 30.0, NOW + 60)
+    got = (await event_log.fetch("g", "c", 10, 30.0, NOW + 60)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in got] == [(s[0], 2), (s[1], 2), (s[3], 1)]
 
 
@@ -330,36 +334,36 @@ async def test_redeliveries_come_before_new_events(event_log: EventLog) -> None:
     s = (await event_log.append([message(1), message(2)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
     await event_log.fetch("g", "c", 1, 5.0, NOW)
-    got = await event_log.fetch("g", "c", 1, 5.0, NOW + 6)
+    got = (await event_log.fetch("g", "c", 1, 5.0, NOW + 6)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in got] == [(s[0], 2)]
 
 
 async def test_nack_redelivers_after_the_delay(event_log: EventLog) -> None:
     s = (await event_log.append([message(1), message(2)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    await event_log.fetch("g", "c", 10, 30.0, NOW)
-    assert await event_log.nack("g", [s[0]], NOW + 5) == 1
-    assert await event_log.nack("g", [s[0] + 1000], NOW) == 0
-    assert await event_log.nack("g", [s[1]], NOW) == 1
-    now_batch = await event_log.fetch("g", "c", 10, 30.0, NOW + 1)
+    lease = (await event_log.fetch("g", "c", 10, 30.0, NOW)).lease
+    assert await event_log.nack_leases("g", [(s[0], lease)], NOW + 5, "busy") == [s[0]]
+    assert await event_log.nack_leases("g", [(s[0] + 1000, lease)], NOW, "busy") == []
+    assert await event_log.nack_leases("g", [(s[1], lease)], NOW, "busy") == [s[1]]
+    now_batch = (await event_log.fetch("g", "c", 10, 30.0, NOW + 1)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in now_batch] == [(s[1], 2)]
     # The nacking consumer's stream ends: the delay still holds.
     # The consumer's stream ends: s[1] (redelivered to it) is due again at once, while
     # the nacked s[0] keeps its delay.
     assert await event_log.release("g", "c", NOW + 2) == 1
-    at_release = await event_log.fetch("g", "c2", 10, 30.0, NOW + 2)
+    at_release = (await event_log.fetch("g", "c2", 10, 30.0, NOW + 2)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in at_release] == [(s[1], 3)]
-    later = await event_log.fetch("g", "c2", 10, 30.0, NOW + 5)
+    later = (await event_log.fetch("g", "c2", 10, 30.0, NOW + 5)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in later] == [(s[0], 2)]
 
 
 async def test_nack_delay_survives_release(event_log: EventLog) -> None:
     s = (await event_log.append([message(1)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    await event_log.fetch("g", "c", 10, 30.0, NOW)
-    await event_log.nack("g", s, NOW + 5)
+    lease = (await event_log.fetch("g", "c", 10, 30.0, NOW)).lease
+    await event_log.nack_leases("g", [(q, lease) for q in s], NOW + 5, "busy")
     assert await event_log.release("g", "c", NOW + 1) == 0
-    assert await event_log.fetch("g", "c2", 10, 30.0, NOW + 1) == []
+    assert (await event_log.fetch("g", "c2", 10, 30.0, NOW + 1)).deliveries() == []
     assert await seqs_of(event_log, "g", "c2", 10, NOW + 5) == s
 
 
@@ -371,7 +375,7 @@ async def test_release_hands_a_closed_streams_events_to_another_consumer(
     await event_log.fetch("g", "a", 2, 30.0, NOW)
     await event_log.fetch("g", "b", 1, 30.0, NOW)
     assert await event_log.release("g", "a", NOW + 1) == 2
-    got = await event_log.fetch("g", "c", 10, 30.0, NOW + 1)
+    got = (await event_log.fetch("g", "c", 10, 30.0, NOW + 1)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in got] == [(s[0], 2), (s[1], 2), (s[3], 1)]
     assert await event_log.release("g", "a", NOW + 1) == 0
 
@@ -380,8 +384,9 @@ async def test_two_groups_are_independent(event_log: EventLog) -> None:
     s = (await event_log.append([message(i) for i in range(3)])).sequences
     await event_log.create_group("one", EventFilter(), StartPosition(), NOW)
     await event_log.create_group("two", EventFilter(), StartPosition(), NOW)
-    assert await seqs_of(event_log, "one", "c", 10) == s
-    await event_log.ack("one", s)
+    fetched = await event_log.fetch("one", "c", 10, 30.0, NOW)
+    assert fetched.sequences == s
+    await event_log.ack_leases("one", [(q, fetched.lease) for q in s])
     assert await seqs_of(event_log, "two", "c", 10) == s
     one, two = await event_log.group_info("one"), await event_log.group_info("two")
     assert one is not None
@@ -409,8 +414,8 @@ async def test_group_resumes_after_restart(opened: Opened) -> None:
     log = await opened.open()
     s = (await log.append([message(i) for i in range(6)])).sequences
     await log.create_group("g", MESSAGES, StartPosition(), NOW)
-    await log.fetch("g", "c", 3, 30.0, NOW)
-    await log.ack("g", s[:2])
+    lease = (await log.fetch("g", "c", 3, 30.0, NOW)).lease
+    await log.ack_leases("g", [(q, lease) for q in s[:2]])
     await log.close()
 
     log = await opened.open()
@@ -418,7 +423,7 @@ async def test_group_resumes_after_restart(opened: Opened) -> None:
     assert info is not None
     assert (info.delivered_sequence, info.pending_count, info.filter) == (s[2], 1, MESSAGES)
     assert await seqs_of(log, "g", "c2", 10) == s[3:]
-    got = await log.fetch("g", "c2", 10, 30.0, NOW + 31)
+    got = (await log.fetch("g", "c2", 10, 30.0, NOW + 31)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in got] == [(q, 2) for q in s[2:]]
 
 
@@ -434,8 +439,8 @@ async def test_unknown_group(event_log: EventLog) -> None:
 async def test_prune_keeps_what_a_group_still_needs(event_log: EventLog) -> None:
     s = (await event_log.append([message(i, received=1000.0 + i) for i in range(10)])).sequences
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    await event_log.fetch("g", "c", 6, 30.0, NOW)
-    await event_log.ack("g", [q for q in s[:6] if q != s[2]])
+    lease = (await event_log.fetch("g", "c", 6, 30.0, NOW)).lease
+    await event_log.ack_leases("g", [(q, lease) for q in s[:6] if q != s[2]])
     # Older than 1008: s[0..7]; the group has passed s[0..5]; s[2] is still pending.
     assert await event_log.prune(1008.0) == 5
     remaining = [e.sequence for e in await event_log.list_events(EventFilter(), 0, 0, 100)]
@@ -523,14 +528,14 @@ async def test_check_writable_and_closed_log(opened: Opened) -> None:
 
 async def test_empty_ack_and_nack_are_no_ops(event_log: EventLog) -> None:
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW)
-    assert await event_log.ack("g", []) == 0
-    assert await event_log.nack("g", [], NOW) == 0
+    assert await event_log.ack_leases("g", []) == []
+    assert await event_log.nack_leases("g", [], NOW, "busy") == []
 
 
 async def test_a_start_past_the_head_is_kept(event_log: EventLog) -> None:
     s = (await event_log.append([message(1)])).sequences
     start = StartPosition(kind="after_sequence", after_sequence=s[0] + 3)
     await event_log.create_group("future", EventFilter(), start, NOW)
-    assert await event_log.fetch("future", "c", 10, 30.0, NOW) == []
+    assert (await event_log.fetch("future", "c", 10, 30.0, NOW)).deliveries() == []
     more = (await event_log.append([message(i) for i in range(2, 8)])).sequences
     assert await seqs_of(event_log, "future", "c", 10) == [q for q in more if q > s[0] + 3]

@@ -16,7 +16,6 @@ from wahook.store.base import (
     GroupSettings,
     StartPosition,
 )
-from wahook.store.encoded import SupportsEncodedFetch
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -46,9 +45,9 @@ async def pending(log: EventLog, group: str = "g") -> int:
 
 async def test_a_late_ack_never_acks_the_event_for_its_next_holder(event_log: EventLog) -> None:
     [s] = await group_with(event_log, 1)
-    first = await event_log.fetch("g", "a", 1, 30.0, NOW)
+    first = (await event_log.fetch("g", "a", 1, 30.0, NOW)).deliveries()
     # a's deadline passes; b gets the event again, under another lease.
-    second = await event_log.fetch("g", "b", 1, 30.0, NOW + 31)
+    second = (await event_log.fetch("g", "b", 1, 30.0, NOW + 31)).deliveries()
     assert [d.attempt for d in second] == [2]
     assert second[0].lease != first[0].lease
     assert await event_log.ack_leases("g", leases(first)) == []
@@ -58,12 +57,12 @@ async def test_a_late_ack_never_acks_the_event_for_its_next_holder(event_log: Ev
     # b's ack takes effect and the event is not delivered again.
     assert await event_log.ack_leases("g", leases(second)) == [s]
     assert await pending(event_log) == 0
-    assert await event_log.fetch("g", "c", 1, 30.0, NOW + 1000) == []
+    assert (await event_log.fetch("g", "c", 1, 30.0, NOW + 1000)).deliveries() == []
 
 
 async def test_ack_leases_acts_on_exactly_the_current_ones(event_log: EventLog) -> None:
     seqs = await group_with(event_log, 40)
-    got = await event_log.fetch("g", "a", 40, 30.0, NOW)
+    got = (await event_log.fetch("g", "a", 40, 30.0, NOW)).deliveries()
     assert len({d.lease for d in got}) == 1
     lease = got[0].lease
     # A long run, a scattered few, one with a wrong lease, one never delivered.
@@ -77,18 +76,18 @@ async def test_ack_leases_acts_on_exactly_the_current_ones(event_log: EventLog) 
 
 async def test_modify_deadlines_extends_a_lease(event_log: EventLog) -> None:
     [s] = await group_with(event_log, 1)
-    got = await event_log.fetch("g", "a", 1, 30.0, NOW)
+    got = (await event_log.fetch("g", "a", 1, 30.0, NOW)).deliveries()
     assert await event_log.modify_deadlines("g", leases(got), NOW + 100) == [s]
-    assert await event_log.fetch("g", "b", 1, 30.0, NOW + 50) == []
-    again = await event_log.fetch("g", "b", 1, 30.0, NOW + 101)
+    assert (await event_log.fetch("g", "b", 1, 30.0, NOW + 50)).deliveries() == []
+    again = (await event_log.fetch("g", "b", 1, 30.0, NOW + 101)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in again] == [(s, 2)]
 
 
 async def test_a_shortened_deadline_redelivers_sooner(event_log: EventLog) -> None:
     [s] = await group_with(event_log, 1)
-    got = await event_log.fetch("g", "a", 1, 600.0, NOW)
+    got = (await event_log.fetch("g", "a", 1, 600.0, NOW)).deliveries()
     assert await event_log.modify_deadlines("g", leases(got), NOW + 5) == [s]
-    assert [d.attempt for d in await event_log.fetch("g", "b", 1, 30.0, NOW + 6)] == [2]
+    assert (await event_log.fetch("g", "b", 1, 30.0, NOW + 6)).attempts == [2]
 
 
 # -- dead letters ---------------------------------------------------------------------------
@@ -96,17 +95,16 @@ async def test_a_shortened_deadline_redelivers_sooner(event_log: EventLog) -> No
 
 async def test_a_poison_event_is_dead_lettered_after_max_attempts(event_log: EventLog) -> None:
     s = await group_with(event_log, 3, settings=GroupSettings(max_delivery_attempts=3))
-    got = await event_log.fetch("g", "a", 1, 30.0, NOW)
+    got = (await event_log.fetch("g", "a", 1, 30.0, NOW)).deliveries()
     assert [d.event.sequence for d in got] == [s[0]]
     t = NOW
     for attempt in (2, 3):
         t += 31
-        again = await event_log.fetch("g", "a", 1, 30.0, t)
+        again = (await event_log.fetch("g", "a", 1, 30.0, t)).deliveries()
         assert [(d.event.sequence, d.attempt) for d in again] == [(s[0], attempt)]
     await event_log.nack_leases("g", leases(again), t, "handler: KeyError 'price'")
     # The 4th delivery would pass max_delivery_attempts: the fetch goes on with s[1].
-    assert isinstance(event_log, SupportsEncodedFetch)
-    after = await event_log.fetch_encoded("g", "a", 1, 30.0, t + 1)
+    after = await event_log.fetch("g", "a", 1, 30.0, t + 1)
     assert (after.sequences, after.attempts, after.dead_lettered) == ([s[1]], [1], 1)
     [dead] = await event_log.list_dead_letters("g", 0, 10)
     assert (dead.event.sequence, dead.attempts) == (s[0], 3)
@@ -123,7 +121,7 @@ async def test_a_dead_letter_keeps_why_its_last_attempt_failed(event_log: EventL
     await event_log.fetch("g", "a", 1, 30.0, NOW)  # s[0]: its deadline passes
     await event_log.fetch("g", "b", 1, 30.0, NOW)  # s[1]: its stream ends
     await event_log.release("g", "b", NOW + 1)
-    assert await event_log.fetch("g", "c", 5, 30.0, NOW + 40) == []
+    assert (await event_log.fetch("g", "c", 5, 30.0, NOW + 40)).deliveries() == []
     dead = await event_log.list_dead_letters("g", 0, 10)
     assert [(d.event.sequence, d.attempts) for d in dead] == [(s[0], 1), (s[1], 1)]
     assert dead[0].error == "not acked within its ack deadline"
@@ -132,7 +130,7 @@ async def test_a_dead_letter_keeps_why_its_last_attempt_failed(event_log: EventL
 
 async def test_dead_letters_are_paged_redelivered_and_discarded(event_log: EventLog) -> None:
     s = await group_with(event_log, 5, settings=GroupSettings(max_delivery_attempts=1))
-    got = await event_log.fetch("g", "a", 5, 30.0, NOW)
+    got = (await event_log.fetch("g", "a", 5, 30.0, NOW)).deliveries()
     moved = await event_log.dead_letter("g", leases(got[:4]), "too large", NOW)
     assert sorted(moved) == s[:4]
     assert await event_log.dead_letter("g", [(s[4], got[4].lease + 1)], "x", NOW) == []
@@ -141,7 +139,7 @@ async def test_dead_letters_are_paged_redelivered_and_discarded(event_log: Event
     assert {d.error for d in page} == {"too large"}
     # Redelivered: attempt 1 again (under a new lease), before newer events.
     assert await event_log.redeliver_dead_letters("g", [s[1], s[4]], NOW + 1) == 1
-    again = await event_log.fetch("g", "b", 5, 30.0, NOW + 1)
+    again = (await event_log.fetch("g", "b", 5, 30.0, NOW + 1)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in again] == [(s[1], 1)]
     assert again[0].lease != got[1].lease
     assert await event_log.ack_leases("g", leases(got[1:2])) == []
@@ -160,7 +158,7 @@ async def test_dead_letters_are_paged_redelivered_and_discarded(event_log: Event
 
 async def test_dead_letters_hold_back_pruning_until_discarded(event_log: EventLog) -> None:
     s = await group_with(event_log, 3, settings=GroupSettings(max_delivery_attempts=1))
-    got = await event_log.fetch("g", "a", 3, 30.0, NOW)
+    got = (await event_log.fetch("g", "a", 3, 30.0, NOW)).deliveries()
     await event_log.dead_letter("g", leases(got[:1]), "poison", NOW)
     await event_log.ack_leases("g", leases(got[1:]))
     assert await event_log.prune(2000.0) == 2
@@ -195,7 +193,7 @@ async def test_a_deleted_group_is_gone_and_stops_holding_back_pruning(
     event_log: EventLog,
 ) -> None:
     await group_with(event_log, 3, settings=GroupSettings(max_delivery_attempts=1))
-    got = await event_log.fetch("g", "a", 3, 30.0, NOW)
+    got = (await event_log.fetch("g", "a", 3, 30.0, NOW)).deliveries()
     await event_log.dead_letter("g", leases(got[:1]), "poison", NOW)
     assert await event_log.prune(2000.0) == 0
     assert await event_log.delete_group("g") is True
@@ -209,14 +207,14 @@ async def test_a_deleted_group_is_gone_and_stops_holding_back_pruning(
     # Created again, it starts anew; the old leases mean nothing in it.
     await event_log.append([message(9, received=3000.0)])
     await event_log.create_group("g", EventFilter(), StartPosition(), NOW + 1)
-    again = await event_log.fetch("g", "b", 5, 30.0, NOW + 1)
+    again = (await event_log.fetch("g", "b", 5, 30.0, NOW + 1)).deliveries()
     assert [d.attempt for d in again] == [1]
     assert await event_log.ack_leases("g", [(again[0].event.sequence, got[0].lease)]) == []
 
 
 async def test_seek_replays_from_a_sequence_and_ends_every_lease(event_log: EventLog) -> None:
     s = await group_with(event_log, 6, settings=GroupSettings(max_delivery_attempts=1))
-    got = await event_log.fetch("g", "a", 6, 30.0, NOW)
+    got = (await event_log.fetch("g", "a", 6, 30.0, NOW)).deliveries()
     await event_log.ack_leases("g", leases(got[:3]))
     await event_log.dead_letter("g", leases(got[0:1]) + leases(got[4:5]), "x", NOW)
     # s[4] is dead; s[3], s[5] are pending. Seek to after s[1]: s[2..5] come again.
@@ -224,22 +222,24 @@ async def test_seek_replays_from_a_sequence_and_ends_every_lease(event_log: Even
     assert (info.delivered_sequence, info.pending_count, info.lag) == (s[1], 0, 4)
     assert info.last_active == NOW + 7
     assert await event_log.ack_leases("g", leases(got[3:4])) == []
-    replay = await event_log.fetch("g", "b", 10, 30.0, NOW + 8)
+    replay = (await event_log.fetch("g", "b", 10, 30.0, NOW + 8)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in replay] == [(q, 1) for q in s[2:]]
     assert await event_log.list_dead_letters("g", 0, 10) == []  # s[4] is pending again
 
 
 async def test_seek_to_a_time_earliest_and_latest(event_log: EventLog) -> None:
     s = await group_with(event_log, 4)
-    await event_log.ack_leases("g", leases(await event_log.fetch("g", "a", 4, 30.0, NOW)))
+    await event_log.ack_leases(
+        "g", leases((await event_log.fetch("g", "a", 4, 30.0, NOW)).deliveries())
+    )
     await event_log.seek_group("g", StartPosition("from_time", from_time=1002.0), NOW)
-    assert [d.event.sequence for d in await event_log.fetch("g", "a", 9, 30.0, NOW)] == s[2:]
+    assert (await event_log.fetch("g", "a", 9, 30.0, NOW)).sequences == s[2:]
     await event_log.seek_group("g", StartPosition("earliest"), NOW)
     info = await event_log.group_info("g")
     assert info is not None
     assert (info.delivered_sequence, info.pending_count) == (0, 0)
     await event_log.seek_group("g", StartPosition("latest"), NOW)
-    assert await event_log.fetch("g", "a", 9, 30.0, NOW) == []
+    assert (await event_log.fetch("g", "a", 9, 30.0, NOW)).deliveries() == []
     with pytest.raises(NotFoundError, match="nope"):
         await event_log.seek_group("nope", StartPosition(), NOW)
 
@@ -269,7 +269,7 @@ async def test_an_idle_group_expires_and_stops_holding_back_pruning(
 async def test_leases_and_dead_letters_survive_a_restart(opened: Opened) -> None:
     log = await opened.open()
     s = await group_with(log, 2, settings=GroupSettings(max_delivery_attempts=1))
-    got = await log.fetch("g", "a", 2, 30.0, NOW)
+    got = (await log.fetch("g", "a", 2, 30.0, NOW)).deliveries()
     await log.dead_letter("g", leases(got[:1]), "poison", NOW)
     await log.close()
     again = await opened.open()

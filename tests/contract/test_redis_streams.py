@@ -14,8 +14,8 @@ from conftest import message, status
 from redis_server import RedisServer, start_redis
 from wahook.errors import InvalidArgumentError, LogUnavailableError
 from wahook.store.base import EventFilter, StartPosition
-from wahook.store.redis_append import mask_url
-from wahook.store.redis_streams import RedisEventLog
+from wahook.store.redis import RedisEventLog
+from wahook.store.redis.append import mask_url
 from wahook.v1 import status_pb2
 
 NOW = 1_800_000_000.0
@@ -50,15 +50,15 @@ async def test_replicas_sharing_a_group_split_the_events_and_redeliver_the_unack
     s = (await a.append([message(i) for i in range(6)])).sequences
     await a.create_group("g", EventFilter(), StartPosition(), NOW)
     await b.create_group("g", EventFilter(), StartPosition(), NOW)
-    on_a = [d.event.sequence for d in await a.fetch("g", "a#1", 3, 10.0, NOW)]
-    on_b = [d.event.sequence for d in await b.fetch("g", "b#1", 10, 10.0, NOW)]
-    assert (on_a, on_b) == (s[:3], s[3:])
-    await a.ack("g", on_a[:2])
-    await b.ack("g", on_b)
+    on_a = await a.fetch("g", "a#1", 3, 10.0, NOW)
+    on_b = await b.fetch("g", "b#1", 10, 10.0, NOW)
+    assert (on_a.sequences, on_b.sequences) == (s[:3], s[3:])
+    await a.ack_leases("g", [(q, on_a.lease) for q in on_a.sequences[:2]])
+    await b.ack_leases("g", [(q, on_b.lease) for q in on_b.sequences])
     # Replica a's subscriber never acks its third event (say, a crashed pod): after the
     # deadline the other replica hands it out again, as a second attempt.
-    assert await b.fetch("g", "b#1", 10, 10.0, NOW + 9) == []
-    again = await b.fetch("g", "b#1", 10, 10.0, NOW + 10)
+    assert (await b.fetch("g", "b#1", 10, 10.0, NOW + 9)).deliveries() == []
+    again = (await b.fetch("g", "b#1", 10, 10.0, NOW + 10)).deliveries()
     assert [(d.event.sequence, d.attempt) for d in again] == [(s[2], 2)]
     info = await a.group_info("g")
     assert info is not None
@@ -108,7 +108,7 @@ async def test_a_released_consumer_leaves_the_redis_group(
     assert await a.release("g", "sub#1", NOW + 1) == 2
     names = {c["name"] for c in redis_server.client().xinfo_consumers("r:events", "g")}
     assert b"sub#1" not in names
-    got = await a.fetch("g", "sub#2", 10, 30.0, NOW + 1)
+    got = (await a.fetch("g", "sub#2", 10, 30.0, NOW + 1)).deliveries()
     assert [d.attempt for d in got] == [2, 2, 1]
 
 
@@ -172,12 +172,12 @@ async def test_prune_forgets_idle_consumers_that_hold_nothing(redis_server: Redi
         s = (await log.append([message(1), message(2)])).sequences
         await log.create_group("g", EventFilter(), StartPosition(), NOW)
         await log.fetch("g", "gone#1", 1, 30.0, NOW)  # a replica died holding s[0]...
-        await log.fetch("g", "gone#2", 1, 30.0, NOW)
-        await log.ack("g", [s[1]])  # ...while this consumer acked everything it had
+        held = await log.fetch("g", "gone#2", 1, 30.0, NOW)
+        await log.ack_leases("g", [(s[1], held.lease)])  # ...while this consumer acked all it had
         await log.prune(0.0)
         names = {c["name"] for c in redis_server.client().xinfo_consumers("i:events", "g")}
         assert names == {b"gone#1"}
-        again = await log.fetch("g", "c", 10, 30.0, NOW + 30)
+        again = (await log.fetch("g", "c", 10, 30.0, NOW + 30)).deliveries()
         assert [(d.event.sequence, d.attempt) for d in again] == [(s[0], 2)]
     finally:
         await log.close()

@@ -87,6 +87,36 @@ async def test_delivers_typed_events_and_acks(live: Live) -> None:
     assert info.pending_count == 0  # stop() flushed the acks before closing
 
 
+async def test_counts_what_the_server_confirmed_and_stops_once_it_did(live: Live) -> None:
+    await live.add(3)
+    async with Subscriber(live.target, "g") as sub:
+        a, b, c = await take(sub, 3)
+        await sub.extend(c, 60.0)
+        await until(lambda: sub.confirmed_extensions == 1)
+        await sub.ack(a)
+        await sub.nack(b, delay=60.0, error="why")
+        await sub.ack(c)
+        # Leaving at once: stop() half-closes only after the server confirmed these.
+    counts = (sub.confirmed_acks, sub.confirmed_nacks, sub.confirmed_extensions)
+    assert (*counts, sub.expired_acks) == (2, 1, 1, 0)
+    info = await live.log.group_info("g")
+    assert info is not None
+    assert info.pending_count == 1  # the nacked one
+
+
+async def test_stop_sends_an_ack_made_while_an_earlier_one_was_being_written(
+    live: Live,
+) -> None:
+    await live.add(2)
+    async with Subscriber(live.target, "g") as sub:
+        a, b = await take(sub, 2)
+        await sub.ack(a)
+        await asyncio.sleep(0)  # the writer takes a's ack and starts writing it
+        await sub.ack(b)
+    assert sub.confirmed_acks == 2
+    assert await nothing_pending(live.log, "g")
+
+
 async def test_unacked_events_come_again_to_the_next_subscriber(live: Live) -> None:
     await live.add(2)
     async with Subscriber(live.target, "g") as sub:

@@ -55,3 +55,23 @@ def test_nothing_cites_design_notes_outside_the_repository() -> None:
         if path != Path(__file__).resolve() and _OUTSIDE.search(path.read_text(encoding="utf-8"))
     ]
     assert citing == []
+
+
+_CODE_PATH = re.compile(r"`([A-Za-z0-9_./-]+\.(?:py|lua|proto|md|toml))(?::[^`]*)?`")
+
+
+def _resolves(path: str) -> bool:
+    """At the repository's top, under server/wahook/ (the page's convention), or, in a
+    section about one package, under one of its directories (``app.py`` in http/)."""
+    package = ROOT / "server" / "wahook"
+    if (ROOT / path).exists() or (package / path).exists():
+        return True
+    return any((d / path).exists() for d in package.rglob("*") if d.is_dir())
+
+
+def test_code_paths_in_architecture_exist() -> None:
+    """A module moved or renamed must not leave the page naming the old file."""
+    page = ROOT / "docs" / "architecture.md"
+    paths = set(_CODE_PATH.findall(page.read_text(encoding="utf-8")))
+    assert paths
+    assert sorted(p for p in paths if not _resolves(p)) == []

@@ -80,9 +80,12 @@ async def test_drain_waits_for_in_flight_posts_and_refuses_new_ones(tmp_path: Pa
     real_append = sidecar.event_log.append
     gate = asyncio.Event()
 
-    async def slow_append(events):  # type: ignore[no-untyped-def]
+    async def later(events):  # type: ignore[no-untyped-def]
         await gate.wait()  # an append that takes a while, in flight when the drain starts
         return await real_append(events)
+
+    def slow_append(events):  # type: ignore[no-untyped-def]
+        return asyncio.ensure_future(later(events))
 
     sidecar.deps.event_log.append = slow_append  # type: ignore[method-assign]
     client = tornado.httpclient.AsyncHTTPClient(force_instance=True)

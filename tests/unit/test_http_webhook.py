@@ -200,11 +200,19 @@ async def test_closed_log_is_503(http_front: HttpFront) -> None:
     assert json.loads(r.body)["error"] == "LogUnavailableError"
 
 
-class FailingLog:
-    """Fake for the failure path only: the store raises something unexpected."""
+def failed(exc: Exception) -> asyncio.Future[AppendResult]:
+    """An append's future that failed with ``exc`` (what a store answers when its write
+    failed)."""
+    future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
 
-    async def append(self, events: object) -> AppendResult:
-        raise OSError("disk on fire")
+
+class FailingLog:
+    """Fake for the failure path only: the store fails with something unexpected."""
+
+    def append(self, events: object) -> asyncio.Future[AppendResult]:
+        return failed(OSError("disk on fire"))
 
     async def check_writable(self) -> None:
         raise LogUnavailableError("disk on fire")
@@ -220,8 +228,8 @@ async def test_unexpected_store_failure_is_503_without_detail(http_front: HttpFr
 class ConflictLog(FailingLog):
     """The store refuses with one of our errors whose status the front rarely sends."""
 
-    async def append(self, events: object) -> AppendResult:
-        raise FailedPreconditionError("held by another writer")
+    def append(self, events: object) -> asyncio.Future[AppendResult]:
+        return failed(FailedPreconditionError("held by another writer"))
 
 
 async def test_any_wahook_error_from_the_store_is_answered_with_its_status(

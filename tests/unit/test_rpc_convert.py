@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
 import pytest
-from test_rpc_support import Subscriber, message, running
+from test_rpc_support import message, running
 from wahook.errors import InvalidArgumentError
 from wahook.rpc import convert
-from wahook.rpc.server import create_server
-from wahook.store.base import Delivery, GroupSettings
-from wahook.store.encoded import EncodedBatch, SupportsEncodedFetch
-from wahook.store.sqlite import SqliteEventLog
-from wahook.v1 import service_pb2, service_pb2_grpc
+from wahook.store.base import Delivery, EncodedBatch, GroupSettings
+from wahook.v1 import service_pb2
 
 
 @pytest.mark.parametrize(
@@ -30,6 +26,18 @@ def test_varint_matches_protobuf(value: int) -> None:
     )
 
 
+def encoded_batch(deliveries: list[Delivery], deadline: float, head: int) -> EncodedBatch:
+    """Parsed deliveries as the batch a fetch returns (the stored bytes re-serialised)."""
+    return EncodedBatch(
+        [d.event.sequence for d in deliveries],
+        [d.attempt for d in deliveries],
+        [d.event.SerializeToString() for d in deliveries],
+        deadline,
+        head,
+        deliveries[0].lease if deliveries else 0,
+    )
+
+
 def test_encoded_response_parses_as_the_message_it_stands_for() -> None:
     events = [message(i) for i in range(5)]
     for i, event in enumerate(events):
@@ -41,7 +49,7 @@ def test_encoded_response_parses_as_the_message_it_stands_for() -> None:
         for i, e in enumerate(events)
     ]
     [encoded] = convert.encode_responses(
-        convert.encoded_batch(deliveries, 1_800_000_000.25, 104),
+        encoded_batch(deliveries, 1_800_000_000.25, 104),
         server_time=1_800_000_000.5,
         head=104,
         max_count=10,
@@ -173,7 +181,7 @@ def test_stored_bytes_encode_like_parsed_events() -> None:
     parsed = message(3)
     parsed.sequence = 42
     encoded = EncodedBatch([42], [2], [stored.SerializeToString()], 1_800_000_000.5, 42)
-    plain = convert.encoded_batch(
+    plain = encoded_batch(
         [Delivery(event=parsed, attempt=2, deadline=1_800_000_000.5)], 1_800_000_000.5, 42
     )
     a, b = (
@@ -184,48 +192,3 @@ def test_stored_bytes_encode_like_parsed_events() -> None:
     )
     assert a == b
     assert a.deliveries[0].event.sequence == 42
-
-
-class PlainLog:
-    """Only the EventLog protocol's methods: no fetch_encoded, like a minimal backend."""
-
-
-async def test_subscribe_works_with_a_log_without_encoded_fetch(tmp_path: Path) -> None:
-    log = await SqliteEventLog.open(tmp_path / "events.sqlite3")
-    plain = PlainLog()
-    for name in [
-        "append",
-        "get",
-        "list_events",
-        "head_sequence",
-        "message_status",
-        "create_group",
-        "fetch",
-        "ack",
-        "nack",
-        "release",
-        "group_info",
-        "prune",
-        "wait_for_append",
-        "check_writable",
-        "close",
-    ]:
-        setattr(plain, name, getattr(log, name))
-    assert not isinstance(plain, SupportsEncodedFetch)
-    handle = await create_server(plain, heartbeat_interval=0.2)  # type: ignore[arg-type]
-    port = handle.port
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        stored = (await log.append([message(1), message(2)])).sequences
-        sub = Subscriber(service_pb2_grpc.EventServiceStub(channel), None)
-        sub.send(service_pb2.SubscribeRequest(options={"consumer_group": "plain"}))
-        got = await sub.take(2)
-        assert [(d.event.sequence, d.event.id, d.attempt) for d in got] == [
-            (stored[0], message(1).id, 1),
-            (stored[1], message(2).id, 1),
-        ]
-        await sub.cancel()
-    finally:
-        await channel.close()
-        await handle.shutdown(0.5)
-        await log.close()

@@ -17,7 +17,7 @@ from redis_server import RedisServer, start_redis
 from test_rpc_support import Rpc, message
 from wahook.rpc.server import create_server
 from wahook.store.base import EventLog
-from wahook.store.redis_streams import RedisEventLog
+from wahook.store.redis import RedisEventLog
 from wahook.store.retention import expire_idle_groups
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import service_pb2, service_pb2_grpc
@@ -151,9 +151,9 @@ async def test_modify_deadline_extends_a_lease_from_the_stream(rpc: Rpc) -> None
     assert list((await sub.confirmation()).modified_ids) == [d.ack_id]
     now = time.time()
     # Nobody else gets it before the new deadline, whatever the old one was ...
-    assert await rpc.log.fetch("g", "probe", 5, 30.0, now + 300) == []
+    assert (await rpc.log.fetch("g", "probe", 5, 30.0, now + 300)).deliveries() == []
     # ... and once that passes, it is delivered again.
-    again = await rpc.log.fetch("g", "probe", 5, 30.0, now + 601)
+    again = (await rpc.log.fetch("g", "probe", 5, 30.0, now + 601)).deliveries()
     assert [(x.event.sequence, x.attempt) for x in again] == [(d.event.sequence, 2)]
     sub.send(
         service_pb2.SubscribeRequest(

@@ -261,7 +261,9 @@ async def test_shutdown_ends_streams_releases_events_and_goes_not_serving(
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
         assert rpc.handle.connected_subscribers() == 0
         # Released at shutdown: the next consumer gets them at once, not in 30 s.
-        again = await rpc.log.fetch("draining", "after-restart", 10, 30.0, time.time())
+        again = (
+            await rpc.log.fetch("draining", "after-restart", 10, 30.0, time.time())
+        ).deliveries()
         assert [(d.event.sequence, d.attempt) for d in again] == [(q, 2) for q in stored]
 
 
@@ -318,7 +320,7 @@ async def test_negative_nack_delay_is_invalid(rpc: Rpc) -> None:
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "nacks[0].delay" in (error.details() or "")
     # The stream ended: its event is handed back at once.
-    again = await rpc.log.fetch("neg", "other", 10, 30.0, time.time())
+    again = (await rpc.log.fetch("neg", "other", 10, 30.0, time.time())).deliveries()
     assert [(d.event.sequence, d.attempt) for d in again] == [(stored[0], 2)]
 
 
@@ -449,7 +451,7 @@ async def test_a_failing_ack_ends_the_stream_and_its_events_go_back(
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     monkeypatch.undo()
     # Nothing was acked; the stream's release hands both back at once.
-    again = await rpc.log.fetch("ackfail", "other", 10, 30.0, time.time())
+    again = (await rpc.log.fetch("ackfail", "other", 10, 30.0, time.time())).deliveries()
     assert [(d.event.sequence, d.attempt) for d in again] == [(q, 2) for q in stored]
 
 

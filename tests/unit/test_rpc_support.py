@@ -75,10 +75,10 @@ class Rpc:
 
 
 def record_fetches(rpc: Rpc, monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> list[str]:
-    """Wrap the log's ``fetch_encoded``: the returned list gets each fetch's group, in
+    """Wrap the log's ``fetch``: the returned list gets each fetch's group, in
     order; ``delay`` seconds are slept before each fetch runs (a slow cycle)."""
     calls: list[str] = []
-    real = rpc.log.fetch_encoded
+    real = rpc.log.fetch
 
     async def recording(group: str, *args: Any) -> Any:
         calls.append(group)
@@ -86,7 +86,7 @@ def record_fetches(rpc: Rpc, monkeypatch: pytest.MonkeyPatch, delay: float = 0.0
             await asyncio.sleep(delay)
         return await real(group, *args)
 
-    monkeypatch.setattr(rpc.log, "fetch_encoded", recording)
+    monkeypatch.setattr(rpc.log, "fetch", recording)
     return calls
 
 

@@ -1,5 +1,6 @@
-"""filters.matches (what a backend without SQL filtering uses) agrees with the SQLite
-backend's SQL filtering for every combination, and the proto/canonical conversions."""
+"""filters.matches agrees with the SQLite backend's SQL for every combination of a small
+domain (tests/contract/test_filters.py checks both backends on random ones), and the
+proto/canonical conversions."""
 
 from __future__ import annotations
 

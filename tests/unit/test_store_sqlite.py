@@ -63,7 +63,7 @@ async def test_wal_and_the_synchronous_level_of_appends(
         # bookkeeping-only transaction (NORMAL) and then an append.
         conn = log._writer._conn
         await log.create_group("g", EventFilter(), StartPosition(), 1.0)
-        await log.ack("g", [1])
+        await log.ack_leases("g", [(1, 1)])
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
         await log.append([event(1)])
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == level
@@ -369,9 +369,9 @@ async def test_a_version_2_file_keeps_its_groups_and_their_due_entries(tmp_path:
         old.execute("PRAGMA user_version = 2")
     log = await SqliteEventLog.open(path)
     try:
-        got = await log.fetch("g", "c2", 10, 30.0, 1031.0)
+        got = (await log.fetch("g", "c2", 10, 30.0, 1031.0)).deliveries()
         assert [(d.event.sequence, d.attempt) for d in got] == [(s[0], 2), (s[1], 2), (s[2], 1)]
-        assert await log.fetch("g", "c2", 10, 30.0, 1032.0) == []
+        assert (await log.fetch("g", "c2", 10, 30.0, 1032.0)).deliveries() == []
     finally:
         await log.close()
     with sqlite3.connect(path) as check:
@@ -435,7 +435,7 @@ async def test_a_version_4_file_keeps_its_groups_with_leases_and_default_setting
         assert (info.pending_count, info.settings) == (1, GroupSettings())
         assert before - 1 <= info.last_active <= time.time() + 1
         assert await log.expire_groups(1000.0 + 8 * 86400) == []  # active "now", not at 1000
-        got = await log.fetch("g", "c2", 10, 30.0, 1031.0)
+        got = (await log.fetch("g", "c2", 10, 30.0, 1031.0)).deliveries()
         assert [(d.event.sequence, d.attempt) for d in got] == [(s[0], 2), (s[1], 1)]
         assert await log.ack_leases("g", [(d.event.sequence, d.lease) for d in got]) == s
     finally:

@@ -77,7 +77,7 @@ async def test_a_batch_runs_without_savepoints_in_one_transaction(log: SqliteEve
     batch = await in_one_batch(
         log,
         *(partial(log.append, [message(n)]) for n in range(1, 21)),
-        partial(log.ack, "g", [1]),
+        partial(log.ack_leases, "g", [(1, 1)]),
     )
     assert [r.sequences for r in batch.results[:20]] == [[n] for n in range(1, 21)]
     assert batch.commits == 1

@@ -3,9 +3,11 @@ package subscriber
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	wahookv1 "github.com/wahook/wahook/clients/go/wahookv1"
 )
@@ -28,6 +31,11 @@ type fakeService struct {
 	acks    []uint64
 	nacks   []uint64
 	groups  []string
+	// By ack id: acks, nacks ("id: error") and deadline changes ("id: 1s").
+	ackIDs   []string
+	nackIDs  []string
+	modified []string
+	options  []*wahookv1.SubscribeOptions
 }
 
 func (f *fakeService) Subscribe(s wahookv1.EventService_SubscribeServer) error {
@@ -37,6 +45,7 @@ func (f *fakeService) Subscribe(s wahookv1.EventService_SubscribeServer) error {
 	}
 	f.mu.Lock()
 	f.groups = append(f.groups, first.GetOptions().GetConsumerGroup())
+	f.options = append(f.options, first.GetOptions())
 	script := f.streams[min(f.opened, len(f.streams)-1)]
 	f.opened++
 	f.mu.Unlock()
@@ -52,10 +61,28 @@ func (f *fakeService) record(s wahookv1.EventService_SubscribeServer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.acks = append(f.acks, req.GetAckSequences()...)
+	f.ackIDs = append(f.ackIDs, req.GetAckIds()...)
 	for _, n := range req.GetNacks() {
-		f.nacks = append(f.nacks, n.GetSequence())
+		if n.GetAckId() != "" {
+			f.nackIDs = append(f.nackIDs, n.GetAckId()+" after "+n.GetDelay().AsDuration().String()+": "+n.GetError())
+		} else {
+			f.nacks = append(f.nacks, n.GetSequence())
+		}
+	}
+	for _, m := range req.GetModifyDeadlines() {
+		f.modified = append(f.modified, m.GetAckId()+": "+m.GetDeadline().AsDuration().String())
 	}
 	return nil
+}
+
+// leased is a response whose deliveries carry ack ids ("a<seq>"), as a
+// server with leases sends them.
+func leased(seqs ...uint64) *wahookv1.SubscribeResponse {
+	resp := deliveries(seqs...)
+	for _, d := range resp.Deliveries {
+		d.AckId = fmt.Sprintf("a%d", d.GetEvent().GetSequence())
+	}
+	return resp
 }
 
 func deliveries(seqs ...uint64) *wahookv1.SubscribeResponse {
@@ -170,5 +197,149 @@ func TestGroupIsRequired(t *testing.T) {
 	s := &Subscriber{Options: &wahookv1.SubscribeOptions{}}
 	if err := s.Run(context.Background(), nil); err == nil {
 		t.Fatal("want an error for an empty consumer group")
+	}
+}
+
+func TestAcksAndNacksByAckIDAndCountsConfirmations(t *testing.T) {
+	f := &fakeService{}
+	f.streams = []func(wahookv1.EventService_SubscribeServer) error{
+		func(s wahookv1.EventService_SubscribeServer) error {
+			if err := s.Send(leased(1, 2, 3)); err != nil {
+				return err
+			}
+			if err := f.record(s); err != nil {
+				return err
+			}
+			// a1 took effect, a2 was nacked, a3's lease had ended (say, its
+			// deadline passed): it comes again.
+			if err := s.Send(&wahookv1.SubscribeResponse{Confirmation: &wahookv1.LeaseConfirmation{
+				AckedIds: []string{"a1"}, NackedIds: []string{"a2"}, ExpiredIds: []string{"a3"},
+			}}); err != nil {
+				return err
+			}
+			if _, err := s.Recv(); !errors.Is(err, io.EOF) {
+				t.Errorf("want the subscriber to half-close, got %v", err)
+			}
+			return nil
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var logged []string
+	s := &Subscriber{
+		Client:  serve(t, f),
+		Options: &wahookv1.SubscribeOptions{ConsumerGroup: "g1"},
+		Logf:    func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) },
+	}
+	err := s.Run(ctx, func(_ context.Context, d *wahookv1.Delivery) error {
+		switch d.GetEvent().GetSequence() {
+		case 2:
+			return errors.New("crm said 503 " + strings.Repeat("é", 2000))
+		case 3:
+			cancel() // stop: Run acks the batch, waits for its confirmation, returns
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.Equal(f.ackIDs, []string{"a1", "a3"}) || len(f.acks) != 0 {
+		t.Errorf("acks by id %v, by sequence %v", f.ackIDs, f.acks)
+	}
+	wantNack := "a2 after 1s: crm said 503 " + strings.Repeat("é", 1024-len("crm said 503 "))
+	if len(f.nackIDs) != 1 || f.nackIDs[0] != wantNack || len(f.nacks) != 0 {
+		t.Errorf("nacks by id %.40q... (%d), by sequence %v", f.nackIDs, len(f.nackIDs), f.nacks)
+	}
+	if got := s.Stats(); got != (Stats{Acked: 1, Nacked: 1, Expired: 1}) {
+		t.Errorf("stats %+v", got)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], "1 acks or nacks came after their lease ended") {
+		t.Errorf("logged %q", logged)
+	}
+	if got := f.options[0].GetMaxReceiveBytes(); got != MaxReceiveBytes {
+		t.Errorf("max_receive_bytes %d, want %d", got, MaxReceiveBytes)
+	}
+}
+
+func TestExtendsTheLeaseWhileTheHandlerRuns(t *testing.T) {
+	f := &fakeService{}
+	extended := make(chan struct{})
+	f.streams = []func(wahookv1.EventService_SubscribeServer) error{
+		func(s wahookv1.EventService_SubscribeServer) error {
+			if err := s.Send(leased(7)); err != nil {
+				return err
+			}
+			// The handler is still running: the first request must extend a7.
+			if err := f.record(s); err != nil {
+				return err
+			}
+			close(extended)
+			if err := f.record(s); err != nil { // then its ack
+				return err
+			}
+			_, _ = s.Recv() // the half-close
+			return nil
+		},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := &Subscriber{
+		Client:       serve(t, f),
+		Options:      &wahookv1.SubscribeOptions{ConsumerGroup: "g1", AckDeadline: durationpb.New(time.Second)},
+		DrainTimeout: 100 * time.Millisecond, // the fake confirms nothing
+	}
+	err := s.Run(ctx, func(hctx context.Context, _ *wahookv1.Delivery) error {
+		// A handler slower than the 1 s deadline: it returns once the
+		// server has seen the lease extended.
+		select {
+		case <-extended:
+		case <-hctx.Done():
+			return hctx.Err()
+		}
+		cancel()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.modified) == 0 || f.modified[0] != "a7: 1s" {
+		t.Errorf("deadline changes %v", f.modified)
+	}
+	if !slices.Equal(f.ackIDs, []string{"a7"}) {
+		t.Errorf("acks by id %v", f.ackIDs)
+	}
+}
+
+func TestNackDelayDoublesPerAttemptUpToAMinute(t *testing.T) {
+	var got []time.Duration
+	for _, a := range []uint32{0, 1, 2, 3, 6, 7, 8, 1000} {
+		got = append(got, NackDelay(a))
+	}
+	want := []time.Duration{time.Second, time.Second, 2 * time.Second, 4 * time.Second,
+		32 * time.Second, time.Minute, time.Minute, time.Minute}
+	if !slices.Equal(got, want) {
+		t.Errorf("delays %v, want %v", got, want)
+	}
+}
+
+func TestLeasesStopExtendingAfterMaxExtension(t *testing.T) {
+	now := time.Now()
+	var c counters
+	l := newLeases(10*time.Second, time.Minute, &c)
+	l.received(leased(1, 2).GetDeliveries(), now)
+	if req := l.extensions(now.Add(4 * time.Second)); req != nil {
+		t.Errorf("extended with 6 s of 10 left: %v", req)
+	}
+	req := l.extensions(now.Add(6 * time.Second))
+	if len(req.GetModifyDeadlines()) != 2 {
+		t.Fatalf("want both extended with 4 s of 10 left, got %v", req)
+	}
+	// Extended to 16 s; held past the minute, neither is extended again.
+	if req := l.extensions(now.Add(61 * time.Second)); req != nil {
+		t.Errorf("extended past MaxExtension: %v", req)
 	}
 }

@@ -1,6 +1,7 @@
 // The example a Node service copies: joins a wahook consumer group, switches
 // on each event's typed payload, prints one JSON line per event, and acks it
-// after handling.
+// after handling (by the delivery's ack id; the Subscriber extends the lease of
+// a handler that runs long).
 //
 //   node dist/src/subscribe.js --target 127.0.0.1:50051 --group billing --event-types message,status
 //
@@ -12,9 +13,9 @@ import { credentials, InterceptingCall, type Interceptor } from "@grpc/grpc-js";
 
 import { EventType, eventTypeToJSON } from "../gen/wahook/v1/event";
 import type { Media } from "../gen/wahook/v1/message";
-import { type Delivery, EventServiceClient, type SubscribeOptions } from "../gen/wahook/v1/service";
+import { type Delivery, EventServiceClient, SubscribeOptions } from "../gen/wahook/v1/service";
 import { deliveryStateToJSON } from "../gen/wahook/v1/status";
-import { Subscriber, SubscriptionError } from "./subscriber";
+import { CHANNEL_OPTIONS, type Stats, Subscriber, SubscriptionError } from "./subscriber";
 
 /** The one-line summary printed per event; the same fields in every example client. */
 type Line = Record<string, string | number>;
@@ -98,6 +99,27 @@ function media(out: Line, m: Media): void {
   Object.assign(out, { media_id: m.id, mime_type: m.mimeType, caption: m.caption });
 }
 
+/**
+ * Stands in for a handler that fails on some events (a poison event): their
+ * nack carries the error, and once the group's max_delivery_attempts are used
+ * up they wait in its dead letters.
+ */
+function refuser(types: string[]): (d: Delivery) => void {
+  return (d) => {
+    const p = d.event?.payload;
+    if (p?.$case === "message" && p.value.typeName !== "" && types.includes(p.value.typeName)) {
+      throw new Error(`message type ${p.value.typeName} refused (--fail-message-types)`);
+    }
+  };
+}
+
+/** What the server confirmed. An expired ack means the event comes again: handle idempotently. */
+function logStats(st: Stats): void {
+  console.error(
+    `wahook: confirmed ${st.acked} acks, ${st.nacked} nacks, ${st.extended} lease extensions; ${st.expired} expired`,
+  );
+}
+
 function split(s: string | undefined): string[] {
   return (s ?? "")
     .split(",")
@@ -116,6 +138,8 @@ async function main(): Promise<number> {
       from: { type: "string", default: "earliest" },
       count: { type: "string", default: "0" },
       "idle-exit": { type: "string", default: "0" },
+      "max-delivery-attempts": { type: "string", default: "0" },
+      "fail-message-types": { type: "string" },
     },
   });
   const count = Number(values.count);
@@ -123,8 +147,9 @@ async function main(): Promise<number> {
   if (values.from !== "earliest" && values.from !== "latest") {
     throw new Error("--from must be earliest or latest");
   }
-  const options: SubscribeOptions = {
+  const options = SubscribeOptions.fromPartial({
     consumerGroup: values.group!,
+    maxDeliveryAttempts: Number(values["max-delivery-attempts"]),
     consumerName: "node-example",
     start: {
       position:
@@ -139,16 +164,9 @@ async function main(): Promise<number> {
         return v;
       }),
       messageTypes: split(values["message-types"]),
-      phoneNumberIds: [],
-      wabaIds: [],
     },
-    maxInFlight: 0,
-    ackDeadline: undefined,
-    maxBatchSize: 0,
-    maxDeliveryAttempts: 0,
-    expireAfterIdle: undefined,
-    maxReceiveBytes: 0,
-  };
+  });
+  const refused = refuser(split(values["fail-message-types"]));
 
   // Plaintext: the sidecar's gRPC port listens on loopback next to the
   // service. Use credentials.createSsl() when it is reached over a network.
@@ -161,6 +179,7 @@ async function main(): Promise<number> {
       },
     });
   const client = new EventServiceClient(values.target!, credentials.createInsecure(), {
+    ...CHANNEL_OPTIONS,
     interceptors: values.token ? [bearer] : [],
   });
   let handled = 0;
@@ -180,6 +199,7 @@ async function main(): Promise<number> {
     handler: (d) => {
       process.stdout.write(`${JSON.stringify(summarize(d))}\n`);
       armIdle();
+      refused(d);
       handled += 1;
       if (count > 0 && handled >= count) {
         subscriber.stop(); // run() acks this batch, then resolves
@@ -210,6 +230,7 @@ async function main(): Promise<number> {
   } finally {
     clearTimeout(idle);
     client.close();
+    logStats(subscriber.stats);
   }
 }
 

@@ -1,6 +1,8 @@
 // Tests of Subscriber against a scripted @grpc/grpc-js server on 127.0.0.1:0:
-// batch acks and nacks, reconnect after a dropped stream, drain on stop, and a
-// permanent refusal that is thrown, not retried.
+// batch acks and nacks (by ack id, with the error), confirmations counted and
+// awaited before the half-close, lease extension while a handler runs,
+// reconnect after a dropped stream, drain on stop, and a permanent refusal
+// that is thrown, not retried.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
@@ -19,7 +21,8 @@ import {
   type SubscribeRequest,
   SubscribeResponse,
 } from "../gen/wahook/v1/service";
-import { Subscriber, SubscriptionError } from "./subscriber";
+import { Leases, nackDelayMs, nackError } from "./leases";
+import { MAX_RECEIVE_BYTES, Subscriber, SubscriptionError } from "./subscriber";
 
 type Call = ServerDuplexStream<SubscribeRequest, SubscribeResponse>;
 type Script = (call: Call, requests: AsyncIterator<SubscribeRequest>) => Promise<void>;
@@ -27,18 +30,24 @@ type Script = (call: Call, requests: AsyncIterator<SubscribeRequest>) => Promise
 interface Fake {
   client: EventServiceClient;
   opened: () => number;
+  /** The options of each stream's first request. */
+  options: SubscribeOptions[];
   close: () => void;
 }
 
 async function serve(scripts: Script[]): Promise<Fake> {
   let opened = 0;
+  const options: SubscribeOptions[] = [];
   const server = new Server();
   server.addService(EventServiceService, {
     subscribe: (call: Call) => {
       const script = scripts[Math.min(opened, scripts.length - 1)];
       opened += 1;
       const requests = call[Symbol.asyncIterator]() as AsyncIterator<SubscribeRequest>;
-      void requests.next().then(() => script(call, requests));
+      void requests.next().then(({ value }) => {
+        options.push(value.options);
+        return script(call, requests);
+      });
     },
     getEvent: () => undefined,
     listEvents: () => undefined,
@@ -54,6 +63,7 @@ async function serve(scripts: Script[]): Promise<Fake> {
   return {
     client,
     opened: () => opened,
+    options,
     close: () => {
       client.close();
       server.forceShutdown();
@@ -142,4 +152,122 @@ test("a permanent refusal is thrown, not retried", async () => {
     fake.close();
   }
   assert.equal(fake.opened(), 1);
+});
+
+/** Deliveries with ack ids ("a<seq>"), as a server with leases sends them. */
+function leased(...seqs: number[]): SubscribeResponse {
+  const resp = deliveries(...seqs);
+  resp.deliveries.forEach((d) => (d.ackId = `a${d.event!.sequence}`));
+  return resp;
+}
+
+test("acks and nacks by ack id, counts confirmations and awaits them before the half-close", async () => {
+  const sent: SubscribeRequest[] = [];
+  let halfClosed = false;
+  const fake = await serve([
+    async (call, requests) => {
+      call.write(leased(1, 2, 3));
+      const { value } = await requests.next();
+      sent.push(value);
+      // a1 took effect, a2 was nacked, a3's lease had ended (it comes again).
+      call.write(
+        SubscribeResponse.fromPartial({
+          confirmation: { ackedIds: ["a1"], nackedIds: ["a2"], expiredIds: ["a3"] },
+        }),
+      );
+      halfClosed = (await requests.next()).done === true;
+      call.end();
+    },
+  ]);
+  const logged: string[] = [];
+  const sub: Subscriber = new Subscriber({
+    client: fake.client,
+    options: SubscribeOptions.fromPartial({ consumerGroup: "g1" }),
+    drainTimeoutMs: 200, // this grpc-js test server sends no status after the half-close
+    log: (line) => logged.push(line),
+    handler: (d) => {
+      const seq = d.event!.sequence;
+      if (seq === 2) {
+        throw new Error(`crm said 503 ${"é".repeat(2000)}`);
+      }
+      if (seq === 3) {
+        sub.stop(); // run() acks the batch, waits for its confirmation, resolves
+      }
+    },
+  });
+  try {
+    await sub.run();
+  } finally {
+    fake.close();
+  }
+  assert.equal(sent.length, 1);
+  assert.deepEqual(sent[0].ackIds, ["a1", "a3"]);
+  assert.deepEqual(sent[0].ackSequences, []);
+  assert.equal(sent[0].nacks.length, 1);
+  assert.equal(sent[0].nacks[0].ackId, "a2");
+  assert.equal(sent[0].nacks[0].sequence, 0);
+  assert.deepEqual(sent[0].nacks[0].delay, { seconds: 1, nanos: 0 });
+  assert.equal(sent[0].nacks[0].error, `crm said 503 ${"é".repeat(1024 - "crm said 503 ".length)}`);
+  assert.deepEqual(sub.stats, { acked: 1, nacked: 1, extended: 0, expired: 1 });
+  assert.ok(
+    logged.some((l) => l.includes("1 acks or nacks came after their lease ended")),
+    logged.join("\n"),
+  );
+  assert.equal(fake.options[0].maxReceiveBytes, MAX_RECEIVE_BYTES);
+  assert.ok(halfClosed, "the subscriber half-closes after the confirmation");
+});
+
+test("extends the lease while the handler runs", async () => {
+  const sent: SubscribeRequest[] = [];
+  let extended!: () => void;
+  const extendedNow = new Promise<void>((resolve) => (extended = resolve));
+  const fake = await serve([
+    async (call, requests) => {
+      call.write(leased(7));
+      sent.push((await requests.next()).value); // the extension: the handler still runs
+      extended();
+      sent.push((await requests.next()).value); // then the ack
+      // Unconfirmed, the subscriber half-closes and cancels after its drain timeout.
+      await requests.next().catch(() => undefined);
+      call.end();
+    },
+  ]);
+  const sub: Subscriber = new Subscriber({
+    client: fake.client,
+    options: SubscribeOptions.fromPartial({ consumerGroup: "g1", ackDeadline: { seconds: 1, nanos: 0 } }),
+    drainTimeoutMs: 100, // the fake confirms nothing
+    // A handler slower than the 1 s deadline: it returns once the server has
+    // seen the lease extended.
+    handler: async () => {
+      await extendedNow;
+      sub.stop();
+    },
+  });
+  try {
+    await sub.run();
+  } finally {
+    fake.close();
+  }
+  assert.deepEqual(
+    sent[0].modifyDeadlines.map((m) => [m.ackId, m.deadline]),
+    [["a7", { seconds: 1, nanos: 0 }]],
+  );
+  assert.deepEqual(sent[1].ackIds, ["a7"]);
+});
+
+test("leases are extended with under half the deadline left, up to the max extension", () => {
+  const stats = { acked: 0, nacked: 0, extended: 0, expired: 0 };
+  const leases = new Leases(10_000, 60_000, stats);
+  leases.received(leased(1, 2).deliveries, 0);
+  assert.equal(leases.extensions(4_000), undefined);
+  assert.equal(leases.extensions(6_000)?.modifyDeadlines.length, 2);
+  assert.equal(leases.extensions(61_000), undefined, "held past the max extension");
+  assert.equal(nackError(new Error("x".repeat(5000))).length, 1024);
+});
+
+test("the nack delay doubles per attempt up to a minute", () => {
+  assert.deepEqual(
+    [0, 1, 2, 3, 6, 7, 8, 1000].map(nackDelayMs),
+    [1000, 1000, 2000, 4000, 32_000, 60_000, 60_000, 60_000],
+  );
 });

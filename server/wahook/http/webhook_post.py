@@ -103,7 +103,6 @@ class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
         self.app = app
         self.deps = deps
         self.date = _DateHeader()
-        self.background: set[asyncio.Task[Any]] = set()
         self.limits = limits = limits or FrontLimits()
         self._period = min(limits.idle_timeout, limits.header_timeout, limits.body_timeout) / 5
         # Server connections waiting for a request's headers, and since when (loop time);
@@ -323,16 +322,12 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
             self._answer_ok(0, 0)
             return
         try:
-            # The SQLite log returns a future, answered here by a callback: no task and
-            # no coroutine frames per POST. An ``async def`` append becomes a task.
-            appended = asyncio.ensure_future(self._front.deps.event_log.append(events))
+            # A future (EventLog.append), answered here by a callback: no task and no
+            # coroutine frames per POST.
+            appended = self._front.deps.event_log.append(events)
         except Exception as exc:  # raised by the call itself: nothing was queued
             self._append_failed(exc)
             return
-        if isinstance(appended, asyncio.Task):
-            # The loop keeps only weak references to tasks: hold it until it is done.
-            self._front.background.add(appended)
-            appended.add_done_callback(self._front.background.discard)
         self._appending = True
         appended.add_done_callback(partial(self._appended, len(events)))
 

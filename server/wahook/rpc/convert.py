@@ -20,6 +20,7 @@ from wahook.store.base import (
     DEFAULT_MAX_DELIVERY_ATTEMPTS,
     DeadLetter,
     Delivery,
+    EncodedBatch,
     EventFilter,
     GroupInfo,
     GroupSettings,
@@ -27,7 +28,6 @@ from wahook.store.base import (
     StartPosition,
     StatusRecord,
 )
-from wahook.store.encoded import EncodedBatch
 from wahook.v1 import event_pb2, service_pb2
 
 MAX_GROUP_NAME = 128
@@ -385,19 +385,6 @@ def media_chunk_response(data: bytes) -> bytes:
     """A serialised ``DownloadMediaResponse(chunk=data)``. One copy of the bytes instead of
     a message's two (construct, serialise); see wahook.media.CHUNK_SIZE."""
     return b"".join((_MEDIA_CHUNK, varint(len(data)), data))
-
-
-def encoded_batch(deliveries: Sequence[Delivery], deadline: float, head: int) -> EncodedBatch:
-    """A plain ``EventLog.fetch`` result as a batch (for a backend without
-    ``fetch_encoded``); ``deadline`` is the fetch's ``now + ack_deadline``."""
-    return EncodedBatch(
-        [d.event.sequence for d in deliveries],
-        [d.attempt for d in deliveries],
-        [d.event.SerializeToString() for d in deliveries],
-        deadline,
-        head,
-        deliveries[0].lease if deliveries else 0,
-    )
 
 
 def response_overhead() -> int:

@@ -31,8 +31,7 @@ from wahook.rpc import convert
 from wahook.rpc.convert import SubscribeSettings
 from wahook.rpc.pacer import Pacer
 from wahook.rpc.window import InFlightWindow
-from wahook.store.base import EventLog, Lease
-from wahook.store.encoded import EncodedBatch, SupportsEncodedFetch
+from wahook.store.base import EncodedBatch, EventLog, Lease
 from wahook.v1 import service_pb2
 
 _log = logging.getLogger(__name__)
@@ -250,9 +249,6 @@ class Session:
         # Lease operations confirmed and not sent yet (see SubscribeResponse.confirmation).
         self._confirmation = service_pb2.LeaseConfirmation()
         self._ended: Exception | None = None  # end(): the stream ends with this
-        # Looked up once: isinstance on a runtime-checkable Protocol walks its members
-        # (~20 us here), once per fetch it was a few % of a live stream's loop time.
-        self._encoded = log if isinstance(log, SupportsEncodedFetch) else None
 
     def forget_leases(self) -> None:
         self.window.clear()
@@ -591,15 +587,7 @@ class Session:
         fetch comes back short, nothing up to that head is left for this group."""
         s = self.settings
         self._pacer.fetched(now)
-        if self._encoded is not None:
-            batch = await self._encoded.fetch_encoded(
-                s.group, self.consumer, count, s.ack_deadline, now
-            )
-        else:
-            head = await self.log.head_sequence()  # before the fetch, see above
-            got = await self.log.fetch(s.group, self.consumer, count, s.ack_deadline, now)
-            head = max(head, got[-1].event.sequence) if got else head
-            batch = convert.encoded_batch(got, now + s.ack_deadline, head)
+        batch = await self.log.fetch(s.group, self.consumer, count, s.ack_deadline, now)
         self.hub.saw_head(batch.head)
         return batch
 

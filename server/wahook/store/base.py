@@ -7,7 +7,8 @@ never read the clock themselves where a decision depends on it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -88,6 +89,48 @@ class Delivery:
     lease: int = 0
 
 
+def decode_event(sequence: int, data: bytes) -> event_pb2.Event:
+    """A stored event's bytes parsed, with its sequence (stored bytes may lack it)."""
+    event = event_pb2.Event.FromString(data)
+    event.sequence = sequence
+    return event
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    """What ``EventLog.fetch`` returns: the stored event bytes, never parsed (a Subscribe
+    stream only forwards them: docs/decisions/0011-subscribe-sends-stored-bytes.md), in
+    columns rather than one object per event (every delivery of one fetch shares its
+    deadline, and an object per event, built in the SQLite writer thread, was a
+    measurable part of a catch-up's CPU: docs/architecture.md, "Why it is fast":
+    delivery). Delivery ``i`` is ``sequences[i]``, its ``attempts[i]`` and ``events[i]``,
+    a serialised ``wahook.v1.Event`` whose ``sequence`` field may be unset
+    (``sequences[i]`` is the truth); sequences ascend. ``deadline`` is
+    the ack deadline of them all. ``head`` is the log's head sequence as the fetch saw
+    it, so a caller knows, without another query, that nothing after ``head`` was
+    considered and can wait for appends past it. ``lease`` names this fetch's deliveries
+    (see ``base.Lease``); ``dead_lettered`` counts the due events the fetch moved to the
+    dead letters instead (their attempts were spent)."""
+
+    sequences: list[int]
+    attempts: list[int]
+    events: list[bytes]
+    deadline: float
+    head: int
+    lease: int = 0
+    dead_lettered: int = 0
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def deliveries(self) -> list[Delivery]:
+        """The batch as one Delivery per event, each event parsed (tests and tools)."""
+        return [
+            Delivery(decode_event(seq, data), attempt, self.deadline, self.lease)
+            for seq, attempt, data in zip(self.sequences, self.attempts, self.events, strict=True)
+        ]
+
+
 @dataclass(frozen=True)
 class GroupInfo:
     """A consumer group's durable state."""
@@ -143,12 +186,12 @@ class EventLog(Protocol):
     cannot serve it; no backend library exception escapes.
     """
 
-    def append(self, events: Sequence[event_pb2.Event]) -> Awaitable[AppendResult]:
-        """Store events in order; durable (fsynced / committed) when it returns.
+    def append(self, events: Sequence[event_pb2.Event]) -> asyncio.Future[AppendResult]:
+        """Store events in order; durable (fsynced / committed) when the future resolves.
 
-        An awaitable: an ``async def`` does, and so does a method returning an
-        ``asyncio.Future`` (the HTTP front then waits with a callback instead of a task
-        per POST; it passes the result through ``asyncio.ensure_future`` either way).
+        A future, not a coroutine: the HTTP front waits for it with a callback, no task
+        per POST. Bad events (no id, no dedupe key) raise ``InvalidArgumentError`` from
+        the call itself, before anything is queued.
 
         Idempotent on ``Event.dedupe_key``: a duplicate is not stored again, even when
         two copies race on two connections. Status events also advance the message's
@@ -192,26 +235,18 @@ class EventLog(Protocol):
 
     async def fetch(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
-    ) -> list[Delivery]:
-        """Hand up to ``max_count`` events to ``consumer``: first pending events whose
-        deadline passed (attempt + 1), then new events after the group's position that
-        match its filter (attempt 1; non-matching ones are skipped for good). Each
-        handed-out event is pending until ``now + ack_deadline``, under a new lease (the
-        same for the whole fetch). A due event whose next attempt would pass the group's
-        ``max_delivery_attempts`` goes to its dead letters instead (error: its last nack's
-        or release's, else that its deadline passed). Committed on return (survives a
+    ) -> EncodedBatch:
+        """Hand up to ``max_count`` events to ``consumer``, as stored bytes with the head
+        the fetch saw (see ``EncodedBatch``): first pending events whose deadline passed
+        (attempt + 1), then new events after the group's position that match its filter
+        (attempt 1; non-matching ones are skipped for good). Each handed-out event is
+        pending until ``now + ack_deadline``, under a new lease (the same for the whole
+        fetch). A due event whose next attempt would pass the group's
+        ``max_delivery_attempts`` goes to its dead letters instead (error: its last
+        nack's or release's, else that its deadline passed). Committed on return (survives a
         crash of the process); a backend may skip the fsync here, since losing group
         state to a power cut only means some events are delivered again.
         ``NotFoundError`` when the group does not exist."""
-        ...
-
-    async def ack(self, group: str, sequences: Sequence[int]) -> int:
-        """Remove pending entries whoever holds them; returns how many were pending.
-        (Operators' and tests' tool: subscribers ack by lease, ``ack_leases``.)"""
-        ...
-
-    async def nack(self, group: str, sequences: Sequence[int], redeliver_at: float) -> int:
-        """Make pending entries deliverable again at ``redeliver_at``; returns how many."""
         ...
 
     async def ack_leases(self, group: str, leases: Sequence[Lease]) -> list[int]:

@@ -1,15 +1,21 @@
-"""Event filters: matching an event, converting between the proto and the store's
-dataclass, and the canonical text a consumer group's filter is stored and compared as."""
+"""Event filters, described once: ``COLUMNS`` names each filter column (the EventFilter
+field, the event's value, the SQLite column, the Redis stream entry field), and every
+form of filtering is made from it: the Python matcher, the SQL of the SQLite log, the Lua
+table the Redis scripts match with, the Redis entry matcher, and the canonical text a
+consumer group's filter is stored and compared as. tests/contract/test_filters.py checks
+both backends against ``matches`` over random events and filters."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from wahook.store.base import EventFilter
 from wahook.v1 import event_pb2
 
-_MESSAGE = event_pb2.EVENT_TYPE_MESSAGE
-_ECHO = event_pb2.EVENT_TYPE_MESSAGE_ECHO
+Value = int | str | None
 
 
 def message_type_of(event: event_pb2.Event) -> str | None:
@@ -23,47 +29,94 @@ def message_type_of(event: event_pb2.Event) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Column:
+    """One filter column. ``name``: the EventFilter field (and wahook.v1.EventFilter's,
+    and the key in the canonical text); ``value``: the event's value (None: the event has
+    none and matches no non-empty set); ``sql``: the events table's column (NULL for
+    None); ``field``: the Redis stream entry's field (absent for None); ``parse``: a
+    value from the canonical text."""
+
+    name: str
+    value: Callable[[event_pb2.Event], Value]
+    sql: str
+    field: str
+    parse: Callable[[Any], int | str]
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("event_types", lambda e: int(e.type), "type", "t", int),
+    Column("message_types", message_type_of, "message_type", "m", str),
+    Column("phone_number_ids", lambda e: e.phone_number_id, "phone_number_id", "p", str),
+    Column("waba_ids", lambda e: e.waba_id, "waba_id", "w", str),
+)
+_GETTERS = tuple(c.value for c in COLUMNS)
+
+
+def values_of(event: event_pb2.Event) -> list[Value]:
+    """The event's value of each column, in ``COLUMNS`` order (what a backend stores)."""
+    return [get(event) for get in _GETTERS]
+
+
+def _sets(flt: EventFilter) -> list[tuple[Column, frozenset[int] | frozenset[str]]]:
+    """The filter's non-empty sets with their columns."""
+    return [(c, s) for c in COLUMNS if (s := getattr(flt, c.name))]
+
+
 def matches(flt: EventFilter, event: event_pb2.Event) -> bool:
     """Whether ``event`` passes ``flt``: every non-empty set must contain the event's value."""
-    if flt.event_types and event.type not in flt.event_types:
-        return False
-    if flt.message_types and message_type_of(event) not in flt.message_types:
-        return False
-    if flt.phone_number_ids and event.phone_number_id not in flt.phone_number_ids:
-        return False
-    return not (flt.waba_ids and event.waba_id not in flt.waba_ids)
+    return all(c.value(event) in values for c, values in _sets(flt))
+
+
+def filter_sql(flt: EventFilter) -> tuple[str, list[object]]:
+    """`` AND ...`` clauses selecting ``flt`` on the SQLite events table, and their
+    parameters (``NULL IN (...)`` is not true: None matches nothing)."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for c, values in _sets(flt):
+        clauses.append(f" AND {c.sql} IN ({','.join('?' * len(values))})")
+        params.extend(sorted(values))
+    return "".join(clauses), params
+
+
+def entry_matcher(flt: EventFilter) -> Callable[[Mapping[bytes, bytes]], bool]:
+    """``matches`` on a Redis stream entry's fields, without parsing the event."""
+    wanted = [(c.field.encode(), {str(v).encode() for v in s}) for c, s in _sets(flt)]
+
+    def match(fields: Mapping[bytes, bytes]) -> bool:
+        return all(fields.get(field) in values for field, values in wanted)
+
+    return match
+
+
+def redis_arg(value: Value) -> str:
+    """A column value as an APPEND script argument: ``=`` and the value, '' for None (so
+    an empty string stays a value)."""
+    return "" if value is None else f"={value}"
+
+
+def lua_columns() -> str:
+    """The Lua table the Redis scripts store and match the columns with: per column, its
+    key in the canonical filter text and its stream entry field (lua/filter.lua)."""
+    pairs = ",".join(f"{{'{c.name}','{c.field}'}}" for c in COLUMNS)
+    return f"local FILTER_COLUMNS = {{{pairs}}}\n"
 
 
 def from_proto(pb: event_pb2.EventFilter) -> EventFilter:
     """The store's filter for a ``wahook.v1.EventFilter`` (values are not validated here)."""
-    return EventFilter(
-        event_types=frozenset(int(t) for t in pb.event_types),
-        message_types=frozenset(pb.message_types),
-        phone_number_ids=frozenset(pb.phone_number_ids),
-        waba_ids=frozenset(pb.waba_ids),
-    )
+    return _filter(lambda c: getattr(pb, c.name))
 
 
 def to_proto(flt: EventFilter) -> event_pb2.EventFilter:
     """The ``wahook.v1.EventFilter`` for a store filter, each list sorted."""
-    return event_pb2.EventFilter(
-        event_types=sorted(flt.event_types),  # type: ignore[arg-type]
-        message_types=sorted(flt.message_types),
-        phone_number_ids=sorted(flt.phone_number_ids),
-        waba_ids=sorted(flt.waba_ids),
-    )
+    return event_pb2.EventFilter(**{c.name: sorted(getattr(flt, c.name)) for c in COLUMNS})
 
 
 def canonical(flt: EventFilter) -> str:
     """A stable text for ``flt``: equal filters give equal text whatever the order their
     values came in, so a group's stored filter can be compared with a subscriber's."""
     return json.dumps(
-        {
-            "event_types": sorted(flt.event_types),
-            "message_types": sorted(flt.message_types),
-            "phone_number_ids": sorted(flt.phone_number_ids),
-            "waba_ids": sorted(flt.waba_ids),
-        },
+        {c.name: sorted(getattr(flt, c.name)) for c in COLUMNS},
         separators=(",", ":"),
         sort_keys=True,
     )
@@ -72,9 +125,10 @@ def canonical(flt: EventFilter) -> str:
 def parse_canonical(text: str) -> EventFilter:
     """The filter ``canonical`` wrote."""
     data = json.loads(text)
-    return EventFilter(
-        event_types=frozenset(int(t) for t in data["event_types"]),
-        message_types=frozenset(str(t) for t in data["message_types"]),
-        phone_number_ids=frozenset(str(t) for t in data["phone_number_ids"]),
-        waba_ids=frozenset(str(t) for t in data["waba_ids"]),
-    )
+    return _filter(lambda c: data[c.name])
+
+
+def _filter(values: Callable[[Column], Iterable[Any]]) -> EventFilter:
+    """The filter whose sets hold ``values(column)``, each parsed."""
+    sets: dict[str, Any] = {c.name: frozenset(c.parse(v) for v in values(c)) for c in COLUMNS}
+    return EventFilter(**sets)

@@ -1,6 +1,7 @@
 // Command wahook-subscribe is the example a Go service copies: it joins a
 // wahook consumer group, switches on each event's typed payload, prints one
-// JSON line per event, and acks it after handling.
+// JSON line per event, and acks it after handling (by the delivery's ack id;
+// the subscriber package extends the lease of a handler that runs long).
 //
 //	wahook-subscribe --target 127.0.0.1:50051 --group billing --event-types message,status
 //
@@ -17,6 +18,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,9 +66,11 @@ func main() {
 	from := flag.String("from", "earliest", "where a new group starts: earliest or latest")
 	count := flag.Int("count", 0, "exit after handling this many events (0: run until a signal)")
 	idleExit := flag.Float64("idle-exit", 0, "exit after this many seconds without an event (0: never)")
+	maxAttempts := flag.Uint("max-delivery-attempts", 0, "a new group's deliveries of an event before it goes to the group's dead letters (0: the server's default, 10)")
+	failTypes := flag.String("fail-message-types", "", "comma-separated message types whose handling fails (nacked with the error): a stand-in for a poison event, to see retries end in the dead letters")
 	flag.Parse()
 
-	opts := &wahookv1.SubscribeOptions{ConsumerGroup: *group, ConsumerName: "go-example"}
+	opts := &wahookv1.SubscribeOptions{ConsumerGroup: *group, ConsumerName: "go-example", MaxDeliveryAttempts: uint32(*maxAttempts)}
 	switch *from {
 	case "earliest":
 		opts.Start = &wahookv1.StartPosition{Position: &wahookv1.StartPosition_Earliest{Earliest: true}}
@@ -115,19 +119,24 @@ func main() {
 		Logf:    log.Printf,
 		OnOpen:  func() { opened.Store(true) },
 	}
+	refused := refuser(split(*failTypes))
 	err = s.Run(ctx, func(_ context.Context, d *wahookv1.Delivery) error {
 		if err := enc.Encode(summarize(d)); err != nil {
 			return fmt.Errorf("print: %w", err) // nacked: delivered again
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		handled++
 		idle.Reset(forever(time.Duration(*idleExit * float64(time.Second))))
+		if err := refused(d); err != nil {
+			return err
+		}
+		handled++
 		if *count > 0 && handled >= *count {
 			cancel() // Run sends this batch's acks, then returns
 		}
 		return nil
 	})
+	logStats(s.Stats())
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Fatal(err)
 	}
@@ -139,6 +148,25 @@ func main() {
 		log.Printf("wahook: %d of --count %d events", handled, *count)
 		os.Exit(4)
 	}
+}
+
+// refuser stands in for a handler that fails on some events (a poison
+// event): their nack carries the error, and once the group's
+// max_delivery_attempts are used up they wait in its dead letters.
+func refuser(types []string) func(*wahookv1.Delivery) error {
+	return func(d *wahookv1.Delivery) error {
+		if t := d.GetEvent().GetMessage().GetTypeName(); t != "" && slices.Contains(types, t) {
+			return fmt.Errorf("message type %s refused (--fail-message-types)", t)
+		}
+		return nil
+	}
+}
+
+// logStats reports what the server confirmed. An expired ack means the event
+// is delivered again: the handler must be idempotent.
+func logStats(st subscriber.Stats) {
+	log.Printf("wahook: confirmed %d acks, %d nacks, %d lease extensions; %d expired",
+		st.Acked, st.Nacked, st.Extended, st.Expired)
 }
 
 // summarize switches on the typed payload: this is where a service would

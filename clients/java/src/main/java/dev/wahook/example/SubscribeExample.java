@@ -32,7 +32,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The example a Java service copies: joins a wahook consumer group, switches on each event's typed
- * payload, prints one JSON line per event, and acks it after handling.
+ * payload, prints one JSON line per event, and acks it after handling (by the delivery's ack id; the
+ * Subscriber extends the lease of a handler that runs long).
  *
  * <pre>
  * java -jar target/wahook-subscribe.jar --target 127.0.0.1:50051 --group billing --event-types message,status
@@ -59,7 +60,11 @@ public final class SubscribeExample {
     double idleExit = Double.parseDouble(flags.getOrDefault("idle-exit", "0"));
 
     SubscribeOptions.Builder options =
-        SubscribeOptions.newBuilder().setConsumerGroup(group).setConsumerName("java-example");
+        SubscribeOptions.newBuilder()
+            .setConsumerGroup(group)
+            .setConsumerName("java-example")
+            .setMaxDeliveryAttempts(Integer.parseInt(flags.getOrDefault("max-delivery-attempts", "0")));
+    List<String> failTypes = split(flags.get("fail-message-types"));
     switch (flags.getOrDefault("from", "earliest")) {
       case "earliest" -> options.setStart(StartPosition.newBuilder().setEarliest(true));
       case "latest" -> options.setStart(StartPosition.newBuilder().setLatest(true));
@@ -104,6 +109,7 @@ public final class SubscribeExample {
             delivery -> {
               OUT.println(toJson(summarize(delivery)));
               armIdle.run();
+              refuse(failTypes, delivery);
               if (count > 0 && handled.incrementAndGet() >= count) {
                 self[0].stop(); // run() acks this batch, then returns
               }
@@ -146,10 +152,36 @@ public final class SubscribeExample {
     } finally {
       timers.shutdownNow();
       channel.shutdownNow().awaitTermination(2, TimeUnit.SECONDS);
+      logStats(subscriber.stats());
     }
     exitCode.set(code);
     finished.countDown();
     System.exit(code);
+  }
+
+  /**
+   * Stands in for a handler that fails on some events (a poison event): their nack carries the
+   * error, and once the group's max_delivery_attempts are used up they wait in its dead letters.
+   */
+  private static void refuse(List<String> failTypes, Delivery delivery) {
+    String type = delivery.getEvent().getMessage().getTypeName();
+    if (!type.isEmpty() && failTypes.contains(type)) {
+      throw new IllegalStateException("message type " + type + " refused (--fail-message-types)");
+    }
+  }
+
+  /** What the server confirmed. An expired ack means the event comes again: handle idempotently. */
+  private static void logStats(Leases.Stats st) {
+    System.err.println(
+        "wahook: confirmed "
+            + st.acked()
+            + " acks, "
+            + st.nacked()
+            + " nacks, "
+            + st.extended()
+            + " lease extensions; "
+            + st.expired()
+            + " expired");
   }
 
   /**

@@ -2,7 +2,6 @@ package dev.wahook.example;
 
 import dev.wahook.v1.Delivery;
 import dev.wahook.v1.EventServiceGrpc;
-import dev.wahook.v1.Nack;
 import dev.wahook.v1.SubscribeOptions;
 import dev.wahook.v1.SubscribeRequest;
 import dev.wahook.v1.SubscribeResponse;
@@ -22,18 +21,30 @@ import java.util.EnumSet;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.function.Consumer;
 
 /**
  * Runs a wahook consumer-group subscription: opens the Subscribe stream, hands each delivery to a
- * handler, acks what it handled, nacks what threw, and reconnects with exponential backoff when
- * the stream drops. Copy it into a service.
+ * handler, acks what it handled, nacks what threw (with the error), and reconnects with
+ * exponential backoff when the stream drops. Acks and nacks name each delivery's lease (its ack
+ * id); leases whose handler runs long are extended before their deadline, and the server's
+ * confirmations are counted ({@link #stats}). Copy it, with Leases.java, into a service.
  */
 public final class Subscriber {
 
-  /** Handles one event. Returning acks it; throwing nacks it (the group gets it again). */
+  /**
+   * Handles one event. Returning acks it; throwing nacks it (the exception's message, cut to 1024
+   * characters, is kept as the event's last error): the group gets it again, until its
+   * max_delivery_attempts send it to the dead letters.
+   */
   @FunctionalInterface
   public interface Handler {
     void handle(Delivery delivery) throws Exception;
@@ -58,8 +69,17 @@ public final class Subscriber {
   private final Duration minBackoff = Duration.ofMillis(100);
   private final Duration maxBackoff = Duration.ofSeconds(10);
   private final Duration drainTimeout = Duration.ofSeconds(2);
+  // How long a delivery's lease is kept extended while its handler runs; after it the event may go
+  // to another subscriber.
+  private final Duration maxExtension = Duration.ofHours(1);
   private final CompletableFuture<Void> stopRequested = new CompletableFuture<>();
   private volatile boolean opened;
+  private final Leases.Counters counters = new Leases.Counters();
+  private final ScheduledExecutorService timer =
+      Executors.newSingleThreadScheduledExecutor(daemon("wahook-leases"));
+  // Handles the batches, in order, of one stream after another: a slow handler does not hold up
+  // reading the stream (each delivery's lease starts when it arrives).
+  private final ExecutorService worker = Executors.newSingleThreadExecutor(daemon("wahook-handler"));
 
   public Subscriber(
       EventServiceGrpc.EventServiceStub stub,
@@ -98,6 +118,15 @@ public final class Subscriber {
    * subscription with a code retrying cannot fix.
    */
   public void run() throws InterruptedException {
+    try {
+      subscribe();
+    } finally {
+      timer.shutdownNow();
+      worker.shutdown();
+    }
+  }
+
+  private void subscribe() throws InterruptedException {
     Duration backoff = minBackoff;
     while (!stopping()) {
       Session session = new Session();
@@ -152,10 +181,41 @@ public final class Subscriber {
     }
   }
 
-  /** One Subscribe stream, from the options request to its end. */
+  /** What the server confirmed so far, over every stream. */
+  public Leases.Stats stats() {
+    return counters.snapshot();
+  }
+
+  /** The options sent: max_receive_bytes defaults to the limit the call is opened with. */
+  private SubscribeOptions sentOptions() {
+    return options.getMaxReceiveBytes() != 0
+        ? options
+        : options.toBuilder().setMaxReceiveBytes(Leases.MAX_RECEIVE_BYTES).build();
+  }
+
+  /** The stream's ack deadline (the server's default when unset). */
+  private static long ackDeadlineNanos(SubscribeOptions o) {
+    long nanos =
+        o.hasAckDeadline()
+            ? o.getAckDeadline().getSeconds() * 1_000_000_000L + o.getAckDeadline().getNanos()
+            : 0;
+    return nanos > 0 ? nanos : Duration.ofSeconds(30).toNanos();
+  }
+
+  /**
+   * One Subscribe stream, from the options request to its end. Responses are read on gRPC's thread
+   * as they arrive (each delivery's lease starts then, and confirmations are counted); batches are
+   * handled in order on the session's own thread, so a slow handler does not hold up the reading.
+   */
   private final class Session implements StreamObserver<SubscribeResponse> {
     private final CompletableFuture<Status> ended = new CompletableFuture<>();
-    private final Object sendLock = new Object();
+    // Held while a batch is handled and acked, so that stopping waits for the batch in hand.
+    private final Object batchLock = new Object();
+    // Held for every write: the handler thread acks, the timer extends, run() half-closes.
+    private final Object writeLock = new Object();
+    private final SubscribeOptions sent = sentOptions();
+    private final long deadlineNanos = ackDeadlineNanos(sent);
+    private final Leases leases = new Leases(deadlineNanos, maxExtension.toNanos(), counters);
     private ClientCallStreamObserver<SubscribeRequest> requests;
     private boolean halfClosed;
     volatile boolean delivered;
@@ -163,54 +223,113 @@ public final class Subscriber {
     Status run() throws InterruptedException {
       requests =
           (ClientCallStreamObserver<SubscribeRequest>)
-              stub.withInterceptors(new SeeHeaders()).subscribe(this);
-      synchronized (sendLock) {
-        requests.onNext(SubscribeRequest.newBuilder().setOptions(options).build());
+              stub.withInterceptors(new SeeHeaders())
+                  .withMaxInboundMessageSize((int) sent.getMaxReceiveBytes())
+                  .subscribe(this);
+      write(SubscribeRequest.newBuilder().setOptions(sent).build());
+      long every = deadlineNanos / 4;
+      ScheduledFuture<?> extender =
+          timer.scheduleAtFixedRate(this::extend, every, every, TimeUnit.NANOSECONDS);
+      try {
+        CompletableFuture.anyOf(ended, stopRequested).join();
+        if (ended.isDone()) {
+          return ended.join();
+        }
+        return drain(extender);
+      } finally {
+        extender.cancel(false);
       }
-      CompletableFuture.anyOf(ended, stopRequested).join();
-      if (ended.isDone()) {
-        return ended.join();
+    }
+
+    /**
+     * Stopping: wait for the batch in hand to be acked and for the server to confirm those acks,
+     * half-close, then give the server a moment to end the stream, rather than cutting the
+     * connection under them.
+     */
+    private Status drain(ScheduledFuture<?> extender) throws InterruptedException {
+      long until = System.nanoTime() + drainTimeout.toNanos();
+      synchronized (batchLock) {
+        // stopping() is set: no batch starts after this one.
       }
-      // Stopping: half-close after the batch in hand is acked, then give the server a moment to
-      // process those acks and end the stream, rather than cutting the connection under them.
-      synchronized (sendLock) {
+      try {
+        CompletableFuture.anyOf(leases.whenSettled(), ended)
+            .get(Math.max(0, until - System.nanoTime()), TimeUnit.NANOSECONDS);
+      } catch (TimeoutException | ExecutionException e) {
+        // unconfirmed: half-close anyway
+      }
+      extender.cancel(false);
+      synchronized (writeLock) {
         halfClosed = true;
         requests.onCompleted();
       }
       try {
-        return ended.get(drainTimeout.toMillis(), TimeUnit.MILLISECONDS);
+        return ended.get(Math.max(0, until - System.nanoTime()), TimeUnit.NANOSECONDS);
       } catch (TimeoutException | ExecutionException e) {
         requests.cancel("subscriber stopping", null);
         return Status.CANCELLED;
       }
     }
 
+    /** Sends unless half-closed; false when it was not sent. */
+    private boolean write(SubscribeRequest req) {
+      synchronized (writeLock) {
+        if (halfClosed || ended.isDone()) {
+          return false;
+        }
+        requests.onNext(req);
+        return true;
+      }
+    }
+
+    private void extend() {
+      SubscribeRequest req = leases.extensions(System.nanoTime());
+      if (req != null) {
+        write(req);
+      }
+    }
+
     @Override
     public void onNext(SubscribeResponse response) {
-      // The whole batch is handled and acked under the lock, so a stop() in the middle cannot
-      // half-close the stream before this batch's acks are sent.
-      synchronized (sendLock) {
-        if (halfClosed) {
-          return; // not handled, not acked: the group gets these again
+      int expired = leases.confirm(response.getConfirmation());
+      if (expired > 0) {
+        log.accept(
+            "wahook: "
+                + expired
+                + " acks or nacks came after their lease ended; those events are delivered again");
+      }
+      if (response.getDeliveriesCount() > 0) {
+        delivered = true;
+        leases.received(response.getDeliveriesList(), System.nanoTime());
+        try {
+          worker.execute(() -> handle(response));
+        } catch (RejectedExecutionException e) {
+          // The session ended: not handled, not acked, the group gets them again.
         }
-        SubscribeRequest.Builder acks = SubscribeRequest.newBuilder();
+      }
+    }
+
+    private void handle(SubscribeResponse response) {
+      synchronized (batchLock) {
+        SubscribeRequest.Builder answers = SubscribeRequest.newBuilder();
         for (Delivery d : response.getDeliveriesList()) {
-          delivered = true;
-          if (stopping()) {
-            break;
+          if (stopping() || ended.isDone()) {
+            break; // not handled, not acked: the group gets these again
           }
-          long seq = d.getEvent().getSequence();
+          Exception failure = null;
           try {
             handler.handle(d);
-            acks.addAckSequences(seq);
           } catch (Exception e) {
-            log.accept("wahook: handler failed for sequence " + seq + ": " + e);
-            acks.addNacks(Nack.newBuilder().setSequence(seq));
+            log.accept("wahook: handler failed for sequence " + d.getEvent().getSequence() + ": " + e);
+            failure = e;
           }
+          leases.answer(answers, d, failure);
         }
         // One request acks the whole batch: fewer messages, same guarantee.
-        if (acks.getAckSequencesCount() + acks.getNacksCount() > 0) {
-          requests.onNext(acks.build());
+        if (answers.getAckIdsCount() + answers.getAckSequencesCount() + answers.getNacksCount() > 0) {
+          SubscribeRequest req = answers.build();
+          if (!write(req)) {
+            leases.unsent(req);
+          }
         }
       }
     }
@@ -224,5 +343,13 @@ public final class Subscriber {
     public void onCompleted() {
       ended.complete(Status.UNAVAILABLE.withDescription("server ended the stream"));
     }
+  }
+
+  private static ThreadFactory daemon(String name) {
+    return r -> {
+      Thread t = new Thread(r, name);
+      t.setDaemon(true);
+      return t;
+    };
   }
 }

@@ -27,14 +27,14 @@ from wahook.store import filters
 from wahook.store.base import (
     DEADLINE_PASSED,
     STREAM_ENDED,
+    EncodedBatch,
     EventFilter,
     GroupInfo,
     GroupSettings,
     Lease,
     StartPosition,
 )
-from wahook.store.encoded import EncodedBatch
-from wahook.store.sqlite_ops import filter_sql, head, json_ints
+from wahook.store.sqlite.events import head, json_ints
 
 
 def create_group(
@@ -132,7 +132,7 @@ def fetch(
     new_position = position
     remaining = max_count - len(expired)
     if remaining > 0:
-        where, params = filter_sql(flt)
+        where, params = filters.filter_sql(flt)
         fresh = conn.execute(
             f"SELECT sequence, data FROM events WHERE sequence > ?{where}"  # noqa: S608 - fixed column names
             " ORDER BY sequence LIMIT ?",
@@ -235,25 +235,6 @@ def to_dead_letters(
     )
 
 
-def ack(conn: sqlite3.Connection, group: str, sequences: Sequence[int]) -> int:
-    runs = _runs(sequences)
-    if len(runs) * 4 <= len(sequences):
-        # Mostly consecutive (a catch-up acks whole batches): one range DELETE per run
-        # skips the JSON round trip and the IN lookups, about a third cheaper. A range
-        # holds only acked sequences, so it cannot touch anything else pending.
-        cur = conn.executemany(
-            "DELETE FROM pending WHERE group_name = ? AND sequence BETWEEN ? AND ?",
-            [(group, first, last) for first, last in runs],
-        )
-    else:
-        cur = conn.execute(
-            "DELETE FROM pending WHERE group_name = ?"
-            " AND sequence IN (SELECT value FROM json_each(?))",
-            (group, json_ints(sequences)),
-        )
-    return max(cur.rowcount, 0)
-
-
 def _runs(sequences: Sequence[int]) -> list[tuple[int, int]]:
     """The distinct sequences as ascending runs of consecutive integers, (first, last)."""
     runs: list[tuple[int, int]] = []
@@ -268,19 +249,6 @@ def _runs(sequences: Sequence[int]) -> list[tuple[int, int]]:
         last = seq
     runs.append((first, last))
     return runs
-
-
-def nack(
-    conn: sqlite3.Connection, group: str, sequences: Sequence[int], redeliver_at: float
-) -> int:
-    # The entry loses its consumer so that the nacking stream's release() on close
-    # does not cut the requested delay short.
-    cur = conn.execute(
-        "UPDATE pending SET deadline = ?, consumer = ''"
-        " WHERE group_name = ? AND sequence IN (SELECT value FROM json_each(?))",
-        (redeliver_at, group, json_ints(sequences)),
-    )
-    return _lower_next_due(conn, group, redeliver_at, max(cur.rowcount, 0))
 
 
 def release(conn: sqlite3.Connection, group: str, consumer: str, now: float) -> int:
@@ -303,7 +271,10 @@ def ack_leases(conn: sqlite3.Connection, group: str, leases: Sequence[Lease]) ->
     acked: list[int] = []
     for lease, seqs in _by_lease(leases).items():
         runs = _runs(seqs)
-        if len(runs) * 4 <= len(seqs):  # mostly consecutive: range deletes (see ack)
+        if len(runs) * 4 <= len(seqs):
+            # Mostly consecutive (a catch-up acks whole batches): one range DELETE per run
+            # skips the JSON round trip and the IN lookups, about a third cheaper. A range
+            # holds only acked sequences (and the lease), so it touches nothing else.
             for first, last in runs:
                 acked += _column(
                     conn,
@@ -343,7 +314,8 @@ def _update_leases(
 def nack_leases(
     conn: sqlite3.Connection, group: str, leases: Sequence[Lease], redeliver_at: float, error: str
 ) -> list[int]:
-    # Consumer '': as nack's.
+    # The entry loses its consumer so that the nacking stream's release() on close
+    # does not cut the requested delay short.
     changed = _update_leases(
         conn, group, leases, "deadline = ?, consumer = '', error = ?", redeliver_at, error
     )

@@ -15,7 +15,7 @@ error and its neighbours still commit (once: the first attempt was rolled back).
 are pure functions of the connection, so running one twice is safe.
 
 Appends are not ordinary jobs: every append of a batch is handed to ``append_many`` at
-once (one set-based write, see store.sqlite_ops), which returns each append's result or
+once (one set-based write, see store.sqlite.events), which returns each append's result or
 its own error (a refused append is not written, so it needs no rollback).
 
 A failed BEGIN or COMMIT (disk full, lock held too long) fails every job of the batch
@@ -60,20 +60,18 @@ def as_wahook_error(exc: BaseException) -> BaseException:
 
 
 class _Item:
-    __slots__ = ("appends", "durable", "fn", "future", "payload")
+    __slots__ = ("durable", "fn", "future", "payload")
 
     def __init__(
         self,
         fn: Job | None,
         future: asyncio.Future[Any],
         *,
-        appends: bool,
         durable: bool,
         payload: Any = None,
     ) -> None:
         self.fn = fn  # None: an append, ``payload`` goes to append_many
         self.future = future
-        self.appends = appends
         self.durable = durable
         self.payload = payload
 
@@ -86,7 +84,7 @@ class GroupCommitWriter:
     """One thread and one connection; see the module docstring.
 
     ``on_head(head)`` is called on the loop after every committed batch that contained an
-    append job, with the log's head sequence as that transaction saw it.
+    append, with the log's head sequence as that transaction saw it.
     ``append_many(conn, payloads)`` runs the payloads of every ``submit_append`` of a
     batch and returns, for each, its result or the exception its caller gets.
     """
@@ -111,7 +109,7 @@ class GroupCommitWriter:
         # Jobs submitted during this loop iteration, handed to the thread by _hand_over.
         self._submitted: list[_Item] = []
         self._closed = False
-        self._synchronous_full = True  # what sqlite_schema.connect set
+        self._synchronous_full = True  # what schema.connect set
         # Read by /metrics and tests; written only by the writer thread.
         self.commits = 0
         self.jobs = 0
@@ -120,22 +118,18 @@ class GroupCommitWriter:
         self._thread.start()
 
     def submit(
-        self,
-        fn: Callable[[sqlite3.Connection], T],
-        *,
-        appends: bool = False,
-        durable: bool = False,
+        self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False
     ) -> asyncio.Future[T]:
         """Queue ``fn`` for the next transaction; the future resolves after its COMMIT.
 
         ``durable``: the commit must reach the disk (fsync) before the future resolves.
         Otherwise it survives a crash of this process but may roll back on power loss.
-        ``appends``: the job adds events (waiters of wait_for_append are woken).
+        A job adds no events: appends go through ``submit_append``.
         """
         if self._closed:
             raise LogUnavailableError("event log is closed")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._add(_Item(fn, future, appends=appends, durable=durable))
+        self._add(_Item(fn, future, durable=durable))
         return future
 
     def submit_append(self, payload: Any, *, durable: bool) -> asyncio.Future[Any]:
@@ -143,7 +137,7 @@ class GroupCommitWriter:
         if self._closed:
             raise LogUnavailableError("event log is closed")
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._add(_Item(None, future, appends=True, durable=durable, payload=payload))
+        self._add(_Item(None, future, durable=durable, payload=payload))
         return future
 
     def _add(self, item: _Item) -> None:
@@ -240,7 +234,7 @@ class GroupCommitWriter:
                 if not self._begin(batch):
                     return
                 outcomes = self._run_isolated(batch)
-            head = self._read_head(conn) if any(item.appends for item in batch) else None
+            head = self._read_head(conn) if any(item.fn is None for item in batch) else None
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._abandon_transaction()

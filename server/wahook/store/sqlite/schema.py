@@ -5,7 +5,7 @@ appends events. In WAL mode FULL fsyncs the WAL at every commit, so a committed 
 survives kill -9 *and* power loss; NORMAL would only survive a process crash. The cost
 is one fsync per commit, which the single writer's group commit shares between every
 append queued at that moment. (Consumer-group bookkeeping alone commits with NORMAL;
-see store.sqlite.)
+see store.sqlite.log.)
 
 ``events.sequence`` is AUTOINCREMENT so a sequence is never reused, even after retention
 deleted the newest events: a consumer group's position must never point past a
@@ -118,7 +118,7 @@ _ADDED_COLUMNS = [
 
 # Version 3: no index on pending deadlines (each delivery inserted and each ack deleted an
 # entry in it); consumer_groups.next_due, a lower bound on the group's earliest pending
-# deadline, tells a fetch when to look for due entries at all (see store.sqlite_groups).
+# deadline, tells a fetch when to look for due entries at all (see store.sqlite.groups).
 _MIGRATE_2_TO_3 = """
 DROP INDEX IF EXISTS pending_deadline;
 """

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from wahook.errors import InvalidArgumentError, LogUnavailableError
 from wahook.store import filters
 from wahook.store.base import AppendResult
+from wahook.store.redis.scripts import APPEND_ARGS_PER_EVENT
 from wahook.v1 import account_pb2, event_pb2, status_pb2
 
 Arg = bytes | str | int | float
@@ -48,7 +49,7 @@ class _PendingAppend:
 
 
 def event_args(event: event_pb2.Event) -> list[Arg]:
-    """The 13 script arguments of one event (see redis_scripts.APPEND)."""
+    """The APPEND script arguments of one event (see lua/append.lua)."""
     received = event.received_time
     mid, state, occurred, rcpt, errors = "", 0, 0, "", b""
     if event.WhichOneof("payload") == "status":
@@ -60,16 +61,13 @@ def event_args(event: event_pb2.Event) -> list[Arg]:
         event.id,
         event.dedupe_key,
         event.SerializeToString(),
-        int(event.type),
-        filters.message_type_of(event) or "",
-        event.phone_number_id,
-        event.waba_id,
         repr(received.seconds + received.nanos / 1e9),
         mid,
         int(state),
         int(occurred),
         rcpt,
         errors,
+        *map(filters.redis_arg, filters.values_of(event)),
     ]
 
 
@@ -175,10 +173,10 @@ class AppendBatcher:
             code = int(r[0])
             if code < 0:
                 index = int(r[1])
+                event_id = p.args[1 + APPEND_ARGS_PER_EVENT * index]
                 p.future.set_exception(
                     InvalidArgumentError(
-                        f"events[{index}].id {p.args[1 + 13 * index]!r} is stored for"
-                        " another dedupe_key"
+                        f"events[{index}].id {event_id!r} is stored for another dedupe_key"
                     )
                 )
                 continue

@@ -1,7 +1,7 @@
 """RedisEventLog: the scale-out EventLog, one Redis stream shared by every sidecar replica.
 
 Several replicas behind one load balancer open the same Redis (same URL and prefix):
-each append is one Lua script (store.redis_scripts) that dedupes, allocates sequences
+each append is one Lua script (store.redis.scripts) that dedupes, allocates sequences
 from one counter, XADDs and advances status records atomically, so a Meta retry landing
 on two replicas at once is stored once. Consumer groups are the stream's own groups
 (XREADGROUP / XACK / XCLAIM) plus a zset of due times per group, all in Redis: the
@@ -9,7 +9,7 @@ subscribers of one group on different replicas share its events, and an event on
 replica handed out and nobody acked is redelivered through any replica after its
 deadline.
 
-Group commit, client side (store.redis_append): appends issued while a script is in
+Group commit, client side (store.redis.append): appends issued while a script is in
 flight are sent together as the next script (one round trip, one AOF write and fsync for
 all of them), like the SQLite log's writer thread.
 
@@ -48,15 +48,13 @@ from wahook.errors import (
     NotFoundError,
 )
 from wahook.store import filters
-from wahook.store import redis_group_scripts as group_scripts
-from wahook.store import redis_scripts as scripts
 from wahook.store.base import (
     DEADLINE_PASSED,
     DEFAULT_GROUP_SETTINGS,
     STREAM_ENDED,
     AppendResult,
     DeadLetter,
-    Delivery,
+    EncodedBatch,
     EventFilter,
     GroupInfo,
     GroupSettings,
@@ -64,10 +62,11 @@ from wahook.store.base import (
     StartPosition,
     StatusRecord,
     StatusTransition,
+    decode_event,
 )
-from wahook.store.encoded import EncodedBatch, decode_event
 from wahook.store.head import HeadWatch, check_appendable
-from wahook.store.redis_append import AppendBatcher, mask_url
+from wahook.store.redis import scripts
+from wahook.store.redis.append import AppendBatcher, mask_url
 from wahook.v1 import account_pb2, event_pb2
 
 T = TypeVar("T")
@@ -87,17 +86,6 @@ class RedisMetrics:
     commits: int  # append scripts run (one per client-side group commit)
     appended_events: int
     duplicate_events: int
-
-
-def _matches_fields(flt: EventFilter, f: dict[bytes, bytes]) -> bool:
-    """store.filters.matches on a stream entry's fields, without parsing the event."""
-    if flt.event_types and int(f[b"t"]) not in flt.event_types:
-        return False
-    if flt.message_types and (b"m" not in f or f[b"m"].decode() not in flt.message_types):
-        return False
-    if flt.phone_number_ids and f[b"p"].decode() not in flt.phone_number_ids:
-        return False
-    return not (flt.waba_ids and f[b"w"].decode() not in flt.waba_ids)
 
 
 def _chosen(sequences: Sequence[int] | None) -> list[int]:
@@ -149,21 +137,19 @@ class RedisEventLog:
         self._create_script = reg(scripts.CREATE_GROUP)
         self._info_script = reg(scripts.GROUP_INFO)
         self._fetch_script = reg(scripts.FETCH)
-        self._ack_script = reg(scripts.ACK)
-        self._nack_script = reg(scripts.NACK)
         self._release_script = reg(scripts.RELEASE)
         self._prune_script = reg(scripts.PRUNE)
-        self._ack_leases_script = reg(group_scripts.ACK_LEASES)
-        self._nack_leases_script = reg(group_scripts.NACK_LEASES)
-        self._modify_script = reg(group_scripts.MODIFY_DEADLINES)
-        self._dead_letter_script = reg(group_scripts.DEAD_LETTER)
-        self._delete_script = reg(group_scripts.DELETE_GROUP)
-        self._seek_script = reg(group_scripts.SEEK_GROUP)
-        self._touch_script = reg(group_scripts.TOUCH_GROUPS)
-        self._expire_script = reg(group_scripts.EXPIRE_GROUPS)
-        self._list_dead_script = reg(group_scripts.LIST_DEAD_LETTERS)
-        self._redeliver_dead_script = reg(group_scripts.REDELIVER_DEAD_LETTERS)
-        self._discard_dead_script = reg(group_scripts.DISCARD_DEAD_LETTERS)
+        self._ack_leases_script = reg(scripts.ACK_LEASES)
+        self._nack_leases_script = reg(scripts.NACK_LEASES)
+        self._modify_script = reg(scripts.MODIFY_DEADLINES)
+        self._dead_letter_script = reg(scripts.DEAD_LETTER)
+        self._delete_script = reg(scripts.DELETE_GROUP)
+        self._seek_script = reg(scripts.SEEK_GROUP)
+        self._touch_script = reg(scripts.TOUCH_GROUPS)
+        self._expire_script = reg(scripts.EXPIRE_GROUPS)
+        self._list_dead_script = reg(scripts.LIST_DEAD_LETTERS)
+        self._redeliver_dead_script = reg(scripts.REDELIVER_DEAD_LETTERS)
+        self._discard_dead_script = reg(scripts.DISCARD_DEAD_LETTERS)
 
     @classmethod
     async def open(
@@ -251,10 +237,11 @@ class RedisEventLog:
         out: list[event_pb2.Event] = []
         start = f"(0-{max(after_sequence, 0)}"
         end = f"0-{until_sequence}" if until_sequence > 0 else "+"
+        matches = filters.entry_matcher(flt)
         while len(out) < limit:
             entries = await self._xrange(start, end)
             for entry_id, f in entries:
-                if _matches_fields(flt, f):
+                if matches(f):
                     out.append(decode_event(int(entry_id.split(b"-")[1]), f[b"d"]))
                     if len(out) == limit:
                         break
@@ -337,14 +324,7 @@ class RedisEventLog:
 
     async def fetch(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
-    ) -> list[Delivery]:
-        batch = await self.fetch_encoded(group, consumer, max_count, ack_deadline, now)
-        return batch.deliveries()
-
-    async def fetch_encoded(
-        self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
     ) -> EncodedBatch:
-        """``fetch`` without parsing the events, with the head it saw (see store.encoded)."""
         deadline = now + ack_deadline
         r = await self._run(
             self._fetch_script,
@@ -369,18 +349,6 @@ class RedisEventLog:
             int(r[2]),
             int(r[3]),
         )
-
-    async def ack(self, group: str, sequences: Sequence[int]) -> int:
-        seqs = [int(s) for s in sequences]
-        if not seqs:
-            return 0
-        return int(await self._run(self._ack_script, group, *seqs))
-
-    async def nack(self, group: str, sequences: Sequence[int], redeliver_at: float) -> int:
-        seqs = [int(s) for s in sequences]
-        if not seqs:
-            return 0
-        return int(await self._run(self._nack_script, group, repr(float(redeliver_at)), *seqs))
 
     async def ack_leases(self, group: str, leases: Sequence[Lease]) -> list[int]:
         if not leases:

@@ -1,11 +1,11 @@
 """SqliteEventLog: the embedded EventLog, one SQLite file under the data directory.
 
-Writes go through one writer thread with group commit (store.sqlite_writer); reads run on
+Writes go through one writer thread with group commit (store.sqlite.writer); reads run on
 a small pool of reader threads, each with its own connection. WAL lets those readers see
 the last committed state without waiting for the writer, so a long ListEvents never delays
 a webhook's commit, and the asyncio loop never waits on the disk. Durability settings
-and the schema are in store.sqlite_schema; the SQL in store.sqlite_ops (events)
-store.sqlite_groups (consumer groups) and store.sqlite_lifecycle (deleting, seeking,
+and the schema are in store.sqlite.schema; the SQL in store.sqlite.events (events)
+store.sqlite.groups (consumer groups) and store.sqlite.lifecycle (deleting, seeking,
 expiring groups, dead letters).
 
 Durability: appends (and group creation) commit with synchronous=FULL, so a returned
@@ -36,15 +36,11 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from wahook.errors import LogUnavailableError
-from wahook.store import sqlite_groups as groups
-from wahook.store import sqlite_lifecycle as lifecycle
-from wahook.store import sqlite_ops as ops
-from wahook.store import sqlite_status
 from wahook.store.base import (
     DEFAULT_GROUP_SETTINGS,
     AppendResult,
     DeadLetter,
-    Delivery,
+    EncodedBatch,
     EventFilter,
     GroupInfo,
     GroupSettings,
@@ -52,10 +48,12 @@ from wahook.store.base import (
     StartPosition,
     StatusRecord,
 )
-from wahook.store.encoded import EncodedBatch
 from wahook.store.head import HeadWatch, check_appendable
-from wahook.store.sqlite_schema import connect, initialise
-from wahook.store.sqlite_writer import GroupCommitWriter, as_wahook_error
+from wahook.store.sqlite import events as ops
+from wahook.store.sqlite import groups, lifecycle
+from wahook.store.sqlite import status as sqlite_status
+from wahook.store.sqlite.schema import connect, initialise
+from wahook.store.sqlite.writer import GroupCommitWriter, as_wahook_error
 from wahook.v1 import event_pb2
 
 T = TypeVar("T")
@@ -168,15 +166,9 @@ class SqliteEventLog:
         if self._closed:
             raise LogUnavailableError("event log is closed")
 
-    async def _write(
-        self,
-        fn: Callable[[sqlite3.Connection], T],
-        *,
-        appends: bool = False,
-        durable: bool = False,
-    ) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
         self._check_open()
-        return await self._writer.submit(fn, appends=appends, durable=durable)
+        return await self._writer.submit(fn, durable=durable)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         self._check_open()
@@ -263,31 +255,12 @@ class SqliteEventLog:
 
     async def fetch(
         self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
-    ) -> list[Delivery]:
-        batch = await self.fetch_encoded(group, consumer, max_count, ack_deadline, now)
-        return batch.deliveries()
-
-    async def fetch_encoded(
-        self, group: str, consumer: str, max_count: int, ack_deadline: float, now: float
     ) -> EncodedBatch:
-        """``fetch`` without parsing the events, with the head it saw (see store.encoded)."""
         return await self._write(
             lambda conn: groups.fetch(
                 conn, group, consumer, max_count=max_count, ack_deadline=ack_deadline, now=now
             )
         )
-
-    async def ack(self, group: str, sequences: Sequence[int]) -> int:
-        seqs = list(sequences)
-        if not seqs:
-            return 0
-        return await self._write(lambda conn: groups.ack(conn, group, seqs))
-
-    async def nack(self, group: str, sequences: Sequence[int], redeliver_at: float) -> int:
-        seqs = list(sequences)
-        if not seqs:
-            return 0
-        return await self._write(lambda conn: groups.nack(conn, group, seqs, redeliver_at))
 
     async def ack_leases(self, group: str, leases: Sequence[Lease]) -> list[int]:
         held = list(leases)

@@ -10,10 +10,9 @@ import sqlite3
 from collections.abc import Sequence
 
 from wahook.errors import NotFoundError
-from wahook.store.base import DeadLetter, GroupInfo, StartPosition
-from wahook.store.encoded import decode_event
-from wahook.store.sqlite_groups import group_info, start_position
-from wahook.store.sqlite_ops import json_ints
+from wahook.store.base import DeadLetter, GroupInfo, StartPosition, decode_event
+from wahook.store.sqlite.events import json_ints
+from wahook.store.sqlite.groups import group_info, start_position
 
 
 def _require(conn: sqlite3.Connection, group: str) -> None:

@@ -15,9 +15,9 @@ from wahook.store import filters
 from wahook.store.base import (
     AppendResult,
     EventFilter,
+    decode_event,
 )
-from wahook.store.encoded import decode_event
-from wahook.store.sqlite_status import StatusUpdate, apply_statuses, prune_history
+from wahook.store.sqlite.status import StatusUpdate, apply_statuses, prune_history
 from wahook.v1 import account_pb2, event_pb2, status_pb2
 
 _MAX_SEQUENCE = 2**63 - 1
@@ -42,7 +42,7 @@ class Row:
         self,
         event_id: str,
         dedupe_key: str,
-        params: tuple[str, str, int, str | None, str, str, float, bytes],
+        params: tuple[object, ...],
         status: StatusUpdate | None,
     ) -> None:
         self.event_id = event_id
@@ -72,31 +72,27 @@ def prepare(event: event_pb2.Event) -> Row:
     params = (
         event_id,
         dedupe_key,
-        event.type,
-        filters.message_type_of(event),
-        event.phone_number_id,
-        event.waba_id,
+        *filters.values_of(event),
         received.seconds + received.nanos / 1e9,
         event.SerializeToString(),
     )
     return Row(event_id, dedupe_key, params, status)
 
 
-def filter_sql(flt: EventFilter) -> tuple[str, list[object]]:
-    """`` AND ...`` clauses selecting ``flt`` on the events table, and their parameters."""
-    clauses: list[str] = []
-    params: list[object] = []
-    columns: tuple[tuple[str, frozenset[int] | frozenset[str]], ...] = (
-        ("type", flt.event_types),
-        ("message_type", flt.message_types),
-        ("phone_number_id", flt.phone_number_ids),
-        ("waba_id", flt.waba_ids),
-    )
-    for column, values in columns:
-        if values:
-            clauses.append(f"{column} IN ({','.join('?' * len(values))})")
-            params.extend(sorted(values))
-    return "".join(f" AND {c}" for c in clauses), params
+# The filter columns (store.filters.COLUMNS) between the keys and the received time, as
+# prepare() orders a row's values.
+_INSERT_COLUMNS = (
+    "sequence",
+    "id",
+    "dedupe_key",
+    *(c.sql for c in filters.COLUMNS),
+    "received_at",
+    "data",
+)
+_INSERT = (
+    f"INSERT INTO events ({', '.join(_INSERT_COLUMNS)})"  # noqa: S608 - fixed column names
+    f" VALUES ({', '.join('?' * len(_INSERT_COLUMNS))})"
+)
 
 
 def head(conn: sqlite3.Connection) -> int:
@@ -122,7 +118,7 @@ def append_many(
     An id stored (or added earlier in the batch) for another dedupe key refuses its whole
     append with InvalidArgumentError -- returned, not raised, and nothing of that append
     is written -- while the other appends go on. Ids are derived from dedupe keys (see
-    sqlite_schema), so that is a caller's bug.
+    store.sqlite.schema), so that is a caller's bug.
 
     The sequences are given explicitly, from the head read under the write lock (the
     writer holds it), so they cannot differ from what AUTOINCREMENT would pick, and
@@ -175,11 +171,7 @@ def append_many(
                         statuses.append((row.status, row.event_id, entry[0]))
         results.append(AppendResult(sequences=sequences, new_count=new_count))
     if inserts:
-        conn.executemany(
-            "INSERT INTO events (sequence, id, dedupe_key, type, message_type,"
-            " phone_number_id, waba_id, received_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            inserts,
-        )
+        conn.executemany(_INSERT, inserts)
         apply_statuses(conn, statuses)
     return results
 
@@ -220,7 +212,7 @@ def get(conn: sqlite3.Connection, event_id: str) -> event_pb2.Event | None:
 def list_events(
     conn: sqlite3.Connection, flt: EventFilter, after: int, until: int, limit: int
 ) -> list[event_pb2.Event]:
-    where, params = filter_sql(flt)
+    where, params = filters.filter_sql(flt)
     rows = conn.execute(
         f"SELECT sequence, data FROM events WHERE sequence > ? AND sequence <= ?{where}"  # noqa: S608 - fixed column names
         " ORDER BY sequence LIMIT ?",
