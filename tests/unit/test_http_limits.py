@@ -88,10 +88,20 @@ async def test_a_stalled_body_is_cut_off_at_the_body_timeout(front_factory) -> N
     assert (await post_ok(front)).startswith(b"HTTP/1.1 200")  # others still served
 
 
+async def _closed(reader: asyncio.StreamReader) -> bytes:
+    """What is left to read until the server closes: b"" at a clean close, and b"" too when
+    a byte the client wrote after the close drew a reset (which a loaded machine makes
+    likely: the trickle goes on until the client sees the close)."""
+    try:
+        return await reader.read()
+    except ConnectionResetError:
+        return b""
+
+
 async def test_a_trickled_head_is_cut_off_at_the_header_timeout(front_factory) -> None:  # type: ignore[no-untyped-def]
     front = front_factory(FrontLimits(header_timeout=0.3))
     reader, writer = await front.connect()
-    closed = asyncio.ensure_future(reader.read())
+    closed = asyncio.ensure_future(_closed(reader))
     # A byte at a time, each well within the idle timeout: only the header timeout ends it.
     for byte in POST[:200]:
         if closed.done():
