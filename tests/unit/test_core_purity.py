@@ -62,7 +62,7 @@ def _imports(path: Path) -> set[str]:
 
 def test_core_modules_exist() -> None:
     names = {p.stem for p in CORE.glob("*.py")}
-    assert {"signature", "challenge", "normalize", "ids", "jsonout", "messages"} <= names
+    assert {"signature", "challenge", "normalize", "ids", "messages"} <= names
 
 
 def test_core_imports_no_io_library() -> None:

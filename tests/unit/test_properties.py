@@ -14,7 +14,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wahook.core.jsonout import event_to_json
+from wahook.commands.jsonout import event_to_json
 from wahook.core.jsonutil import digest, dumps
 from wahook.core.normalize import normalize
 from wahook.errors import PayloadError

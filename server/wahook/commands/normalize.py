@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from wahook.core.jsonout import event_to_json
+from wahook.commands.jsonout import event_to_json
 from wahook.core.normalize import normalize
 from wahook.errors import PayloadError
 

@@ -25,7 +25,7 @@ import grpc
 
 from wahook.client import Subscriber, bearer, start_position
 from wahook.commands import add_target_option, grpc_target, grpc_token
-from wahook.core.jsonout import event_to_json
+from wahook.commands.jsonout import event_to_json
 from wahook.v1 import event_pb2, service_pb2, service_pb2_grpc
 
 EVENT_TYPES = {

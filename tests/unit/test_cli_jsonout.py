@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from wahook.cli import main
-from wahook.core.jsonout import event_to_json
+from wahook.commands.jsonout import event_to_json
 from wahook.core.normalize import normalize
 
 DATA = Path(__file__).resolve().parents[1] / "data"
