@@ -3,13 +3,15 @@
 Each event is printed (protobuf JSON mapping, one line) and then acked. Without --group it
 reads through a consumer group of its own, deleted when it exits (and expiring 10 minutes
 after it was last connected should it be killed), so that it holds nothing back from
-retention. It takes the flags
-of the example subscribers under clients/ (--event-types a,b, --message-types, --from,
---count, --idle-exit) and a few more. It ends after --count events, when --timeout
-seconds have passed, after --idle-exit seconds without an event, or on Ctrl-C. Exit
-codes: 0 done; 1 the server refused the subscription (e.g. INVALID_ARGUMENT for a bad
-group name); 2 bad flags; 3 it never reached the server (no stream opened: wrong
---target, or the sidecar is down); 4 --count N was asked and fewer events came.
+retention. It takes the flags of the example subscribers under clients/ (--event-types a,b,
+--message-types, --from, --count, --idle-exit) and a few more. It ends after --count
+events, when --timeout seconds have passed, after --idle-exit seconds without an event, or
+on SIGTERM or Ctrl-C: it sends the acks of what it printed and ends as if done (SIGTERM is
+handled, so it also stops as a container's PID 1, for which the kernel ignores a signal
+without a handler). Exit codes: 0 done; 1 the server refused the subscription (e.g.
+INVALID_ARGUMENT for a bad group name); 2 bad flags; 3 it never reached the server (no
+stream opened: wrong --target, or the sidecar is down); 4 --count N was asked and fewer
+events came.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import secrets
+import signal
 import sys
 from typing import Any
 
@@ -38,6 +41,9 @@ EXIT_REFUSED, EXIT_USAGE, EXIT_NEVER_CONNECTED, EXIT_SHORT = 1, 2, 3, 4
 # A temporary group's idle expiry: the shortest a group may have, for a tail killed
 # before it could delete its group.
 EPHEMERAL_EXPIRY = 600.0
+# Stop cleanly on these: the stream half-closes after the acks of what was printed. Python
+# leaves SIGTERM at its default action, which the kernel never takes for a PID 1.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def add_parser(sub: Any) -> None:
@@ -141,11 +147,23 @@ async def tail(args: argparse.Namespace, target: str, types: list[str]) -> int:
         expire_after_idle=None if args.group else EPHEMERAL_EXPIRY,
         token=grpc_token(args),
     )
+    loop = asyncio.get_running_loop()
+    stops: set[asyncio.Task[None]] = set()  # referenced until done (the loop's are weak)
+
+    def stop() -> None:
+        task = loop.create_task(sub.stop())
+        stops.add(task)
+        task.add_done_callback(stops.discard)
+
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop)
     try:
         return await _print_events(sub, args, target)
     finally:
         if not args.group and sub.connected:
             await _delete_group(target, group, grpc_token(args))
+        for sig in _STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 async def _delete_group(target: str, group: str, token: str | None) -> None:
