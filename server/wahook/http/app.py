@@ -26,11 +26,11 @@ from wahook.http.handlers import (
     Verifier,
     WebhookDeps,
     WebhookHandler,
-    hard_body_limit,
     tornado_log_function,
 )
 from wahook.http.limits import MAX_HEAD_BYTES, Acceptor, FrontLimits, answer_oversized_head
 from wahook.http.metrics import Metrics
+from wahook.http.responses import hard_body_limit
 from wahook.http.webhook_post import WebhookFront
 from wahook.store.base import EventLog
 

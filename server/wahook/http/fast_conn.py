@@ -36,6 +36,7 @@ import tornado.http1connection
 import tornado.httputil
 import tornado.iostream
 
+from wahook.http import responses
 from wahook.http.limits import MAX_REQUEST_LINE
 
 log = logging.getLogger("wahook.http")
@@ -113,6 +114,14 @@ def write_now(stream: tornado.iostream.IOStream, data: bytes) -> None:
     stream.write(data)
 
 
+def put_back(stream: tornado.iostream.IOStream, data: bytes) -> None:
+    """Put ``data`` back in front of the stream's unread bytes (IOStream's own buffer: the
+    next read, Tornado's or ours, starts with it)."""
+    if data:
+        stream._read_buffer[:0] = data
+        stream._read_buffer_size += len(data)
+
+
 class _FastRequest(tornado.httputil.HTTPConnection):
     """What the webhook delegate writes its answer to: the response bytes go straight to
     the stream; ``finish`` starts reading the connection's next request, or closes it
@@ -141,10 +150,7 @@ class _FastRequest(tornado.httputil.HTTPConnection):
             self.close_after = True
         elif self.close_after:  # the request asked for it, as Tornado's connection says
             headers["Connection"] = "close"
-        lines = [f"HTTP/1.1 {start_line.code} {start_line.reason}"]
-        lines += [f"{name}: {value}" for name, value in headers.get_all()]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin1")
-        return self.stream.write(head + (chunk or b""))
+        return self.stream.write(responses.head_bytes(start_line, headers) + (chunk or b""))
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:
         return self.stream.write(chunk)
@@ -207,7 +213,7 @@ class FastServerConnection:
         self._message = self._delegate.start_request(self, request)
         # Bytes of the next request that came with the last one wait in the stream's
         # buffer, where the front's sweeps look for a request under way.
-        self._unread(self._rest)
+        put_back(self.stream, self._rest)
         self._rest = b""
         try:
             # Whatever is buffered, or the next bytes to arrive: usually a whole request.
@@ -225,7 +231,7 @@ class FastServerConnection:
         if end is None or end.end() > self.params.max_header_size:
             # A head in several pieces: back in the buffer, read as Tornado reads one
             # (the same pattern and limit: past it http.limits answers 414/431).
-            self._unread(data)
+            put_back(self.stream, data)
             try:
                 head = cast(
                     "asyncio.Future[bytes]",
@@ -275,19 +281,12 @@ class FastServerConnection:
             self._on_body(request, rest[:length])
             return
         # The body's remainder is read as Tornado reads one, the part read back in front.
-        self._unread(rest)
+        put_back(self.stream, rest)
         try:
             body = cast("asyncio.Future[bytes]", self.stream.read_bytes(length))
         except tornado.iostream.StreamClosedError:
             return
         body.add_done_callback(lambda f: self._on_body_future(request, f))
-
-    def _unread(self, data: bytes) -> None:
-        """Put ``data`` back in front of the stream's unread bytes."""
-        if data:
-            stream = self.stream
-            stream._read_buffer[:0] = data
-            stream._read_buffer_size += len(data)
 
     def _on_body_future(self, request: _FastRequest, future: asyncio.Future[bytes]) -> None:
         if future.exception() is not None:
@@ -333,7 +332,7 @@ class FastServerConnection:
         unread bytes and let Tornado's own connection serve this connection from this
         request on."""
         stream = self.stream
-        self._unread(data)
+        put_back(stream, data)
         stream.set_close_callback(None)
         self._request = self._message = None
         server = self._delegate

@@ -1,9 +1,9 @@
 """Tornado handlers of the webhook front: /webhook, /healthz, /readyz, /metrics.
 
 Handlers get their dependencies from the route table (``initialize(deps=...)``), never
-from globals. ``JsonErrorHandler.write_error`` is the one seam where a WahookError (or
-tornado's own HTTPError) becomes a status and a small JSON body; no library exception
-text reaches a client.
+from globals. ``JsonErrorHandler.write_error`` is where a WahookError (or tornado's own
+HTTPError) raised here becomes a status and a small JSON body, built by http.responses as
+the webhook POST's are; no library exception text reaches a client.
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ from typing import Any, Protocol
 
 import tornado.web
 
-from wahook.errors import (
-    PayloadError,
-    VerificationError,
-    WahookError,
-)
+from wahook.errors import VerificationError, WahookError
+from wahook.http import responses
 from wahook.http.allowlist import AllowList
 from wahook.http.drain import Drain
 from wahook.http.metrics import Metrics
@@ -75,12 +72,6 @@ class WebhookDeps:
     failure_log: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
 
 
-def hard_body_limit(cap: int) -> int:
-    """Bodies up to this are read (and dropped when over ``cap``) before a 413; longer
-    announced lengths are refused at once and the connection closed."""
-    return cap * 2 + 65536
-
-
 class JsonErrorHandler(tornado.web.RequestHandler):
     """Base: JSON error bodies, no Server header, a name for metrics and access logs."""
 
@@ -88,25 +79,22 @@ class JsonErrorHandler(tornado.web.RequestHandler):
 
     def set_default_headers(self) -> None:
         self.clear_header("Server")
-        # The challenge echo writes a caller's text back: no browser may sniff it as HTML.
-        self.set_header("X-Content-Type-Options", "nosniff")
+        for name, value in responses.HANDLER_HEADERS:
+            self.set_header(name, value)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info: tuple[type[BaseException], BaseException, TracebackType] | None = kwargs.get(
             "exc_info"
         )
-        exc = exc_info[1] if exc_info else None
-        if isinstance(exc, WahookError):
-            # Tornado sent a 500 for an exception it does not know; ours carry their status.
-            self.set_status(exc.http_status)
-            name, message = type(exc).__name__, exc.message
-        elif isinstance(exc, tornado.web.HTTPError):
-            name, message = "HTTPError", self._reason
-        else:
-            # An unexpected bug: log_exception logged the traceback; say nothing more.
-            name, message = "InternalError", "internal error"
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": name, "message": message}))
+        # Tornado chose a 500 for an exception it does not know; ours carry their status.
+        # An unexpected bug: log_exception logged the traceback; the body says nothing.
+        status, body = responses.for_exception(
+            exc_info[1] if exc_info else None, status_code, self._reason
+        )
+        if status != status_code:  # (set_status would also reset an HTTPError's reason)
+            self.set_status(status)
+        self.set_header("Content-Type", responses.JSON_TYPE)
+        self.finish(body)
 
     def log_exception(
         self,
@@ -131,7 +119,8 @@ class WebhookHandler(JsonErrorHandler):
     """GET /webhook: Meta's verification challenge; other methods but POST get 405.
 
     ``POST /webhook`` never reaches this class: http.webhook_post serves it on Tornado's
-    HTTP layer directly (see there why).
+    HTTP layer directly (see there why). Nor does a request with a Content-Length that is
+    not a number: Tornado reads the body before a handler runs, and answers it 400 itself.
     """
 
     metric_name = "webhook"
@@ -140,19 +129,12 @@ class WebhookHandler(JsonErrorHandler):
     def initialize(self, deps: WebhookDeps) -> None:
         self.deps = deps
 
-    def prepare(self) -> None:
-        length = self.request.headers.get("Content-Length")
-        if length is not None and not length.isdigit():
-            # Tornado rejects it only later, while reading the body; refuse it here.
-            self.set_header("Connection", "close")
-            raise PayloadError("Content-Length is not a number")
-
     def get(self) -> None:
         query = {k: self.get_query_argument(k, strip=False) for k in self.request.query_arguments}
         if self.deps.verify_token is None:
             raise VerificationError("no verify token is configured (set WAHOOK_VERIFY_TOKEN)")
         challenge = self.deps.verify_challenge(query, self.deps.verify_token)
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Content-Type", responses.TEXT_TYPE)
         self.finish(challenge.encode("utf-8"))
 
 
@@ -162,7 +144,7 @@ class HealthHandler(JsonErrorHandler):
     metric_name = "healthz"
 
     def get(self) -> None:
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.set_header("Content-Type", responses.TEXT_TYPE)
         self.finish(b"ok\n")
 
 
@@ -175,15 +157,14 @@ class ReadyHandler(JsonErrorHandler):
         self.deps = deps
 
     async def get(self) -> None:
+        reason = None
         try:
             await self.deps.ready()
         except WahookError as exc:
             self.set_status(503)
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps({"ready": False, "reason": exc.message}))
-            return
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"ready": True}))
+            reason = exc.message
+        self.set_header("Content-Type", responses.JSON_TYPE)
+        self.finish(responses.ready_body(reason))
 
 
 class MetricsHandler(JsonErrorHandler):
@@ -195,7 +176,7 @@ class MetricsHandler(JsonErrorHandler):
         self.deps = deps
 
     def get(self) -> None:
-        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.set_header("Content-Type", responses.METRICS_TYPE)
         self.finish(self.deps.metrics.render())
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import tornado.ioloop
 import tornado.iostream
 
+from wahook.http import responses
 from wahook.ratelog import RateLimitedLog
 
 log = logging.getLogger("wahook.http")
@@ -192,12 +193,9 @@ def answer_oversized_head(stream: tornado.iostream.IOStream) -> None:
             and stream._read_max_bytes == MAX_HEAD_BYTES
         ):
             line_end = stream._read_buffer.find(b"\n", 0, MAX_REQUEST_LINE + 2)
-            status = b"414 URI Too Long" if line_end < 0 else b"431 Request Header Fields Too Large"
             # One small write straight to the socket: the connection closes next.
             with contextlib.suppress(OSError, ValueError):
-                stream.socket.send(
-                    b"HTTP/1.1 %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % status
-                )
+                stream.socket.send(responses.oversized_head_bytes(line_too_long=line_end < 0))
         close(exc_info)
 
     stream.close = close_answering  # type: ignore[method-assign]

@@ -16,40 +16,27 @@ before the body when the announced length is far over it, else read and dropped 
 client sees the answer), 400 for a non-numeric Content-Length, 401 for a bad signature,
 400 for a body that is not a JSON object, 503 while draining or when the log cannot take
 the write, 200 with ``{"received": n, "new": m}`` only after the append is durable; the
-same JSON error bodies, access log line and request metrics.
+same access log line and request metrics, and the answers (statuses, JSON bodies,
+headers) of http.responses, which the handlers use too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import logging
 import time
 from collections.abc import Awaitable, Sequence
 from functools import partial
-from http.client import responses
 from typing import Any
 
 import tornado.httputil
 import tornado.iostream
 import tornado.web
 
-from wahook.errors import (
-    LogUnavailableError,
-    PayloadError,
-    PayloadTooLargeError,
-    SignatureError,
-    UriTooLongError,
-    WahookError,
-)
+from wahook.errors import LogUnavailableError, SignatureError, UriTooLongError, WahookError
+from wahook.http import responses
 from wahook.http.fast_conn import write_now
-from wahook.http.handlers import (
-    DEV_NO_SIGNATURE_WARNING,
-    WebhookDeps,
-    hard_body_limit,
-    log_access,
-)
+from wahook.http.handlers import DEV_NO_SIGNATURE_WARNING, WebhookDeps, log_access
 from wahook.http.limits import MAX_REQUEST_LINE, FrontLimits
 from wahook.store.base import AppendResult
 from wahook.v1 import event_pb2
@@ -57,29 +44,6 @@ from wahook.v1 import event_pb2
 log = logging.getLogger("wahook.http")
 
 _PATH = "/webhook"
-
-
-class _DateHeader:
-    """The Date header's value, formatted once per second rather than once per response."""
-
-    __slots__ = ("_bytes", "_second", "_value")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = ""
-        self._bytes = b""
-
-    def now(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            self._second = second
-            self._value = email.utils.formatdate(second, usegmt=True)
-            self._bytes = self._value.encode("ascii")
-        return self._value
-
-    def now_bytes(self) -> bytes:
-        self.now()
-        return self._bytes
 
 
 class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
@@ -102,7 +66,7 @@ class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
     ) -> None:
         self.app = app
         self.deps = deps
-        self.date = _DateHeader()
+        self.date = responses.DateHeader()
         self.limits = limits = limits or FrontLimits()
         self._period = min(limits.idle_timeout, limits.header_timeout, limits.body_timeout) / 5
         # Server connections waiting for a request's headers, and since when (loop time);
@@ -254,30 +218,26 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
             headers.get("Connection", "").lower() != "close"
         )
         deps = self._front.deps
-        length = headers.get("Content-Length")
-        if length is not None:
-            self._length = length
-            if not length.isdigit():
-                # Tornado would only refuse it later, while reading the body.
-                self._refuse(PayloadError("Content-Length is not a number"), close=True)
-                return None
+        announced = headers.get("Content-Length")
+        if announced is not None:
+            self._length = announced
+        try:
+            length = responses.content_length(announced)
+        except WahookError as exc:
+            self._refuse(exc, close=True)
+            return None
         if deps.drain.draining:
             self._refuse(LogUnavailableError("the sidecar is shutting down; retry"), close=True)
             return None
-        if length is not None and int(length) > deps.max_body_bytes:
+        if length is not None and length > deps.max_body_bytes:
             self._too_large = True
-            if int(length) > hard_body_limit(deps.max_body_bytes):
+            if length > responses.hard_body_limit(deps.max_body_bytes):
                 # Far too big to read and discard: answer before the body. Tornado's limit
                 # rises to the announced length so it does not also answer "400 Content-
                 # Length too long"; the connection closes once the 413 is written (the
                 # request is answered before it was read), so the body is never read.
-                self._conn.set_max_body_size(int(length))  # type: ignore[attr-defined]
-                self._refuse(
-                    PayloadTooLargeError(
-                        f"body of {length} bytes is over the {deps.max_body_bytes}-byte limit"
-                    ),
-                    close=True,
-                )
+                self._conn.set_max_body_size(length)  # type: ignore[attr-defined]
+                self._refuse(responses.too_large(deps.max_body_bytes, length), close=True)
             # Otherwise the body is read and dropped (data_received keeps nothing once
             # _too_large), and finish() answers 413 to a client that finished sending.
         return None
@@ -348,7 +308,7 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
         """The body, verified and normalised; raises the WahookError to answer with."""
         deps = self._front.deps
         if self._too_large:
-            raise PayloadTooLargeError(f"body is over the {deps.max_body_bytes}-byte limit")
+            raise responses.too_large(deps.max_body_bytes)
         chunks, self._chunks = self._chunks, []
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if deps.keyring is None:
@@ -394,7 +354,7 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
             self._front.deps.drain.leave()
 
     def _answer_ok(self, received: int, new: int) -> None:
-        body = b'{"received": %d, "new": %d}' % (received, new)
+        body = responses.accepted_body(received, new)
         self._respond(200, body, close=False, extra=f" events={received} new={new}")
 
     def _refuse(self, exc: WahookError, *, close: bool = False) -> None:
@@ -402,12 +362,11 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
             self._front.deps.failure_log.log(
                 "request failed: %s: %s", type(exc).__name__, exc.message
             )
-        body = json.dumps({"error": type(exc).__name__, "message": exc.message}).encode()
-        self._respond(exc.http_status, body, close=close)
+        status, body = responses.refusal(exc)
+        self._respond(status, body, close=close)
 
     def _internal_error(self) -> None:
-        body = b'{"error": "InternalError", "message": "internal error"}'
-        self._respond(500, body, close=False)
+        self._respond(500, responses.INTERNAL_ERROR_BODY, close=False)
 
     def _respond(self, status: int, body: bytes, *, close: bool, extra: str = "") -> None:
         self._answered = True
@@ -421,31 +380,15 @@ class _WebhookPost(tornado.httputil.HTTPMessageDelegate):
             # builds an HTTPHeaders and checks every line for CR/LF, ~5% of a POST's CPU
             # here, for a response whose every byte is ours.
             try:
-                write_now(
-                    stream,
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\nDate: %s\r\n\r\n%s"
-                    % (len(body), self._front.date.now_bytes(), body),
-                )
+                write_now(stream, responses.ok_bytes(body, self._front.date.now_bytes()))
             except tornado.iostream.StreamClosedError:
                 log.debug("response not written: connection gone")
             conn.finish()
             self._log(status, extra)
             return
-        headers = tornado.httputil.HTTPHeaders()
-        headers["Content-Type"] = "application/json"
-        headers["Content-Length"] = str(len(body))
-        headers["Date"] = self._front.date.now()
-        if close:
-            headers["Connection"] = "close"
+        headers = responses.json_headers(len(body), self._front.date.now(), close=close)
         try:
-            conn.write_headers(
-                tornado.httputil.ResponseStartLine(
-                    "HTTP/1.1", status, responses.get(status, "Unknown")
-                ),
-                headers,
-                body,
-            )
+            conn.write_headers(responses.start_line(status), headers, body)
             conn.finish()
         except tornado.httputil.HTTPOutputError:  # pragma: no cover - a closed stream
             log.debug("response not written: connection gone")
