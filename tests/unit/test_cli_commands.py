@@ -50,13 +50,13 @@ def test_tail_unknown_event_type_is_a_usage_error(capsys: pytest.CaptureFixture[
 
 def test_tail_that_never_reached_a_server_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
     target = f"127.0.0.1:{free_port()}"  # nothing listens there
-    argv = ["tail", "--group", "g", "--target", target, "--timeout", "2"]
+    argv = ["tail", "--group", "g", "--target", target, "--timeout", "0.5"]
     assert cli.main(argv) == tail.EXIT_NEVER_CONNECTED == 3
     captured = capsys.readouterr()
     assert captured.out == ""
     assert f"never connected to {target}" in captured.err
     # --idle-exit ends it the same way, with the same code.
-    argv = ["tail", "--group", "g", "--target", target, "--idle-exit", "1", "--count", "5"]
+    argv = ["tail", "--group", "g", "--target", target, "--idle-exit", "0.5", "--count", "5"]
     assert cli.main(argv) == 3
 
 
