@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
+import tornado.iostream
 import tornado.netutil
 from wahook import samples
 from wahook.core.signature import Keyring
 from wahook.http.app import build_deps, make_http_server
-from wahook.http.fast_conn import parse_webhook_head
+from wahook.http.fast_conn import parse_webhook_head, write_now
 from wahook.store.sqlite import SqliteEventLog
 from wahook_testkit import APP_SECRET, HttpFront, sign
 
@@ -206,3 +210,80 @@ def test_parse_keeps_the_headers_the_webhook_delegate_reads() -> None:
 )
 def test_parse_leaves_every_other_head_to_tornado(head: bytes) -> None:
     assert parse_webhook_head(head) is None
+
+
+async def test_write_now_queues_what_a_full_socket_does_not_take() -> None:
+    # The direct send takes what the kernel takes; the rest, and anything written while
+    # some is queued, goes through the stream in order, so the peer reads every byte.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
+    stream = tornado.iostream.IOStream(ours)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    big = bytes(range(256)) * (32 * 1024)  # 8 MiB: more than the socket takes at once
+    write_now(stream, big)  # part sent, the rest queued
+    assert stream._write_buffer
+    write_now(stream, b"after")  # queued behind it, not sent ahead of it
+    write_now(stream, b"")
+    received = bytearray()
+    peer.settimeout(30)
+    loop = asyncio.get_running_loop()
+    while len(received) < len(big) + len(b"after"):
+        chunk = await loop.run_in_executor(None, peer.recv, 1 << 20)
+        assert chunk, "the connection closed early"
+        received += chunk
+    assert bytes(received) == big + b"after"
+    stream.close()
+    # A closed stream refuses the write as IOStream.write does (the delegate expects that).
+    with pytest.raises(tornado.iostream.StreamClosedError):
+        write_now(stream, b"late")
+    peer.close()
+
+
+async def test_a_client_gone_mid_append_gets_nothing_and_breaks_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The append finishes after the connection closed: its 200 is dropped quietly, the
+    # request is counted and logged, and the front serves the next connection.
+    event_log = await SqliteEventLog.open(tmp_path / "e.sqlite3")
+    deps = build_deps(keyring=Keyring([APP_SECRET]), event_log=event_log, verify_token="t")
+    server = make_http_server(deps, None)
+    socks = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server.add_sockets(socks)
+    port = socks[0].getsockname()[1]
+    append = event_log.append
+    # The real append, answered to the front only once the test releases it.
+    released: list[asyncio.Future[None]] = []
+
+    def append_when_released(events: Any) -> asyncio.Future[Any]:
+        stored = append(events)
+        answer = asyncio.get_running_loop().create_future()
+        release = asyncio.get_running_loop().create_future()
+        release.add_done_callback(
+            lambda _: stored.add_done_callback(lambda f: answer.set_result(f.result()))
+        )
+        released.append(release)
+        return answer
+
+    event_log.append = append_when_released  # type: ignore[method-assign]
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post(samples.body("text")))
+    async with asyncio.timeout(30):
+        while not released:  # noqa: ASYNC110 - waits for the front to reach the append
+            await asyncio.sleep(0.01)
+        writer.close()
+        while server._connections:  # noqa: ASYNC110 - the front sees the close
+            await asyncio.sleep(0.01)
+    released[0].set_result(None)
+    async with asyncio.timeout(30):
+        while deps.drain.in_flight or deps.metrics.events_appended == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    event_log.append = append  # type: ignore[method-assign]
+    again = await asyncio.open_connection("127.0.0.1", port)
+    again[1].write(post(samples.body("text")))
+    assert (await read_response(again[0]))[0] == 200
+    again[1].close()
+    server.stop()
+    await asyncio.wait_for(server.close_all_connections(), 30)
+    await event_log.close()

@@ -102,8 +102,13 @@ def write_now(stream: tornado.iostream.IOStream, data: bytes) -> None:
     """``stream.write(data)``, but on a plain TCP stream with nothing queued, straight to
     the socket: IOStream's write makes a future and its callback per write, for the one
     small answer the kernel takes at once. What the socket does not take (a full send
-    buffer, an error) goes through ``stream.write`` as before."""
-    if type(stream) is tornado.iostream.IOStream and not stream._write_buffer:
+    buffer, an error) goes through ``stream.write`` as before, and so does a write to a
+    closed stream (which has no socket left), refused with StreamClosedError."""
+    if (
+        type(stream) is tornado.iostream.IOStream
+        and not stream.closed()
+        and not stream._write_buffer
+    ):
         try:
             sent = stream.socket.send(data)
         except OSError:  # would block, or the connection broke: stream.write decides
