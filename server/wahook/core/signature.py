@@ -15,6 +15,14 @@ from collections.abc import Sequence
 
 from wahook.errors import ConfigError, SignatureError
 
+try:
+    # OpenSSL's HMAC object, as hmac.new builds it, without hmac.HMAC's Python wrapper.
+    from _hashlib import HMAC as _HmacState
+    from _hashlib import hmac_new as _hmac_new
+except ImportError:  # pragma: no cover - CPython built without OpenSSL
+    from hmac import HMAC as _HmacState  # type: ignore[assignment]
+    from hmac import new as _hmac_new  # type: ignore[assignment]
+
 _PREFIX = "sha256="
 _HEX_DIGITS = frozenset("0123456789abcdef")
 
@@ -31,7 +39,7 @@ def sign(body: bytes, secret: str | bytes) -> str:
 class Keyring:
     """The app secrets a signature may be made with. Never logs or shows them."""
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_states",)
 
     def __init__(self, secrets: Sequence[str | bytes]) -> None:
         if isinstance(secrets, str | bytes):
@@ -42,13 +50,18 @@ class Keyring:
             raise ConfigError("no app secret configured: set at least one to verify signatures")
         if any(not key for key in keys):
             raise ConfigError("an app secret is empty")
-        self._keys = keys
+        # Each key's HMAC state after the key is absorbed, copied per body: keying an
+        # HMAC (OpenSSL looks SHA-256 up and hashes both padded keys) cost as much
+        # as hashing a typical body (~11,000 of ~40,000 instructions per verify).
+        self._states: tuple[_HmacState, ...] = tuple(
+            _hmac_new(key, digestmod="sha256") for key in keys
+        )
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._states)
 
     def __repr__(self) -> str:
-        return f"Keyring(<{len(self._keys)} secret(s)>)"
+        return f"Keyring(<{len(self._states)} secret(s)>)"
 
     def verify(self, body: bytes, header: str | None) -> None:
         """Return if ``header`` is a valid signature of ``body`` by any secret; else raise
@@ -67,8 +80,9 @@ class Keyring:
         matched = False
         # Check every secret even after a match, so the time taken does not tell
         # which secret (or how many) a forger got right.
-        for key in self._keys:
-            expected = hmac.new(key, body, hashlib.sha256).digest()
-            matched |= hmac.compare_digest(expected, given)
+        for state in self._states:
+            mac = state.copy()
+            mac.update(body)
+            matched |= hmac.compare_digest(mac.digest(), given)
         if not matched:
             raise SignatureError("X-Hub-Signature-256 does not match the body for any app secret")
