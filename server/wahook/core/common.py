@@ -40,6 +40,10 @@ def parse_errors(items: list[Any], where: str) -> list[common_pb2.WhatsAppError]
     return [parse_error(item, f"{where}[{i}]") for i, item in enumerate(items)]
 
 
+_CONTACT_KEYS = ("wa_id", "user_id", "parent_user_id")
+_PROFILE_KEYS = ("name", "username")
+
+
 class ContactIndex:
     """The value's ``contacts[]`` looked up by wa_id and by user id.
 
@@ -85,14 +89,26 @@ class ContactIndex:
         index, obj = found
         target: common_pb2.Contact = owner.contact
         try:
-            # Filled in place, sparing a message and a copy per item.
-            target.wa_id = get_str(obj, "wa_id")
-            target.user_id = get_str(obj, "user_id")
-            target.parent_user_id = get_str(obj, "parent_user_id")
-            profile = get_obj(obj, "profile")
-            if profile is not None:
-                target.name = get_str(profile, "name", "profile")
-                target.username = get_str(profile, "username", "profile")
+            # Filled in place, sparing a message and a copy per item; an absent or
+            # empty string is not assigned (the field is empty already).
+            for key in _CONTACT_KEYS:
+                value = obj.get(key)
+                if value.__class__ is str:
+                    if value:
+                        setattr(target, key, value)
+                elif value is not None:
+                    get_str(obj, key)  # raises Malformed naming the key
+            profile = obj.get("profile")
+            if profile.__class__ is dict:
+                for key in _PROFILE_KEYS:
+                    value = profile.get(key)
+                    if value.__class__ is str:
+                        if value:
+                            setattr(target, key, value)
+                    elif value is not None:
+                        get_str(profile, key, "profile")
+            elif profile is not None:
+                get_obj(obj, "profile")
         except Malformed as exc:
             # The contact is outside the item: say where it is in the value.
             raise Malformed(f"{self._where}[{index}].{exc.reason}") from None

@@ -29,8 +29,6 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from wahook.core import ids
 from wahook.core.common import ContactIndex, get_errors
 from wahook.core.fields import WHOLE_VALUE_FIELDS, history_sync, user_preference
@@ -70,14 +68,14 @@ _METADATA_KEYS = frozenset({"display_phone_number", "phone_number_id"})
 
 
 def _unconsumed(key: str, value: Any) -> bool:
-    """Whether a per-item field's value key, other than the items and errors, is
-    left to a CHANGE event (contacts are decided once the items are walked)."""
+    """Whether a per-item field's value key, other than the items, errors and contacts
+    (decided once the items are walked), is left to a CHANGE event."""
     if key == "metadata":
         # Consumed as long as it holds only what the envelope keeps.
         return value is not None and not value.keys() <= _METADATA_KEYS
     if key == "messaging_product":
         return value is not None and value != "whatsapp"
-    return key != "contacts"
+    return True
 
 
 def normalize(body: bytes, received_at: float) -> list[event_pb2.Event]:
@@ -90,8 +88,7 @@ def normalize(body: bytes, received_at: float) -> list[event_pb2.Event]:
     # Split before scaling: received_at * 1e9 would lose the sub-microsecond digits.
     seconds = math.floor(received_at)
     nanos = min(round((received_at - seconds) * 1e9), 999_999_999)
-    received = Timestamp(seconds=seconds, nanos=nanos)
-    walker = _Walker(received)
+    walker = _Walker(seconds, nanos)
     entries = doc.get("entry")
     if entries.__class__ is not list:
         walker.malformed(doc, "", f"entry: expected an array, got {describe(entries)}")
@@ -111,12 +108,16 @@ class _Walker:
         "events",
         "field",
         "phone_number_id",
-        "received",
+        "received_nanos",
+        "received_seconds",
         "waba_id",
     )
 
-    def __init__(self, received: Timestamp) -> None:
-        self.received = received
+    def __init__(self, received_seconds: int, received_nanos: int) -> None:
+        # Set field by field on each event: cheaper than building a Timestamp per body
+        # and copying it into each event.
+        self.received_seconds = received_seconds
+        self.received_nanos = received_nanos
         self.events: list[event_pb2.Event] = []
         self.waba_id = ""
         self.entry_time: int | None = None
@@ -135,7 +136,9 @@ class _Walker:
         event.display_phone_number = self.display
         event.field = self.field
         event.raw_json = raw
-        event.received_time.CopyFrom(self.received)
+        received = event.received_time
+        received.seconds = self.received_seconds
+        received.nanos = self.received_nanos
         if occurred is None:
             occurred = self.entry_time
         if occurred is not None:
@@ -265,7 +268,7 @@ class _Walker:
             elif key == "errors":
                 if value[key] is not None:
                     self.value_errors(value, path)
-            elif _unconsumed(key, value[key]):
+            elif key != "contacts" and _unconsumed(key, value[key]):
                 rest.append(key)
         if not has_items and contacts.__class__ is list and contacts:
             # contacts[] describes the items' users; with no item to carry them
