@@ -51,8 +51,8 @@ class Keyring:
         if any(not key for key in keys):
             raise ConfigError("an app secret is empty")
         # Each key's HMAC state after the key is absorbed, copied per body: keying an
-        # HMAC (OpenSSL looks SHA-256 up and hashes both padded keys) cost as much
-        # as hashing a typical body (~11,000 of ~40,000 instructions per verify).
+        # HMAC (OpenSSL looks SHA-256 up and hashes both padded keys) was ~11,000 of
+        # the ~56,000 instructions of verifying a ~625-byte body.
         self._states: tuple[_HmacState, ...] = tuple(
             _hmac_new(key, digestmod="sha256") for key in keys
         )
