@@ -22,7 +22,7 @@ from wahook.v1 import account_pb2, status_pb2
 _UNSPECIFIED = status_pb2.DELIVERY_STATE_UNSPECIFIED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.36 us more per status
 class StatusUpdate:
     """The part of a status event the per-message status record needs."""
 
