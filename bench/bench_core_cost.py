@@ -1,6 +1,6 @@
 """What wahook's own code costs per POST, without HTTP: the signature check, the normaliser and
-the append's preparation (``sqlite_ops.prepare``: each event serialised, its columns read), over
-a fixed set of distinct signed bodies of the bench mix (``benchlib.payloads``).
+the append's preparation (``store.sqlite.events.prepare``: each event serialised, its columns
+read), over a fixed set of distinct signed bodies of the bench mix (``benchlib.payloads``).
 
 By default it prints CPU per POST of each stage (``time.thread_time``, the best of
 ``--rounds``); with ``--callgrind`` the instructions per POST of each stage, counted by running
@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 from benchlib import payloads  # noqa: E402
 from wahook.core.normalize import normalize  # noqa: E402
 from wahook.core.signature import Keyring  # noqa: E402
-from wahook.store import sqlite_ops  # noqa: E402
+from wahook.store.sqlite import events as sqlite_events  # noqa: E402
 
 SECRET = "bench-core-cost-secret"
 WARM = 300
@@ -64,7 +64,7 @@ def _stage(name: str, signed: list[tuple[bytes, str]]) -> Callable[[], None]:
 
         return run_normalize
     events = [normalize(body, RECEIVED_AT) for body, _ in signed]
-    prepare = sqlite_ops.prepare
+    prepare = sqlite_events.prepare
 
     def run_prepare() -> None:
         for batch in events:
