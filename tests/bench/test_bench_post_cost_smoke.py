@@ -13,7 +13,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_post_cost.py"
 
 def test_bench_post_cost_counts_cpu_per_post_of_wahook() -> None:
     argv = [sys.executable, str(SCRIPT), "--servers", "wahook", "--posts", "200"]
-    argv += ["--rounds", "1", "--connections", "8"]
+    argv += ["--rounds", "1", "--connections", "8", "--pause-ms", "1"]
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (line,) = done.stdout.splitlines()

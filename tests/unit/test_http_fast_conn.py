@@ -18,7 +18,7 @@ import tornado.netutil
 from wahook import samples
 from wahook.core.signature import Keyring
 from wahook.http.app import build_deps, make_http_server
-from wahook.http.fast_conn import parse_webhook_head, write_now
+from wahook.http.fast_conn import parse_webhook_head, put_back, read_when_readable, write_now
 from wahook.store.sqlite import SqliteEventLog
 from wahook_testkit import APP_SECRET, HttpFront, sign
 
@@ -238,6 +238,42 @@ async def test_write_now_queues_what_a_full_socket_does_not_take() -> None:
     with pytest.raises(tornado.iostream.StreamClosedError):
         write_now(stream, b"late")
     peer.close()
+
+
+async def test_read_when_readable_reads_the_socket_only_once_it_is_readable() -> None:
+    # Nothing buffered (the client has not sent its next request yet): no read until the
+    # socket is readable, where read_bytes would try it at once (a zeroed 64 KiB buffer
+    # for an EAGAIN), then one read serves the request.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
+    stream = tornado.iostream.IOStream(ours)
+    reads: list[int | None] = []
+    read_from_fd = stream.read_from_fd
+
+    def read_seen(buf: Any) -> int | None:
+        reads.append(read_from_fd(buf))
+        return reads[-1]
+
+    stream.read_from_fd = read_seen  # type: ignore[method-assign]
+    data = read_when_readable(stream, 65536)
+    assert reads == []
+    assert not data.done()
+    peer.sendall(b"POST /webhook")
+    assert await asyncio.wait_for(data, 30) == b"POST /webhook"
+    assert reads == [13]
+    # Bytes already buffered (a pipelined request put back) are served without a read.
+    put_back(stream, b"pipelined")
+    assert await asyncio.wait_for(read_when_readable(stream, 65536), 30) == b"pipelined"
+    assert reads == [13]
+    # The client leaving first fails the waiting read, as read_bytes' would.
+    data = read_when_readable(stream, 65536)
+    peer.close()
+    with pytest.raises(tornado.iostream.StreamClosedError):
+        await asyncio.wait_for(data, 30)
+    assert stream.closed()
+    with pytest.raises(tornado.iostream.StreamClosedError):
+        read_when_readable(stream, 65536)
 
 
 async def test_a_client_gone_mid_append_gets_nothing_and_breaks_nothing(

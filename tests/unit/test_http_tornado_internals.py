@@ -78,6 +78,26 @@ async def test_iostream_read_buffer_takes_bytes_put_back(
     assert stream._read_buffer_size == 0
 
 
+def test_iostream_read_bytes_is_a_started_read_and_an_inline_try() -> None:
+    # fast_conn.read_when_readable is read_bytes less its inline read: _start_read() makes
+    # the pending read's future, _read_bytes and _read_partial describe it, and
+    # _add_io_state(READ) waits for the socket, whose handler (_handle_read) serves it.
+    read_bytes = inspect.getsource(tornado.iostream.BaseIOStream.read_bytes)
+    for line in (
+        "future = self._start_read()",
+        "self._read_bytes = num_bytes",
+        "self._read_partial = partial",
+        "self._try_inline_read()",
+    ):
+        assert line in read_bytes, f"read_bytes no longer does {line}"
+    inline = inspect.getsource(tornado.iostream.BaseIOStream._try_inline_read)
+    assert inline.rstrip().endswith("self._add_io_state(ioloop.IOLoop.READ)")
+    handle = inspect.getsource(tornado.iostream.BaseIOStream._handle_events)
+    assert "self._handle_read()" in handle
+    find = inspect.getsource(tornado.iostream.BaseIOStream._find_read_pos)
+    assert "self._read_partial and self._read_buffer_size > 0" in find
+
+
 async def test_iostream_write_buffer_is_empty_until_the_socket_is_full(
     stream_pair: tuple[tornado.iostream.IOStream, socket.socket],
 ) -> None:

@@ -7,8 +7,10 @@ every header parsed with several regular expressions each into an ``HTTPHeaders`
 body read in a second coroutine, and a loop turn between requests: more of a POST's CPU
 than the normaliser (figures: docs/decisions/0024-front-connection.md).
 
-``FastServerConnection`` takes what the stream holds in one read and finds the head in it
-with Tornado's own pattern (a head that came in pieces is read with Tornado's
+``FastServerConnection`` takes what the stream holds in one read (on a plain TCP stream with
+nothing buffered, once the socket is readable: right after an answer the client has sent
+nothing yet, and trying the socket then costs a zeroed 64 KiB buffer and an EAGAIN) and
+finds the head in it with Tornado's own pattern (a head that came in pieces is read with Tornado's
 ``read_until_regex`` and ``max_bytes``, so the 414/431 answers of http.limits still apply).
 When the head is a plain ``POST /webhook`` over HTTP/1.1 with a ``Content-Length``, no
 ``Transfer-Encoding``, ``Expect`` or ``Upgrade`` and field lines well-formed by RFC 9110's
@@ -34,6 +36,7 @@ from typing import Any, cast
 
 import tornado.http1connection
 import tornado.httputil
+import tornado.ioloop
 import tornado.iostream
 
 from wahook.http import responses
@@ -117,6 +120,30 @@ def write_now(stream: tornado.iostream.IOStream, data: bytes) -> None:
             return
         data = data[sent:]
     stream.write(data)
+
+
+def read_when_readable(stream: tornado.iostream.IOStream, max_bytes: int) -> asyncio.Future[bytes]:
+    """``stream.read_bytes(max_bytes, partial=True)``, but on a plain TCP stream with
+    nothing buffered, without its first read: the read waits until the socket is readable.
+    Called right after an answer, before the client can have sent its next request,
+    IOStream's read would try the socket at once, allocating and zeroing a
+    ``read_chunk_size`` buffer (64 KiB) for a ``recv_into`` that fails with EAGAIN, then
+    wait, then read again. A TLS stream reads at once as before: decrypted bytes can wait
+    in the SSL object where the socket does not show them readable."""
+    if (
+        type(stream) is tornado.iostream.IOStream
+        and not stream.closed()
+        and not stream._read_buffer_size
+    ):
+        # What read_bytes does, less the inline try: the pending read is served by
+        # IOStream's own handler (_handle_read) when the socket turns readable, and failed
+        # with StreamClosedError should the stream close first.
+        future = stream._start_read()
+        stream._read_bytes = max_bytes
+        stream._read_partial = True
+        stream._add_io_state(tornado.ioloop.IOLoop.READ)
+        return cast("asyncio.Future[bytes]", future)
+    return cast("asyncio.Future[bytes]", stream.read_bytes(max_bytes, partial=True))
 
 
 def put_back(stream: tornado.iostream.IOStream, data: bytes) -> None:
@@ -222,7 +249,7 @@ class FastServerConnection:
         self._rest = b""
         try:
             # Whatever is buffered, or the next bytes to arrive: usually a whole request.
-            data = cast("asyncio.Future[bytes]", stream.read_bytes(_READ_SIZE, partial=True))
+            data = read_when_readable(stream, _READ_SIZE)
         except tornado.iostream.StreamClosedError:
             self._on_stream_close()
             return
