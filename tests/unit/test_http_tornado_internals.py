@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import re
 import socket
+import struct
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +26,7 @@ import tornado.httpserver
 import tornado.httputil
 import tornado.iostream
 import tornado.tcpserver
-from wahook.http.fast_conn import _HEAD_END, put_back
+from wahook.http.fast_conn import _HEAD_END, put_back, read_with_recv
 from wahook.http.limits import MAX_HEAD_BYTES, answer_oversized_head
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,79 @@ async def test_iostream_read_buffer_takes_bytes_put_back(
     read = await asyncio.wait_for(stream.read_bytes(len(b"second request")), HANG_BOUND)
     assert read == b"second request"
     assert stream._read_buffer_size == 0
+
+
+def test_iostream_reads_the_socket_through_read_to_buffer() -> None:
+    # fast_conn.read_with_recv replaces _read_to_buffer on a plain stream's instance: every
+    # socket read goes through it (from _read_to_buffer_loop), it returns the bytes read
+    # (0: none now, None: reset) after adding them to _read_buffer and _read_buffer_size,
+    # and a read_into (_user_read_buffer) reads into the caller's buffer instead.
+    loop = inspect.getsource(tornado.iostream.BaseIOStream._read_to_buffer_loop)
+    assert "if self._read_to_buffer() == 0:" in loop
+    own = inspect.getsource(tornado.iostream.BaseIOStream._read_to_buffer)
+    for line in (
+        "if self._user_read_buffer:",
+        "buf = bytearray(self.read_chunk_size)",
+        "self._read_buffer += view",
+        "self._read_buffer_size += bytes_read",
+        "if self._is_connreset(e):",
+        "if self._read_buffer_size > self.max_buffer_size:",
+    ):
+        assert line in own, f"_read_to_buffer no longer does {line}"
+    assert "_read_to_buffer" not in getattr(tornado.iostream.IOStream, "__slots__", ())
+
+
+async def test_a_stream_reading_with_recv_reads_as_tornados_does(
+    stream_pair: tuple[tornado.iostream.IOStream, socket.socket],
+) -> None:
+    stream, peer = stream_pair
+    read_with_recv(stream)
+    peer.sendall(b"first")
+    assert await asyncio.wait_for(stream.read_bytes(100, partial=True), HANG_BOUND) == b"first"
+    assert stream._read_buffer_size == 0
+    peer.sendall(b"second request")
+    buf = bytearray(6)
+    assert await asyncio.wait_for(stream.read_into(buf), HANG_BOUND) == 6
+    assert buf == b"second"
+    read = await asyncio.wait_for(stream.read_bytes(8), HANG_BOUND)
+    assert read == b" request"
+    peer.close()
+    with pytest.raises(tornado.iostream.StreamClosedError):
+        await asyncio.wait_for(stream.read_bytes(1), HANG_BOUND)
+
+
+async def test_a_stream_reading_with_recv_refuses_more_than_its_buffer_holds() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname())
+        ours, _ = listener.accept()
+    stream = tornado.iostream.IOStream(ours, max_buffer_size=10)
+    read_with_recv(stream)
+    with peer:
+        peer.sendall(b"x" * 11)
+        # Raised by read_until when the bytes are there already, else failing its future.
+        refused = (tornado.iostream.StreamBufferFullError, tornado.iostream.StreamClosedError)
+        with pytest.raises(refused):
+            await asyncio.wait_for(stream.read_until(b"\n"), HANG_BOUND)
+        assert stream.closed()
+        assert isinstance(stream.error, tornado.iostream.StreamBufferFullError)
+
+
+async def test_a_reset_closes_a_stream_reading_with_recv(
+    stream_pair: tuple[tornado.iostream.IOStream, socket.socket],
+) -> None:
+    stream, peer = stream_pair
+    read_with_recv(stream)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # linger 0: the close sends a reset
+    with pytest.raises(tornado.iostream.StreamClosedError):
+        await asyncio.wait_for(stream.read_bytes(1), HANG_BOUND)
+    assert isinstance(stream.error, ConnectionResetError)
+
+
+def test_a_tls_stream_keeps_tornados_read() -> None:
+    stream = object.__new__(tornado.iostream.SSLIOStream)
+    read_with_recv(stream)
+    assert "_read_to_buffer" not in vars(stream)
 
 
 def test_iostream_read_bytes_is_a_started_read_and_an_inline_try() -> None:

@@ -85,6 +85,11 @@ async def test_matches_agrees_with_sql_filtering(tmp_path: Path) -> None:
         await log.close()
 
 
+def test_values_of_gives_each_columns_value_in_order() -> None:
+    for e in events():
+        assert filters.values_of(e) == tuple(c.value(e) for c in filters.COLUMNS)
+
+
 @pytest.mark.parametrize("flt", FILTERS)
 def test_conversions_round_trip(flt: EventFilter) -> None:
     assert filters.from_proto(filters.to_proto(flt)) == flt

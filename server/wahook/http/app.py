@@ -18,7 +18,7 @@ import tornado.web
 from wahook.core.challenge import verify_challenge
 from wahook.core.normalize import normalize
 from wahook.http.allowlist import AllowList
-from wahook.http.fast_conn import FastServerConnection
+from wahook.http.fast_conn import FastServerConnection, read_with_recv
 from wahook.http.handlers import (
     HealthHandler,
     MetricsHandler,
@@ -128,6 +128,7 @@ class _FrontServer(tornado.httpserver.HTTPServer):
         stream.set_nodelay(True)
         stream.set_nodelay = _nodelay_stays_on  # type: ignore[method-assign]
         answer_oversized_head(stream)
+        read_with_recv(stream)
         # HTTPServer.handle_stream, with the front's connection (http.fast_conn) in place
         # of Tornado's HTTP1ServerConnection, which it hands anything but a webhook POST.
         context = tornado.httpserver._HTTPRequestContext(

@@ -9,8 +9,9 @@ than the normaliser (figures: docs/decisions/0024-front-connection.md).
 
 ``FastServerConnection`` takes what the stream holds in one read (on a plain TCP stream with
 nothing buffered, once the socket is readable: right after an answer the client has sent
-nothing yet, and trying the socket then costs a zeroed 64 KiB buffer and an EAGAIN) and
-finds the head in it with Tornado's own pattern (a head that came in pieces is read with Tornado's
+nothing yet, and trying the socket then costs a read that fails with EAGAIN; such a
+stream reads with ``recv``, not into a zeroed 64 KiB buffer: ``read_with_recv``) and finds
+the head in it with Tornado's own pattern (a head that came in pieces is read with Tornado's
 ``read_until_regex`` and ``max_bytes``, so the 414/431 answers of http.limits still apply).
 When the head is a plain ``POST /webhook`` over HTTP/1.1 with a ``Content-Length``, no
 ``Transfer-Encoding``, ``Expect`` or ``Upgrade`` and field lines well-formed by RFC 9110's
@@ -144,6 +145,44 @@ def read_when_readable(stream: tornado.iostream.IOStream, max_bytes: int) -> asy
         stream._add_io_state(tornado.ioloop.IOLoop.READ)
         return cast("asyncio.Future[bytes]", future)
     return cast("asyncio.Future[bytes]", stream.read_bytes(max_bytes, partial=True))
+
+
+def read_with_recv(stream: tornado.iostream.IOStream) -> None:
+    """Make a plain TCP stream read its socket with ``recv``: IOStream's own read
+    (``_read_to_buffer``) allocates and zeroes a ``read_chunk_size`` bytearray (64 KiB) per
+    read for a ``recv_into`` of a few hundred bytes, where ``recv`` returns bytes sized to
+    what arrived. The bytes go where Tornado's would (``_read_buffer`` and its size, which
+    the front's sweeps read) and end of stream and errors close the stream as Tornado's
+    read does; a read into a caller's buffer (``read_into``) and TLS streams keep Tornado's
+    own read."""
+    if type(stream) is not tornado.iostream.IOStream:
+        return
+    own = stream._read_to_buffer
+
+    def read_to_buffer() -> int | None:
+        if stream._user_read_buffer:
+            return own()
+        try:
+            data = stream.socket.recv(stream.read_chunk_size)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            stream.close(exc_info=exc)
+            if stream._is_connreset(exc):
+                return None
+            raise
+        if not data:
+            stream.close()
+            return 0
+        stream._read_buffer += data
+        stream._read_buffer_size += len(data)
+        if stream._read_buffer_size > stream.max_buffer_size:
+            full = tornado.iostream.StreamBufferFullError("Reached maximum read buffer size")
+            stream.close(exc_info=full)
+            raise full
+        return len(data)
+
+    stream._read_to_buffer = read_to_buffer  # type: ignore[method-assign]
 
 
 def put_back(stream: tornado.iostream.IOStream, data: bytes) -> None:
