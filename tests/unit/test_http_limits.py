@@ -154,12 +154,18 @@ async def test_a_burst_at_the_cap_evicts_new_connections_not_the_one_in_use(fron
     writer.close()
 
 
-async def test_at_the_cap_with_no_idle_connection_accepting_waits(front_factory) -> None:  # type: ignore[no-untyped-def]
+async def test_at_the_cap_with_no_idle_connection_accepting_waits(  # type: ignore[no-untyped-def]
+    front_factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="wahook.http")
     front = front_factory(FrontLimits(max_connections=1))
     reader, writer = await front.connect()
     writer.write(POST[:20])  # a request under way: not idle, never evicted
     second = asyncio.ensure_future(post_ok(front))
-    await asyncio.sleep(0.2)
+    # The acceptor saw the second connection and, with nothing idle to evict, paused.
+    async with asyncio.timeout(30):
+        while not any("connection cap reached" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110 - polls the log records
+            await asyncio.sleep(0.01)
     assert not second.done()  # waiting in the backlog
     writer.close()  # the first goes: the second is accepted and answered
     assert (await asyncio.wait_for(second, 30)).startswith(b"HTTP/1.1 200")
