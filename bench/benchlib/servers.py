@@ -23,7 +23,6 @@ from pathlib import Path
 from benchlib.tools import (
     BENCH,
     EXPRESS_DIR,
-    PYWA_ASYNC_DIR,
     PYWA_DIR,
     REPO,
     SERVER_CORE,
@@ -198,7 +197,7 @@ def start_baseline(
     elif kind == "pywa":
         argv = [str(ensure_pywa()), str(PYWA_DIR / "receiver.py")]
     elif kind == "pywa_async":
-        argv = [str(ensure_pywa_async()), str(PYWA_ASYNC_DIR / "receiver.py")]
+        argv = [str(ensure_pywa_async()), str(PYWA_DIR / "receiver.py"), "--async"]
     elif kind == "floor":
         argv = [str(ensure_floor())]
     elif kind == "bare_uvloop":
