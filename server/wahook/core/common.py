@@ -7,6 +7,7 @@ in a batch of several senders the order differs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from wahook.core.jsonutil import (
@@ -89,29 +90,28 @@ class ContactIndex:
         index, obj = found
         target: common_pb2.Contact = owner.contact
         try:
-            # Filled in place, sparing a message and a copy per item; an absent or
-            # empty string is not assigned (the field is empty already).
-            for key in _CONTACT_KEYS:
-                value = obj.get(key)
-                if value.__class__ is str:
-                    if value:
-                        setattr(target, key, value)
-                elif value is not None:
-                    get_str(obj, key)  # raises Malformed naming the key
+            _fill_strings(target, obj, _CONTACT_KEYS, "")
             profile = obj.get("profile")
             if profile.__class__ is dict:
-                for key in _PROFILE_KEYS:
-                    value = profile.get(key)
-                    if value.__class__ is str:
-                        if value:
-                            setattr(target, key, value)
-                    elif value is not None:
-                        get_str(profile, key, "profile")
+                _fill_strings(target, profile, _PROFILE_KEYS, "profile")
             elif profile is not None:
                 get_obj(obj, "profile")
         except Malformed as exc:
             # The contact is outside the item: say where it is in the value.
             raise Malformed(f"{self._where}[{index}].{exc.reason}") from None
+
+
+def _fill_strings(target: Any, obj: JsonObject, keys: Sequence[str], where: str) -> None:
+    """Set each of ``keys`` that ``obj`` holds as a non-empty string on ``target``, in
+    place (sparing a message and a copy per item); an absent or empty string is not
+    assigned (the field is empty already), any other value is Malformed naming the key."""
+    for key in keys:
+        value = obj.get(key)
+        if value.__class__ is str:
+            if value:
+                setattr(target, key, value)
+        elif value is not None:
+            get_str(obj, key, where)  # raises Malformed naming the key
 
 
 def get_errors(obj: JsonObject, key: str, where: str = "") -> list[common_pb2.WhatsAppError]:
