@@ -164,6 +164,20 @@ def parse_id_list(text: str) -> frozenset[str]:
     return ids
 
 
+MAX_WORKERS = 64
+
+
+def parse_workers(text: str) -> int:
+    """How many webhook front processes: 1 (one process, the default) to MAX_WORKERS."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"not a number of workers: {text!r} (1 to {MAX_WORKERS})") from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"workers must be 1 to {MAX_WORKERS}: {value}")
+    return value
+
+
 def parse_level(text: str) -> str:
     level = text.strip().upper()
     if level not in LOG_LEVELS:
@@ -270,6 +284,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("http_body_timeout", "WAHOOK_HTTP_BODY_TIMEOUT", "30s",
            "a request's body must arrive within this long of its headers, or the connection "
            "is closed", parse_timeout, metavar="DURATION"),
+    Option("workers", "WAHOOK_WORKERS", "1",
+           "webhook front processes sharing the HTTP port (SO_REUSEPORT) over one event log; "
+           "1: one process serves everything. See Several cores: --workers", parse_workers,
+           metavar="N"),
     Option("max_body_bytes", "WAHOOK_MAX_BODY_BYTES", "4MiB",
            "largest webhook body accepted; larger gets 413 (Meta sends up to 3 MB)", parse_size,
            metavar="SIZE"),
@@ -349,6 +367,7 @@ class Config:
     grpc_stream_max_bytes: int = 4 * MIB
     allowed_phone_number_ids: frozenset[str] = frozenset()
     allowed_waba_ids: frozenset[str] = frozenset()
+    workers: int = 1
     dev: bool = False
 
     @property
@@ -519,6 +538,7 @@ def load(
         grpc_stream_max_bytes=values["grpc_stream_max_bytes"],
         allowed_phone_number_ids=values["allowed_phone_number_ids"] or frozenset(),
         allowed_waba_ids=values["allowed_waba_ids"] or frozenset(),
+        workers=values["workers"],
         dev=dev,
     )
 

@@ -30,7 +30,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TextIO
+from typing import Any, Protocol, TextIO
 
 import grpc
 
@@ -51,6 +51,8 @@ from wahook.store.redis import RedisEventLog
 from wahook.store.redis.append import mask_url
 from wahook.store.retention import expire_groups_periodically, prune_periodically
 from wahook.store.sqlite import SqliteEventLog
+from wahook.workers.handoff import FrontLink, MetricValue
+from wahook.workers.supervisor import Supervisor
 
 log = logging.getLogger("wahook")
 
@@ -88,11 +90,17 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 class Sidecar:
-    """The started parts of one sidecar process; ``start`` then ``drain``."""
+    """The started parts of one sidecar process; ``start`` then ``drain``.
 
-    def __init__(self, config: Config) -> None:
+    With ``config.workers`` above 1 the webhook listener runs in that many front
+    processes (wahook.workers) and this process keeps the log, gRPC and the rest;
+    ``worker_spec`` is what the fronts build their Config from (the serve flags)."""
+
+    def __init__(self, config: Config, worker_spec: dict[str, Any] | None = None) -> None:
         self.config = config
         self.metrics = Metrics()
+        self.worker_spec = worker_spec or {}
+        self.supervisor: Supervisor | None = None
 
     async def start(self) -> Listening:
         config = self.config
@@ -108,17 +116,11 @@ class Sidecar:
         self.tokens = TokenSet([t.reveal() for t in config.grpc_tokens])
 
         # Bind HTTP first: a port in use is the likeliest start failure and needs no cleanup.
-        try:
-            sockets = [_listen(config.http_host, config.http_port)]
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot listen on {config.http_host}:{config.http_port}: {exc.strerror}"
-            ) from None
+        sockets = self._bind_http()
         try:
             self.event_log = await open_event_log(config)
         except BaseException:
-            for sock in sockets:
-                sock.close()
+            await self._unbind(sockets)
             raise
         self.media = _media_client(config)
         try:
@@ -136,8 +138,7 @@ class Sidecar:
                 stream_max_bytes=config.grpc_stream_max_bytes,
             )
         except BaseException as exc:
-            for sock in sockets:
-                sock.close()
+            await self._unbind(sockets)
             await self.event_log.close()
             if self.media is not None:
                 self.media.close()
@@ -169,10 +170,13 @@ class Sidecar:
             allowed_waba_ids=config.allowed_waba_ids,
         )
         limits = _front_limits(config)
-        log.info("webhook listener: at most %d connections", limits.connection_cap())
-        self.http_server = make_http_server(self.deps, ssl_ctx, limits=limits)
-        self.http_server.add_sockets(sockets)
-        http_port = sockets[0].getsockname()[1]
+        if self.supervisor is not None:
+            http_port = await self._start_fronts(self.supervisor, limits)
+        else:
+            log.info("webhook listener: at most %d connections", limits.connection_cap())
+            self.http_server = make_http_server(self.deps, ssl_ctx, limits=limits)
+            self.http_server.add_sockets(sockets)
+            http_port = sockets[0].getsockname()[1]
         host = config.http_host
         if host in ("", "0.0.0.0", "::"):  # noqa: S104 (a comparison, not a bind)
             host = "127.0.0.1"
@@ -184,6 +188,75 @@ class Sidecar:
             http_url=f"{config.http_scheme}://{host}:{http_port}",
             grpc_target=f"{config.grpc_host}:{rpc.port}",
         )
+
+    def _bind_http(self) -> list[socket.socket]:
+        """The listening socket; none with --workers, whose fronts bind the port that
+        the Supervisor holds for them (wahook.workers.supervisor)."""
+        config = self.config
+        if config.workers > 1:
+            log.info("%d webhook front processes (--workers) over one event log", config.workers)
+            self.supervisor = Supervisor(
+                config.workers,
+                config.http_host,
+                config.http_port,
+                self.worker_spec,
+                self._front_link,
+            )
+            return []
+        try:
+            return [_listen(config.http_host, config.http_port)]
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {config.http_host}:{config.http_port}: {exc.strerror}"
+            ) from None
+
+    async def _unbind(self, sockets: list[socket.socket]) -> None:
+        for sock in sockets:
+            sock.close()
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+
+    async def _start_fronts(self, supervisor: Supervisor, limits: FrontLimits) -> int:
+        """Start the --workers fronts; the port they listen on."""
+        self.metrics.add_collector(
+            "wahook_workers",
+            "gauge",
+            "Webhook front processes running (--workers).",
+            lambda: float(supervisor.alive()),
+        )
+        self.metrics.add_collector(
+            "wahook_worker_restarts_total",
+            "counter",
+            "Webhook front processes started again after they exited.",
+            lambda: float(supervisor.restarts),
+        )
+        log.info("webhook listener: at most %d connections per worker", limits.connection_cap())
+        try:
+            await supervisor.start()
+        except BaseException:
+            await self._stop_started()
+            raise
+        return supervisor.port
+
+    def _front_link(self, on_hello: Callable[[int], None]) -> FrontLink:
+        """This process's end of a front's channel: its appends go to the SQLite writer
+        (with Redis the fronts append themselves), /readyz and /metrics are this
+        process's."""
+        event_log = self.event_log
+        append_rows = event_log.append_rows if isinstance(event_log, SqliteEventLog) else None
+        return FrontLink(append_rows, self._ready, self._collected, on_hello=on_hello)
+
+    def _collected(self) -> list[MetricValue]:
+        return [
+            (name, kind, text, read())
+            for name, (kind, text, read) in self.metrics.collectors.items()
+        ]
+
+    async def _stop_started(self) -> None:
+        await self.rpc.shutdown(0)
+        await self.event_log.close()
+        if self.media is not None:
+            self.media.close()
 
     async def _ready(self) -> None:
         # Draining covers gRPC too: its health goes NOT_SERVING at the same moment.
@@ -224,14 +297,18 @@ class Sidecar:
         log.info("draining: not serving, finishing in-flight requests")
         self.deps.drain.start()
         await self.rpc.health.enter_graceful_shutdown()
-        self.http_server.stop()
-        running = await self.deps.drain.wait(DRAIN_TIMEOUT)
-        if running:
-            log.warning(
-                "drain: %d webhook requests still running after %gs", running, DRAIN_TIMEOUT
-            )
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.http_server.close_all_connections(), 2.0)
+        if self.supervisor is not None:
+            # Each front drains as below, its appends served by this process's log.
+            await self.supervisor.stop()
+        else:
+            self.http_server.stop()
+            running = await self.deps.drain.wait(DRAIN_TIMEOUT)
+            if running:
+                log.warning(
+                    "drain: %d webhook requests still running after %gs", running, DRAIN_TIMEOUT
+                )
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.http_server.close_all_connections(), 2.0)
         await self.rpc.shutdown(GRPC_GRACE)
         for task in (self.pruner, self.expirer):
             task.cancel()
@@ -294,8 +371,16 @@ def _probe_write(data_dir: os.PathLike[str]) -> None:
         raise LogUnavailableError(f"the data directory takes no writes: {exc.strerror}") from None
 
 
+class Reloadable(Protocol):
+    """What ``_reload_on`` reloads: a Sidecar, or a --workers front (wahook.workers)."""
+
+    config: Config
+
+    def reload_secrets(self, new: Config) -> None: ...
+
+
 async def _reload_on(
-    sidecar: Sidecar, reload: Callable[[], Config], hup: asyncio.Event, every: float
+    sidecar: Reloadable, reload: Callable[[], Config], hup: asyncio.Event, every: float
 ) -> None:
     """Reload the secrets on SIGHUP (``hup``) and whenever a reload would change them."""
     while True:
@@ -313,6 +398,12 @@ async def _reload_on(
             sidecar.reload_secrets(new)
 
 
+def _on_hup(sidecar: Sidecar, hup: asyncio.Event) -> None:
+    hup.set()
+    if sidecar.supervisor is not None:  # the fronts reload their own (app secrets, token)
+        sidecar.supervisor.signal_all(signal.SIGHUP)
+
+
 def _secrets(c: Config) -> tuple[object, ...]:
     return (c.app_secrets, c.verify_token, c.grpc_tokens, c.graph_access_token)
 
@@ -324,13 +415,14 @@ async def serve(
     out: TextIO | None = None,
     reload: Callable[[], Config] | None = None,
     reload_every: float = SECRET_FILES_EVERY,
+    worker_spec: dict[str, Any] | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set), then drain; returns the exit code.
     ``reload`` builds the Config again (from the same flags and environment) for SIGHUP
-    and changed secret files."""
+    and changed secret files. ``worker_spec``: see ``Sidecar``."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    sidecar = Sidecar(config)
+    sidecar = Sidecar(config, worker_spec)
     listening = await sidecar.start()
     # Everything made so far (modules, descriptors, the app) lives as long as the process:
     # moved out of the collector's reach, a full collection under load no longer scans it
@@ -344,7 +436,7 @@ async def serve(
     hup = asyncio.Event()
     reloader = None
     if reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, hup.set)
+        loop.add_signal_handler(signal.SIGHUP, partial(_on_hup, sidecar, hup))
         reloader = asyncio.create_task(_reload_on(sidecar, reload, hup, reload_every))
     try:
         await stop.wait()

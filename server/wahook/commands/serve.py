@@ -93,7 +93,8 @@ def _print_dev_banner(dev: dict[str, str], data_dir: Path) -> None:
     )
 
 
-def setup_logging(level: str) -> None:
+def setup_logging(level: str, worker: int | None = None) -> None:
+    """Log lines to stderr; a ``--workers`` front's carry ``worker=N`` (its index)."""
     # Per-record work these lines never show (the logging HOWTO's "Optimization"): the
     # caller's file and line is a stack walk for every access log line.
     logging._srcfile = None
@@ -103,8 +104,26 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level,
         stream=sys.stderr,
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+        format="ts=%(asctime)s level=%(levelname)s "
+        + ("" if worker is None else f"worker={worker} ")
+        + "logger=%(name)s msg=%(message)s",
     )
+
+
+def flags_of(flags: dict[str, Any]) -> dict[str, Any]:
+    """The serve flags given (option values and their ``*_file`` twins), as plain values."""
+    names = {opt.name for opt in cfg.OPTIONS} | {opt.name + "_file" for opt in cfg.OPTIONS}
+    return {k: v for k, v in flags.items() if k in names and v is not None}
+
+
+def load_config(flags: dict[str, Any], dev: bool) -> cfg.Config:
+    """The Config of these flags and this process's environment (``--dev`` materials
+    made, or read back, under the data directory)."""
+    dev_defaults = None
+    if dev:
+        data_dir = Path(flags.get("data_dir") or os.environ.get("WAHOOK_DATA_DIR") or "./var")
+        dev_defaults = ensure_dev_materials(data_dir)
+    return cfg.load(flags, os.environ, dev=dev, dev_defaults=dev_defaults)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,8 +146,10 @@ def run(args: argparse.Namespace) -> int:
     def reload() -> cfg.Config:
         return cfg.load(flags, os.environ, dev=args.dev, dev_defaults=dev_defaults)
 
+    # What a --workers front needs to build the same Config (wahook.workers.front).
+    spec = {"flags": flags_of(flags), "dev": bool(args.dev)}
     try:
-        return asyncio.run(serve(config, reload=reload))
+        return asyncio.run(serve(config, reload=reload, worker_spec=spec))
     except WahookError as exc:
         print(f"wahook serve: {exc.message}", file=sys.stderr)
         return 1

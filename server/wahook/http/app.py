@@ -32,13 +32,13 @@ from wahook.http.limits import MAX_HEAD_BYTES, Acceptor, FrontLimits, answer_ove
 from wahook.http.metrics import Metrics
 from wahook.http.responses import hard_body_limit
 from wahook.http.webhook_post import WebhookFront
-from wahook.store.base import EventLog
+from wahook.store.base import Appender
 
 
 def build_deps(
     *,
     keyring: Verifier | None,
-    event_log: EventLog,
+    event_log: Appender,
     verify_token: str | None,
     max_body_bytes: int = 4 * 1024 * 1024,
     metrics: Metrics | None = None,

@@ -24,7 +24,7 @@ from wahook.http.allowlist import AllowList
 from wahook.http.drain import Drain
 from wahook.http.metrics import Metrics
 from wahook.ratelog import RateLimitedLog
-from wahook.store.base import EventLog
+from wahook.store.base import Appender
 from wahook.v1 import event_pb2
 
 log = logging.getLogger("wahook.http")
@@ -54,7 +54,7 @@ class WebhookDeps:
     """
 
     keyring: Verifier | None
-    event_log: EventLog
+    event_log: Appender
     verify_token: str | None
     max_body_bytes: int
     normalize: Normalizer
@@ -175,9 +175,12 @@ class MetricsHandler(JsonErrorHandler):
     def initialize(self, deps: WebhookDeps) -> None:
         self.deps = deps
 
-    def get(self) -> None:
+    async def get(self) -> None:
+        metrics = self.deps.metrics
+        if metrics.refresh is not None:
+            await metrics.refresh()
         self.set_header("Content-Type", responses.METRICS_TYPE)
-        self.finish(self.deps.metrics.render())
+        self.finish(metrics.render())
 
 
 _access = logging.getLogger("wahook.access")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 # Seconds. The webhook answer is a durable append, normally around a millisecond;
 # the upper buckets show trouble well before Meta's ~5 s timeout.
@@ -30,6 +30,8 @@ class Metrics:
         self._latency_count = 0
         # Optional gauges/counters read at scrape time (e.g. the store's commit count).
         self.collectors: dict[str, tuple[str, str, Callable[[], float]]] = {}
+        # Run before each render, e.g. a --workers front reading the parent's collectors.
+        self.refresh: Callable[[], Awaitable[None]] | None = None
 
     def observe_request(self, handler: str, method: str, status: int, seconds: float) -> None:
         self.requests[(handler, method, status)] += 1

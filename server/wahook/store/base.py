@@ -179,6 +179,20 @@ class StatusRecord:
     history: list[StatusTransition] = field(default_factory=list)
 
 
+class Appender(Protocol):
+    """What the webhook front needs of a log: appends and the /readyz check. Every
+    EventLog is one; so is a ``--workers`` front's hand-off to the parent's writer
+    (wahook.workers.handoff)."""
+
+    def append(self, events: Sequence[event_pb2.Event]) -> asyncio.Future[AppendResult]:
+        """As ``EventLog.append``."""
+        ...
+
+    async def check_writable(self) -> None:
+        """As ``EventLog.check_writable``."""
+        ...
+
+
 class EventLog(Protocol):
     """A durable, deduplicating, append-only log of events with consumer groups.
 

@@ -209,7 +209,12 @@ class SqliteEventLog:
         """A future, not a coroutine: the front waits for it with a callback, no task
         (see ``EventLog.append``). Bad events raise here, before anything is queued."""
         check_appendable(events)
-        rows = [ops.prepare(event) for event in events]
+        return self.append_rows([ops.prepare(event) for event in events])
+
+    def append_rows(self, rows: list[ops.Row]) -> asyncio.Future[AppendResult]:
+        """``append`` of events already checked and prepared (``events.prepare``), by a
+        ``--workers`` front process that did that work on its own core
+        (wahook.workers.handoff)."""
         self._check_open()
         # Not a job of its own: every append of a group commit is one set-based write.
         future: asyncio.Future[AppendResult] = self._writer.submit_append(
