@@ -6,16 +6,19 @@ second instance racing the first) and how many commits it has made, if it batche
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 from redis_server import RedisServer, start_redis
-from wahook.store.base import EventLog
+from wahook.store.base import AppendResult, EventLog
 from wahook.store.redis import RedisEventLog
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import event_pb2, message_pb2, status_pb2
+from wahook.workers.handoff import FrontLink, RemoteAppender
 
 PHONE_ID = "15550100001"
 WABA_ID = "15550100900"
@@ -42,6 +45,46 @@ class SqliteBackend:
     def commits(self, log: EventLog) -> int | None:
         assert isinstance(log, SqliteEventLog)
         return log.metrics().commits
+
+
+class HandoffLog:
+    """A `serve --workers` front's view of the SQLite log: appends and /readyz go through
+    the front's hand-off (wahook.workers.handoff: prepared rows over a real socketpair to
+    the parent's group-commit writer); everything else is the parent's log, as gRPC is."""
+
+    def __init__(self, parent: SqliteEventLog, front: RemoteAppender, link: FrontLink) -> None:
+        self.parent = parent
+        self.front = front
+        self.link = link
+
+    def append(self, events: Sequence[event_pb2.Event]) -> asyncio.Future[AppendResult]:
+        return self.front.append(events)
+
+    async def check_writable(self) -> None:
+        await self.front.check_writable()
+
+    async def close(self) -> None:
+        await self.front.close()
+        self.link.close()
+        await self.parent.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.parent, name)
+
+
+class SqliteHandoffBackend(SqliteBackend):
+    async def open(self) -> EventLog:
+        parent = await SqliteEventLog.open(self.path)
+        parent_end, front_end = socket.socketpair()
+        link = FrontLink(parent.append_rows, parent.check_writable, list)
+        await link.connect(parent_end)
+        front = RemoteAppender()
+        await front.connect(front_end)
+        return HandoffLog(parent, front, link)  # type: ignore[return-value]
+
+    def commits(self, log: EventLog) -> int | None:
+        assert isinstance(log, HandoffLog)
+        return log.parent.metrics().commits
 
 
 class RedisBackend:
@@ -78,10 +121,12 @@ class Opened:
         return log
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "sqlite-handoff", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "sqlite":
         return SqliteBackend(tmp_path)
+    if request.param == "sqlite-handoff":
+        return SqliteHandoffBackend(tmp_path)
     if request.param == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         server.client().flushdb()  # each test starts on an empty store
