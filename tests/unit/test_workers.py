@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +23,7 @@ from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import event_pb2, status_pb2
 from wahook.workers.front import Front, listen_reuseport
 from wahook.workers.handoff import MAX_FRAME, FrontLink, MetricValue, RemoteAppender
-from wahook.workers.supervisor import reserve_port
+from wahook.workers.supervisor import Supervisor, reserve_port
 from wahook_testkit import APP_SECRET, VERIFY_TOKEN, sign
 
 BASE = {"WAHOOK_APP_SECRET": APP_SECRET, "WAHOOK_INSECURE_HTTP": "1"}
@@ -300,3 +301,62 @@ async def test_a_front_serves_posts_through_the_parent_and_reloads_its_secrets(
     assert front.deps.drain.draining
     with pytest.raises(LogUnavailableError):
         pair.front.append([_message(9)])
+
+
+# -- the supervisor, in this process, with real front processes ---------------------------
+
+
+async def test_the_supervisor_starts_restarts_and_stops_real_fronts(
+    parent: SqliteEventLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def ready() -> None:
+        await parent.check_writable()
+
+    def make_link(on_hello: Callable[[int], None]) -> FrontLink:
+        return FrontLink(parent.append_rows, ready, list, on_hello=on_hello)
+
+    spec = {
+        "flags": {"app_secret": APP_SECRET, "insecure_http": True, "http_host": "127.0.0.1"},
+        "dev": False,
+    }
+    supervisor = Supervisor(2, "127.0.0.1", 0, spec, make_link)
+    await supervisor.start()
+    try:
+        assert supervisor.alive() == 2
+        first = set(supervisor.pids())
+        url = f"http://127.0.0.1:{supervisor.port}/webhook"
+        client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+        try:
+            body = samples.body("text")
+            posted = await client.fetch(
+                url, method="POST", body=body, headers={"X-Hub-Signature-256": sign(body)}
+            )
+            assert posted.code == 200
+        finally:
+            client.close()
+        assert await parent.head_sequence() == 1
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        async with asyncio.timeout(60):  # the watcher notices and starts it again
+            while True:
+                if supervisor.restarts and supervisor.alive() == 2:
+                    break
+                await asyncio.sleep(0.01)
+        assert victim not in supervisor.pids()
+        assert "exited with signal SIGKILL; starting it again" in caplog.text
+        supervisor.signal_all(signal.SIGHUP)  # a reload: the fronts keep running
+    finally:
+        await supervisor.stop()
+    assert supervisor.alive() == 0
+
+
+async def test_the_supervisor_fails_to_start_when_a_front_cannot(parent: SqliteEventLog) -> None:
+    def make_link(on_hello: Callable[[int], None]) -> FrontLink:
+        return FrontLink(parent.append_rows, parent.check_writable, list, on_hello=on_hello)
+
+    # A front cannot build its Config (no app secret, HTTPS without a certificate).
+    spec = {"flags": {"http_host": "127.0.0.1", "app_secret": ""}, "dev": False}
+    supervisor = Supervisor(1, "127.0.0.1", 0, spec, make_link)
+    with pytest.raises(ConfigError, match="worker 0 did not start"):
+        await supervisor.start()
+    assert supervisor.alive() == 0
