@@ -158,12 +158,12 @@ def _wait_ready(server: Server, path: str, timeout: float | None = None) -> None
 
 
 def _spawn(
-    name: str, argv: list[str], env: dict[str, str], log_dir: Path
+    name: str, argv: list[str], env: dict[str, str], log_dir: Path, *, pin: bool = True
 ) -> tuple[subprocess.Popen[bytes], Path]:
     log_path = log_dir / f"{name}-{int(time.time() * 1000)}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            pinned(SERVER_CORE, [*SPAWN_PREFIX, *argv]),
+            pinned(SERVER_CORE, [*SPAWN_PREFIX, *argv]) if pin else [*SPAWN_PREFIX, *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -221,9 +221,12 @@ def start_wahook(
     log_dir: Path,
     tls: tuple[Path, Path] | None = None,
     extra_env: dict[str, str] | None = None,
+    *,
+    pin: bool = True,
 ) -> Server:
     """`wahook serve` on free ports, SQLite in a fresh data directory; plain HTTP unless ``tls``
-    (certificate, key) is given."""
+    (certificate, key) is given; on the server core unless not ``pin`` (--workers: every
+    core)."""
     tmp = tempfile.TemporaryDirectory(prefix="wahook-bench-")
     http_port, grpc_port = free_port(), free_port()
     env = {
@@ -240,7 +243,7 @@ def start_wahook(
     }
     if tls is not None:
         env["WAHOOK_TLS_CERT"], env["WAHOOK_TLS_KEY"] = str(tls[0]), str(tls[1])
-    proc, log_path = _spawn("wahook", [str(wahook_bin()), "serve"], env, log_dir)
+    proc, log_path = _spawn("wahook", [str(wahook_bin()), "serve"], env, log_dir, pin=pin)
     server = Server(
         name="wahook",
         proc=proc,
@@ -258,6 +261,9 @@ def start_wahook(
 def start(kind: str, secret: str, log_dir: Path, tls: tuple[Path, Path] | None = None) -> Server:
     if kind == "wahook":
         return start_wahook(secret, log_dir, tls)
+    if kind.startswith("wahook_w") and kind[8:].isdigit():
+        # `--workers N` (wahook_w2: two fronts), on every core: the kernel places the fronts.
+        return start_wahook(secret, log_dir, tls, {"WAHOOK_WORKERS": kind[8:]}, pin=False)
     if kind == "wahook_access_all":
         # What-if: an access log line for every request (the default logs refusals only).
         return start_wahook(secret, log_dir, tls, {"WAHOOK_ACCESS_LOG": "all"})

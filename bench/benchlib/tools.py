@@ -142,14 +142,20 @@ def ensure_py_spy() -> str:
 
 
 def run_wrk(
-    url: str, bodies: Path, seconds: float, connections: int = 50, threads: int = 1
+    url: str,
+    bodies: Path,
+    seconds: float,
+    connections: int = 50,
+    threads: int = 1,
+    *,
+    pin: bool = True,
 ) -> dict[str, Any]:
     """Closed-loop at max: wrk cycling pre-signed bodies; returns the script's JSON plus ``rps``
     (POSTs answered per second of the run) and ``bodies_ran_out``: the run ended early because
     every body was sent once (signed_bodies.lua stops rather than repeat one), so it lasted
     ``seconds_run``, not ``seconds``."""
     wrk = ensure_wrk()
-    argv = pinned(
+    argv = (pinned if pin else lambda _core, argv: argv)(
         LOAD_CORE,
         [
             wrk,

@@ -39,7 +39,7 @@ from wahook.config import Config, is_loopback
 from wahook.core.signature import Keyring
 from wahook.errors import ConfigError, LogUnavailableError, WahookError
 from wahook.http.app import build_deps, make_http_server
-from wahook.http.handlers import DEV_NO_SIGNATURE_WARNING
+from wahook.http.handlers import DEV_NO_SIGNATURE_WARNING, WebhookDeps
 from wahook.http.limits import FrontLimits
 from wahook.http.metrics import Metrics
 from wahook.media import MediaClient
@@ -269,13 +269,7 @@ class Sidecar:
     def reload_secrets(self, new: Config) -> None:
         """Use ``new``'s secrets from now on; its other settings need a restart."""
         old = self.config
-        changed = []
-        if new.app_secrets != old.app_secrets and not old.dev_no_signature:
-            self.deps.keyring = Keyring([s.reveal() for s in new.app_secrets])
-            changed.append("app secrets")
-        if new.verify_token != old.verify_token:
-            self.deps.verify_token = new.verify_token.reveal() if new.verify_token else None
-            changed.append("verify token")
+        changed = reload_front_secrets(self.deps, old, new)
         if new.grpc_tokens != old.grpc_tokens:
             if bool(new.grpc_tokens) != bool(old.grpc_tokens):
                 log.warning("turning gRPC tokens on or off needs a restart; kept as they were")
@@ -320,11 +314,26 @@ class Sidecar:
         log.info("stopped")
 
 
-def _keyring(config: Config) -> Keyring | None:
-    if config.verify_token is None:
+def reload_front_secrets(deps: WebhookDeps, old: Config, new: Config) -> list[str]:
+    """The webhook front's secrets (app secrets, verify token) from ``new``; what changed."""
+    changed = []
+    if new.app_secrets != old.app_secrets and not old.dev_no_signature:
+        deps.keyring = Keyring([s.reveal() for s in new.app_secrets])
+        changed.append("app secrets")
+    if new.verify_token != old.verify_token:
+        deps.verify_token = new.verify_token.reveal() if new.verify_token else None
+        changed.append("verify token")
+    return changed
+
+
+def _keyring(config: Config, *, quiet: bool = False) -> Keyring | None:
+    """The app secrets' keyring (None: dev-only no-signature mode), with warnings about
+    what is off unless ``quiet``."""
+    if config.verify_token is None and not quiet:
         log.warning("no verify token configured: GET /webhook verification will answer 403")
     if config.dev_no_signature:
-        log.warning(DEV_NO_SIGNATURE_WARNING)
+        if not quiet:
+            log.warning(DEV_NO_SIGNATURE_WARNING)
         return None
     return Keyring([s.reveal() for s in config.app_secrets])
 

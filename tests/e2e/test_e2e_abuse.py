@@ -92,10 +92,15 @@ def test_descriptor_exhaustion_neither_spins_nor_stops_open_connections(
     assert log.count("cannot accept a connection") <= 3, log[-2000:]
 
 
+# One process, and a parent with two front processes (--workers): the same behaviour.
+WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
+
+
+@WORKERS
 def test_sigterm_is_not_held_up_by_a_stalled_body(
-    tmp_path: Path, wahook_factory: type[WahookFactory], certs: Certs
+    tmp_path: Path, wahook_factory: type[WahookFactory], certs: Certs, workers: str
 ) -> None:
-    w = wahook_factory.start(tmp_path / "d")
+    w = wahook_factory.start(tmp_path / "d", args=["--workers", workers])
     stalled = certs.client_context().wrap_socket(_connect(w), server_hostname="localhost")
     stalled.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
     assert post(w.webhook_url, samples.body("text"), certs.client_context())[0] == 200
@@ -104,8 +109,9 @@ def test_sigterm_is_not_held_up_by_a_stalled_body(
     stalled.close()
 
 
+@WORKERS
 def test_sighup_and_changed_files_rotate_secrets(
-    tmp_path: Path, wahook_factory: type[WahookFactory], certs: Certs
+    tmp_path: Path, wahook_factory: type[WahookFactory], certs: Certs, workers: str
 ) -> None:
     secret_file, token_file = tmp_path / "app_secret", tmp_path / "grpc_token"
     secret_file.write_text("old-secret\n")
@@ -117,17 +123,27 @@ def test_sighup_and_changed_files_rotate_secrets(
             "WAHOOK_APP_SECRET_FILE": str(secret_file),
             "WAHOOK_GRPC_TOKEN_FILE": str(token_file),
         },
+        args=["--workers", workers],
     )
     ctx = certs.client_context()
     body = samples.body("text")
     assert post(w.webhook_url, body, ctx, secret="old-secret")[0] == 200
     secret_file.write_text("new-secret, old-secret\n")
     w.proc.send_signal(signal.SIGHUP)
-    _wait_for(lambda: post(w.webhook_url, body, ctx, secret="new-secret")[0] == 200)
+    # Ten in a row on fresh connections: every front (--workers) reloaded, not just one.
+    _wait_for(
+        lambda: all(
+            post(w.webhook_url, body, ctx, secret="new-secret")[0] == 200 for _ in range(10)
+        )
+    )
     assert post(w.webhook_url, body, ctx, secret="old-secret")[0] == 200
     secret_file.write_text("new-secret\n")
     w.proc.send_signal(signal.SIGHUP)
-    _wait_for(lambda: post(w.webhook_url, body, ctx, secret="old-secret")[0] == 401)
+    _wait_for(
+        lambda: all(
+            post(w.webhook_url, body, ctx, secret="old-secret")[0] == 401 for _ in range(10)
+        )
+    )
 
     def list_with(token: str) -> grpc.StatusCode:
         with grpc.insecure_channel(w.grpc_target) as ch:
@@ -245,10 +261,11 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@WORKERS
 def test_readyz_is_503_while_the_disk_is_full_then_200(
-    small_disk: Path, wahook_factory: type[WahookFactory], certs: Certs
+    small_disk: Path, wahook_factory: type[WahookFactory], certs: Certs, workers: str
 ) -> None:
-    w = wahook_factory.start(small_disk / "d")
+    w = wahook_factory.start(small_disk / "d", args=["--workers", workers])
     ctx = certs.client_context()
     ready = w.http_url + "/readyz"
     assert post(ready, b"", ctx, method="GET", signature=None)[0] == 200

@@ -37,7 +37,6 @@ from typing import Any
 from wahook import tls
 from wahook.commands.serve import load_config, setup_logging
 from wahook.config import Config
-from wahook.core.signature import Keyring
 from wahook.errors import ConfigError, LogUnavailableError, WahookError
 from wahook.http.app import build_deps, make_http_server
 from wahook.http.metrics import Metrics
@@ -45,8 +44,10 @@ from wahook.runtime import (
     DRAIN_TIMEOUT,
     SECRET_FILES_EVERY,
     _front_limits,
+    _keyring,
     _reload_on,
     open_event_log,
+    reload_front_secrets,
 )
 from wahook.store.base import Appender, EventLog
 from wahook.workers.handoff import RemoteAppender
@@ -86,7 +87,7 @@ class Front:
             assert config.tls_cert is not None
             assert config.tls_key is not None
             ssl_ctx = tls.server_context(config.tls_cert, config.tls_key)
-        keyring = _quiet_keyring(config)  # the parent logged the keyring's warnings
+        keyring = _keyring(config, quiet=True)  # the parent logged its warnings
         try:
             sock = listen_reuseport(config.http_host, config.http_port)
         except OSError as exc:
@@ -138,14 +139,7 @@ class Front:
 
     def reload_secrets(self, new: Config) -> None:
         """The front's secrets: app secrets and verify token (the parent has the rest)."""
-        old = self.config
-        changed = []
-        if new.app_secrets != old.app_secrets and not old.dev_no_signature:
-            self.deps.keyring = Keyring([s.reveal() for s in new.app_secrets])
-            changed.append("app secrets")
-        if new.verify_token != old.verify_token:
-            self.deps.verify_token = new.verify_token.reveal() if new.verify_token else None
-            changed.append("verify token")
+        changed = reload_front_secrets(self.deps, self.config, new)
         self.config = new
         if changed:
             log.info("secrets reloaded: %s", ", ".join(changed))
@@ -163,13 +157,6 @@ class Front:
         if self.own_log is not None:
             await self.own_log.close()
         await self.parent.close()
-
-
-def _quiet_keyring(config: Config) -> Keyring | None:
-    """As runtime._keyring, without its start-up warnings (front 0 logs them once)."""
-    if config.dev_no_signature:
-        return None
-    return Keyring([s.reveal() for s in config.app_secrets])
 
 
 async def run_front(sock: socket.socket, index: int) -> int:
