@@ -358,9 +358,10 @@ def _serving_pid(server: Server) -> int:
     return pid
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, all its threads included (/proc/<pid>/stat fields 14, 15)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
+def _cpu_seconds(pid: int, stat: str = "") -> float:
+    """utime + stime of a process, all its threads included (/proc/<pid>/stat fields 14, 15);
+    of one thread with ``stat`` /proc/<pid>/task/<tid>/stat."""
+    text = Path(stat or f"/proc/{pid}/stat").read_text()
     # The command name (field 2) may hold spaces and parentheses: count from after it.
     fields = text[text.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from e2e_helpers import collect, list_events, post
 from redis_server import start_redis
-from test_e2e_crash import Load, event_ids, wait_for
+from test_e2e_crash import Load, _check_after_restart, _pre_acked, event_ids, wait_for
 from wahook import samples
 from wahook_testkit import Certs, WahookFactory, WahookProcess, free_port
 
@@ -179,6 +179,29 @@ async def test_sigterm_of_the_parent_drains_every_front_and_exits_0(
     again = wahook_factory.start(data, **ports)
     stored = {e.id for e in await list_events(again.grpc_target)}
     assert not ok_ids - stored
+
+
+async def test_kill_9_of_the_parent_under_load_loses_nothing_answered_200(
+    tmp_path: Path, wahook_factory: type[WahookFactory], certs: Certs
+) -> None:
+    # The parent holds the writer: a front waiting for its append's answer when the parent
+    # dies answers 503 (or its connection ends), never 200.
+    ports = {"http_port": free_port(), "grpc_port": free_port()}
+    data = tmp_path / "d"
+    server = wahook_factory.start(data, args=WORKERS, **ports)
+    ctx = certs.client_context()
+    acked = await _pre_acked(server, ctx)
+    fronts = children(server.proc.pid)
+    load = Load(server, ctx, threads=4, each=150).start()
+    wait_for(lambda: load.count() >= 60, WAIT)
+    server.kill()
+    load.join()
+    assert set(load.other) <= {503}, load.other
+    until(lambda: not any(alive(pid) for pid in fronts), "the orphaned fronts to exit")
+    ok_ids = event_ids(load.ok)
+    assert len(ok_ids) >= 60
+    restarted = wahook_factory.start(data, args=WORKERS, **ports)
+    await _check_after_restart(restarted, ok_ids, acked)
 
 
 def test_parent_killed_fronts_exit(

@@ -215,6 +215,10 @@ class Supervisor:
         """SIGTERM every front, wait for each to drain and exit (SIGKILL after
         STOP_TIMEOUT), then release the port."""
         self._stopping = True
+        for task in self._watchers:  # no front is started again from here on
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self.signal_all(signal.SIGTERM)
         for slot in self._slots:
             if slot.proc is None:
@@ -228,10 +232,6 @@ class Supervisor:
                 await slot.proc.wait()
             if slot.link is not None:
                 slot.link.close()
-        for task in self._watchers:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         self._keeper.close()
 
 
