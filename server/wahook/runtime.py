@@ -243,8 +243,8 @@ class Sidecar:
         (with Redis the fronts append themselves), /readyz and /metrics are this
         process's."""
         event_log = self.event_log
-        append_rows = event_log.append_rows if isinstance(event_log, SqliteEventLog) else None
-        return FrontLink(append_rows, self._ready, self._collected, on_hello=on_hello)
+        append_many = event_log.append_rows_many if isinstance(event_log, SqliteEventLog) else None
+        return FrontLink(append_many, self._ready, self._collected, on_hello=on_hello)
 
     def _collected(self) -> list[MetricValue]:
         return [

@@ -76,7 +76,7 @@ class SqliteHandoffBackend(SqliteBackend):
     async def open(self) -> EventLog:
         parent = await SqliteEventLog.open(self.path)
         parent_end, front_end = socket.socketpair()
-        link = FrontLink(parent.append_rows, parent.check_writable, list)
+        link = FrontLink(parent.append_rows_many, parent.check_writable, list)
         await link.connect(parent_end)
         front = RemoteAppender()
         await front.connect(front_end)

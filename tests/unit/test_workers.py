@@ -93,7 +93,7 @@ async def _pair(
         hello.set()
 
     link = FrontLink(
-        parent.append_rows if shared_writer else None,
+        parent.append_rows_many if shared_writer else None,
         ready or parent.check_writable,
         metrics,
         on_hello=on_hello,
@@ -212,7 +212,7 @@ async def test_readiness_and_metrics_are_the_parents(parent: SqliteEventLog) -> 
 
 async def test_a_frame_that_is_not_one_closes_the_channel(parent: SqliteEventLog) -> None:
     parent_end, front_end = socket.socketpair()
-    link = FrontLink(parent.append_rows, parent.check_writable, list)
+    link = FrontLink(parent.append_rows_many, parent.check_writable, list)
     await link.connect(parent_end)
     front_end.sendall(struct.pack(">IB", MAX_FRAME + 1, 2))
     front_end.setblocking(False)
@@ -313,7 +313,7 @@ async def test_the_supervisor_starts_restarts_and_stops_real_fronts(
         await parent.check_writable()
 
     def make_link(on_hello: Callable[[int], None]) -> FrontLink:
-        return FrontLink(parent.append_rows, ready, list, on_hello=on_hello)
+        return FrontLink(parent.append_rows_many, ready, list, on_hello=on_hello)
 
     spec = {
         "flags": {"app_secret": APP_SECRET, "insecure_http": True, "http_host": "127.0.0.1"},
@@ -352,7 +352,7 @@ async def test_the_supervisor_starts_restarts_and_stops_real_fronts(
 
 async def test_the_supervisor_fails_to_start_when_a_front_cannot(parent: SqliteEventLog) -> None:
     def make_link(on_hello: Callable[[int], None]) -> FrontLink:
-        return FrontLink(parent.append_rows, parent.check_writable, list, on_hello=on_hello)
+        return FrontLink(parent.append_rows_many, parent.check_writable, list, on_hello=on_hello)
 
     # A front cannot build its Config (no app secret, HTTPS without a certificate).
     spec = {"flags": {"http_host": "127.0.0.1", "app_secret": ""}, "dev": False}

@@ -30,6 +30,7 @@ import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from wahook.errors import InvalidArgumentError, LogUnavailableError, WahookError
@@ -54,6 +55,9 @@ _ERRORS: dict[str, type[WahookError]] = {
     "InvalidArgumentError": InvalidArgumentError,
     "LogUnavailableError": LogUnavailableError,
 }
+
+# Several appends' rows in, their results out (SqliteEventLog.append_rows_many).
+AppendMany = Callable[[list[list[Row]]], "asyncio.Future[list[Any]]"]
 
 # (name, kind, help, value): one of the parent's /metrics collectors, read.
 MetricValue = tuple[str, str, str, float]
@@ -272,14 +276,16 @@ class FrontLink:
 
     def __init__(
         self,
-        append_rows: Callable[[list[Row]], asyncio.Future[AppendResult]] | None,
+        append_many: AppendMany | None,
         ready: Callable[[], Awaitable[None]],
         metrics: Callable[[], list[MetricValue]],
         *,
         on_hello: Callable[[int], None] = lambda pid: None,
         on_lost: Callable[[], None] = lambda: None,
     ) -> None:
-        self._append_rows = append_rows
+        self._append_many = append_many
+        # APPEND frames read in this loop iteration: one writer job for them all.
+        self._appends: list[tuple[int, list[Row]]] = []
         self._ready = ready
         self._metrics = metrics
         self._on_hello = on_hello
@@ -302,18 +308,9 @@ class FrontLink:
         channel = self.channel
         assert channel is not None
         if kind == APPEND:
-            request, rows = decode_rows(payload)
-            if self._append_rows is None:
-                channel.send(
-                    RESULT, error_frame(request, LogUnavailableError("no shared writer here"))
-                )
-                return
-            try:
-                future = self._append_rows(rows)
-            except Exception as exc:  # the log is closed: nothing was queued
-                channel.send(RESULT, error_frame(request, exc))
-                return
-            future.add_done_callback(lambda f: self._answer(request, f))
+            if not self._appends:
+                asyncio.get_running_loop().call_soon(self._submit)
+            self._appends.append(decode_rows(payload))
         elif kind == READY:
             self._spawn(self._answer_ready(marshal.loads(payload)))  # noqa: S302
         elif kind == METRICS:
@@ -324,20 +321,43 @@ class FrontLink:
         else:
             raise FrameError(f"unexpected frame kind {kind}")
 
-    def _answer(self, request: int, future: asyncio.Future[AppendResult]) -> None:
-        if self.channel is None:
+    def _submit(self) -> None:
+        """Every APPEND read in this loop iteration, to the writer as one job."""
+        appends, self._appends = self._appends, []
+        requests = [request for request, _ in appends]
+        if self._append_many is None:
+            self._answer_all(requests, LogUnavailableError("no shared writer here"))
             return
+        try:
+            future = self._append_many([rows for _, rows in appends])
+        except Exception as exc:  # the log is closed: nothing was queued
+            self._answer_all(requests, exc)
+            return
+        future.add_done_callback(partial(self._answer, requests))
+
+    def _answer(self, requests: list[int], future: asyncio.Future[list[Any]]) -> None:
         if future.cancelled():
-            self.channel.send(RESULT, error_frame(request, LogUnavailableError("cancelled")))
+            self._answer_all(requests, LogUnavailableError("cancelled"))
             return
         exc = future.exception()
         if exc is not None:
             if not isinstance(exc, WahookError):
                 log.error("event log append failed", exc_info=exc)
-            self.channel.send(RESULT, error_frame(request, exc))
+            self._answer_all(requests, exc)
             return
-        result = future.result()
-        self.channel.send(RESULT, result_frame(request, (result.sequences, result.new_count)))
+        channel = self.channel
+        assert channel is not None
+        for request, result in zip(requests, future.result(), strict=True):
+            if isinstance(result, AppendResult):
+                frame = result_frame(request, (result.sequences, result.new_count))
+            else:
+                frame = error_frame(request, result)
+            channel.send(RESULT, frame)
+
+    def _answer_all(self, requests: list[int], exc: BaseException) -> None:
+        assert self.channel is not None
+        for request in requests:
+            self.channel.send(RESULT, error_frame(request, exc))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)

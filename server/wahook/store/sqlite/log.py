@@ -35,7 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from wahook.errors import LogUnavailableError
+from wahook.errors import InvalidArgumentError, LogUnavailableError
 from wahook.store.base import (
     DEFAULT_GROUP_SETTINGS,
     AppendResult,
@@ -222,6 +222,46 @@ class SqliteEventLog:
         )
         future.add_done_callback(partial(self._count, len(rows)))
         return future
+
+    def append_rows_many(
+        self, appends: list[list[ops.Row]]
+    ) -> asyncio.Future[list[AppendResult | InvalidArgumentError]]:
+        """Several appends of prepared rows as one writer job with one future: their
+        results in order (a refused append's InvalidArgumentError among them). For a
+        ``--workers`` front's frames of one read (wahook.workers.handoff): one future, one
+        callback and one hand-over for them all instead of one each; the job runs inside
+        the group commit's transaction like the appends of ``append``, and wakes the
+        subscribers' ``wait_for_append`` itself."""
+        self._check_open()
+
+        def job(conn: sqlite3.Connection) -> tuple[list[AppendResult | InvalidArgumentError], int]:
+            return ops.append_many(conn, appends), ops.head(conn)
+
+        done: asyncio.Future[list[AppendResult | InvalidArgumentError]] = self._loop.create_future()
+        self._writer.submit(job, durable=self._durable_appends).add_done_callback(
+            partial(self._appended_many, done)
+        )
+        return done
+
+    def _appended_many(
+        self,
+        done: asyncio.Future[list[AppendResult | InvalidArgumentError]],
+        ran: asyncio.Future[tuple[list[AppendResult | InvalidArgumentError], int]],
+    ) -> None:
+        if ran.cancelled():
+            done.cancel()
+            return
+        exc = ran.exception()
+        if exc is not None:
+            done.set_exception(exc)
+            return
+        results, head = ran.result()
+        self._head.advance(head)
+        for result in results:
+            if isinstance(result, AppendResult):
+                self._appended += result.new_count
+                self._duplicates += len(result.sequences) - result.new_count
+        done.set_result(results)
 
     def _count(self, rows: int, future: asyncio.Future[AppendResult]) -> None:
         if not future.cancelled() and future.exception() is None:
