@@ -265,6 +265,7 @@ def _side_by_side_table(sbs: dict[str, Any]) -> list[str]:
         "vs_bare": "wahook vs bare Tornado",
         "groups": f"wahook, {sbs.get('groups', {}).get('groups')} groups reading vs none",
         "aa": "A/A: wahook vs wahook",
+        "pair": "pair (--pair)",
     }
     for key, label in labels.items():
         pair = sbs.get(key)
