@@ -201,6 +201,7 @@ class Sidecar:
                 config.http_port,
                 self.worker_spec,
                 self._front_link,
+                event_loop=config.event_loop,
             )
             return []
         try:

@@ -35,8 +35,8 @@ from functools import partial
 from typing import Any
 
 from wahook import tls
-from wahook.commands.serve import load_config, setup_logging
-from wahook.config import Config
+from wahook.commands.serve import load_config, loop_factory, setup_logging
+from wahook.config import EVENT_LOOPS, Config
 from wahook.errors import ConfigError, LogUnavailableError, WahookError
 from wahook.http.app import build_deps, make_http_server
 from wahook.http.metrics import Metrics
@@ -159,7 +159,7 @@ class Front:
         await self.parent.close()
 
 
-async def run_front(sock: socket.socket, index: int) -> int:
+async def run_front(sock: socket.socket, index: int, loop_name: str = "asyncio") -> int:
     loop = asyncio.get_running_loop()
     parent = RemoteAppender()
     spec_future: asyncio.Future[bytes] = loop.create_future()
@@ -185,7 +185,7 @@ async def run_front(sock: socket.socket, index: int) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGHUP, hup.set)
     parent.hello()
-    log.info("front listening: pid=%d", os.getpid())
+    log.info("front listening: pid=%d, event loop %s", os.getpid(), loop_name)
     reloader = asyncio.create_task(
         _reload_on(front, partial(load_config, flags, dev), hup, SECRET_FILES_EVERY)
     )
@@ -205,12 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="wahook.workers.front")
     p.add_argument("--fd", type=int, required=True)
     p.add_argument("--index", type=int, required=True)
+    p.add_argument("--event-loop", default="auto", choices=EVENT_LOOPS)
     args = p.parse_args(argv)
     # Ctrl-C reaches the whole process group: the parent decides, and tells us (SIGTERM).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=args.fd)
     try:
-        return asyncio.run(run_front(sock, args.index))
+        factory, loop_name = loop_factory(args.event_loop)  # the parent's choice
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(run_front(sock, args.index, loop_name))
     except WahookError as exc:
         print(f"wahook serve worker {args.index}: {exc.message}", file=sys.stderr)
         return 1

@@ -81,9 +81,10 @@ class _Slot:
 
 
 class Supervisor:
-    """N fronts on ``host:port``. ``make_link(on_hello, on_lost)`` builds the parent's end
-    of a front's channel (the log, /readyz and /metrics it serves); ``spec`` is what the
-    fronts get in CONFIG (the serve flags; ``http_port`` is set here to the real port)."""
+    """N fronts on ``host:port``. ``make_link(on_hello)`` builds the parent's end of a
+    front's channel (the log, /readyz and /metrics it serves); ``spec`` is what the fronts
+    get in CONFIG (the serve flags; ``http_port`` is set here to the real port);
+    ``event_loop`` the loop they run on (WAHOOK_EVENT_LOOP, as the parent)."""
 
     def __init__(
         self,
@@ -92,6 +93,8 @@ class Supervisor:
         port: int,
         spec: dict[str, Any],
         make_link: Callable[[Callable[[int], None]], FrontLink],
+        *,
+        event_loop: str = "auto",
     ) -> None:
         self.count = count
         self.host = host
@@ -101,6 +104,7 @@ class Supervisor:
         flags["http_port"] = str(self.port)
         self._spec = json.dumps({**spec, "flags": flags}).encode()
         self._make_link = make_link
+        self._event_loop = event_loop
         self._slots = [_Slot(i) for i in range(count)]
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -166,6 +170,8 @@ class Supervisor:
                 str(child_end.fileno()),
                 "--index",
                 str(slot.index),
+                "--event-loop",
+                self._event_loop,
                 pass_fds=[child_end.fileno()],
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=sys.stderr.fileno(),  # stdout is the parent's (the listening line)
