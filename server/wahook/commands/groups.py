@@ -74,13 +74,25 @@ def add_parser(sub: Any) -> None:
     dead = actions.add_parser("dead-letters", help="list, redeliver or discard dead letters")
     dead.add_argument("name", metavar="NAME", help="the consumer group")
     what = dead.add_mutually_exclusive_group()
-    what.add_argument("--redeliver", type=int, nargs="+", metavar="SEQ", help="deliver again")
+    what.add_argument("--redeliver", type=_sequence, nargs="+", metavar="SEQ", help="deliver again")
     what.add_argument("--redeliver-all", action="store_true", help="every dead letter again")
-    what.add_argument("--discard", type=int, nargs="+", metavar="SEQ", help="delete for good")
+    what.add_argument("--discard", type=_sequence, nargs="+", metavar="SEQ", help="delete for good")
     what.add_argument("--discard-all", action="store_true", help="delete every dead letter")
     for action in (listing, delete, seek, dead):
         add_target_option(action)
     p.set_defaults(run=run)
+
+
+def _sequence(text: str) -> int:
+    """A dead letter's sequence, 1 to 2^63-1: anything else is a usage error (exit 2), not a
+    traceback from the request's uint64 field."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a sequence: {text!r}") from None
+    if not 1 <= value <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"a sequence is 1 to 2^63-1, not {text}")
+    return value
 
 
 def _line(message: Message) -> str:
