@@ -131,3 +131,17 @@ def test_groups_dead_letter_sequences_are_checked_as_flags(
     err = capsys.readouterr().err
     assert f"argument {flag}: " in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--count", "-1"), ("--count", "2.5"), ("--timeout", "-1"), ("--idle-exit", "-0.5")],
+)
+def test_tail_refuses_negative_counts_and_times(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A usage error with the reason (before, --timeout -1 ended as "never connected").
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["tail", flag, value, "--target", "127.0.0.1:1"])
+    assert exited.value.code == 2
+    assert f"argument {flag}: " in capsys.readouterr().err

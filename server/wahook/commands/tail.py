@@ -46,6 +46,23 @@ EPHEMERAL_EXPIRY = 600.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def _not_negative(cast: Any, what: str) -> Any:
+    """An argparse type: ``cast(text)``, refusing a negative value (exit 2 with the reason,
+    where a negative --timeout used to end as "never connected", a negative --count as no
+    limit)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
+        return value
+
+    return parse
+
+
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "tail",
@@ -65,17 +82,21 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--count",
-        type=int,
+        type=_not_negative(int, "a whole number"),
         default=0,
         metavar="N",
         help="exit after N events; exit 4 if fewer came (0: no limit)",
     )
     p.add_argument(
-        "--timeout", type=float, default=None, metavar="SECONDS", help="exit after SECONDS"
+        "--timeout",
+        type=_not_negative(float, "a number"),
+        default=None,
+        metavar="SECONDS",
+        help="exit after SECONDS",
     )
     p.add_argument(
         "--idle-exit",
-        type=float,
+        type=_not_negative(float, "a number"),
         default=0.0,
         metavar="SECONDS",
         help="exit after SECONDS without an event (0: never)",
