@@ -125,6 +125,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="side_by_side also runs wahook against wahook: the instrument's own spread",
     )
+    p.add_argument(
+        "--pair",
+        metavar="BASE,CANDIDATE",
+        help="side_by_side runs only these two server kinds against each other (e.g. "
+        "wahook_asyncio,wahook): a before/after of one change",
+    )
     p.add_argument("--backlog", type=int, default=200_000, help="events; the target is 1000000")
     p.add_argument("--soak-seconds", type=float, default=60, help="the target is 600")
     p.add_argument("--soak-rate", type=float, default=500)
@@ -178,6 +184,7 @@ def run_suite(
             args.groups,
             aa=args.side_by_side_aa,
             vs_pywa_async="pywa_async" in names,
+            pair=tuple(args.pair.split(",", 1)) if args.pair else None,  # type: ignore[arg-type]
         )
     if name == "backlog":
         return suites_sub.backlog(ctx, args.backlog)

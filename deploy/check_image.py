@@ -157,7 +157,9 @@ class Sidecar(Container):
 
     def stop(self, run: Run) -> None:
         super().stop(run)
-        run.expect("stopped" in self.logs(), "the log says it drained and stopped")
+        logs = self.logs()
+        run.expect("stopped" in logs, "the log says it drained and stopped")
+        run.expect("event loop: uvloop" in logs, "it ran on uvloop (WAHOOK_EVENT_LOOP=auto)")
 
 
 def published_port(container: str, inside: int) -> int:

@@ -265,6 +265,7 @@ def _side_by_side_table(sbs: dict[str, Any]) -> list[str]:
         "vs_bare": "wahook vs bare Tornado",
         "groups": f"wahook, {sbs.get('groups', {}).get('groups')} groups reading vs none",
         "aa": "A/A: wahook vs wahook",
+        "pair": "--pair",
     }
     for key, label in labels.items():
         pair = sbs.get(key)
@@ -406,7 +407,7 @@ def render(r: dict[str, Any]) -> str:
         lines += _open_loop_rows(ol)
         lines += _scaled_section(ol)
     sbs = r.get("side_by_side")
-    if sbs and "vs_bare" in sbs:
+    if sbs and ("vs_bare" in sbs or "pair" in sbs):
         lines += _side_by_side_table(sbs)
     bl = r.get("backlog")
     if bl and "preload" in bl:

@@ -261,6 +261,16 @@ def start(kind: str, secret: str, log_dir: Path, tls: tuple[Path, Path] | None =
     if kind == "wahook_access_all":
         # What-if: an access log line for every request (the default logs refusals only).
         return start_wahook(secret, log_dir, tls, {"WAHOOK_ACCESS_LOG": "all"})
+    if kind == "wahook_ref":
+        # Another checkout's wahook (WAHOOK_BENCH_REF: its server/ directory, generated code
+        # included) in this venv: a before/after of a change, e.g. --pair wahook_ref,wahook.
+        ref = os.environ.get("WAHOOK_BENCH_REF")
+        if not ref or not (Path(ref) / "wahook" / "v1").is_dir():
+            raise RuntimeError("wahook_ref: set WAHOOK_BENCH_REF to a checkout's server/ directory")
+        return start_wahook(secret, log_dir, tls, {"PYTHONPATH": ref})
+    if kind == "wahook_asyncio":
+        # What-if: asyncio's own event loop instead of uvloop (the default where installed).
+        return start_wahook(secret, log_dir, tls, {"WAHOOK_EVENT_LOOP": "asyncio"})
     return start_baseline(kind, secret, log_dir, tls)
 
 

@@ -519,14 +519,21 @@ def side_by_side(
     connections: int = 50,
     aa: bool = False,
     vs_pywa_async: bool = False,
+    pair: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Both servers of a comparison on the server core at once, a wrk with ``connections / 2``
     each: with ``vs_pywa_async`` first wahook vs pywa's async receiver (the headline), then
     wahook vs bare Tornado, wahook with ``groups`` live readers vs wahook with none, and with
-    ``aa`` wahook vs wahook (the instrument's own spread). Fresh servers for each comparison,
-    warmed together, then ``rounds`` rounds of ``seconds``; medians."""
+    ``aa`` wahook vs wahook (the instrument's own spread). With ``pair`` (baseline kind,
+    candidate kind) only that comparison runs: a before/after of one change. Fresh servers for
+    each comparison, warmed together, then ``rounds`` rounds of ``seconds``; medians."""
     each = max(1, connections // 2)
     out: dict[str, Any] = {"seconds": seconds, "rounds": rounds, "connections_each": each}
+    if pair is not None:
+        base, cand = pair
+        names = {base: base, cand: cand} if base != cand else {f"{base}_a": base, f"{cand}_b": cand}
+        out["pair"] = _fresh_pair(ctx, names, rounds, seconds, each)
+        return out
     if vs_pywa_async:
         names = {"pywa_async": "pywa_async", "wahook": "wahook"}
         out["vs_pywa_async"] = _fresh_pair(ctx, names, rounds, seconds, each)

@@ -86,3 +86,26 @@ def test_smoke_measures_wahook_against_pywa_async(tmp_path: Path) -> None:
     table = (tmp_path / "latest.md").read_text()
     assert "| wahook vs pywa async | 1 | pywa_async: " in table
     assert "wahook / pywa_async: " in table
+
+
+def test_smoke_pair_runs_only_the_two_kinds_named(tmp_path: Path) -> None:
+    # A before/after reading: asyncio's loop against uvloop (the default), nothing else.
+    argv = [sys.executable, str(BENCH / "run.py"), "--smoke", "--out", str(tmp_path)]
+    argv += ["--suites", "side_by_side", "--pair", "wahook_asyncio,wahook"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results: dict[str, Any] = json.loads((tmp_path / "latest.json").read_text())
+    sbs = results["side_by_side"]
+    assert "vs_bare" not in sbs
+    assert "groups" not in sbs
+    pair = sbs["pair"]
+    assert (pair["baseline"], pair["candidate"]) == ("wahook_asyncio", "wahook")
+    for row in pair["rounds"]:
+        for side in ("wahook_asyncio", "wahook"):
+            assert row[side]["requests"] > 0
+            assert row[side]["errors"] == 0
+            assert row[side]["cpu_us_per_post"] > 0
+    assert "| --pair | 1 | wahook_asyncio: " in (tmp_path / "latest.md").read_text()
+    logs = "".join(p.read_text() for p in (tmp_path / "logs").rglob("*.log"))
+    assert "event loop: asyncio" in logs
+    assert "event loop: uvloop" in logs

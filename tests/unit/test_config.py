@@ -266,3 +266,39 @@ def test_listener_limits_parse_and_refuse_nonsense() -> None:
     ):
         with pytest.raises(ConfigError, match=message):
             cfg.load(flags, BASE_ENV)
+
+
+def test_event_loop_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio  # noqa: PLC0415
+
+    import uvloop  # noqa: PLC0415
+
+    assert serve_cmd.loop_factory("asyncio") == (None, "asyncio")
+    factory, name = serve_cmd.loop_factory("auto")
+    assert factory is uvloop.new_event_loop
+    assert name.startswith("uvloop ")
+    assert serve_cmd.loop_factory("uvloop")[0] is uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert isinstance(runner.get_loop(), uvloop.Loop)
+    # Where uvloop cannot be imported: auto falls back, an explicit uvloop is refused.
+    monkeypatch.setitem(__import__("sys").modules, "uvloop", None)
+    assert serve_cmd.loop_factory("auto") == (None, "asyncio (uvloop not installed)")
+    with pytest.raises(ConfigError, match="uvloop is not installed"):
+        serve_cmd.loop_factory("uvloop")
+
+
+def test_event_loop_is_checked() -> None:
+    assert cfg.load({}, {**BASE_ENV, "WAHOOK_EVENT_LOOP": "UVLOOP"}).event_loop == "uvloop"
+    assert cfg.load({}, BASE_ENV).event_loop == "auto"
+    with pytest.raises(ConfigError, match="unknown event loop 'tokio'"):
+        cfg.load({}, {**BASE_ENV, "WAHOOK_EVENT_LOOP": "tokio"})
+
+
+def test_serve_help_renders_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse expands % in help texts: one stray percent sign breaks `wahook serve --help`.
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser(["serve", "--help"]).parse_args(["serve", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for opt in cfg.OPTIONS:
+        assert opt.flag in out

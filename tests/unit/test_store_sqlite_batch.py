@@ -19,6 +19,7 @@ from test_rpc_support import message, status
 from wahook.errors import FailedPreconditionError, InvalidArgumentError, LogUnavailableError
 from wahook.store.base import EventFilter, StartPosition
 from wahook.store.sqlite import SqliteEventLog
+from wahook.store.sqlite import writer as writer_module
 from wahook.v1 import status_pb2
 
 S = status_pb2
@@ -240,6 +241,36 @@ async def test_appends_of_one_loop_iteration_share_one_commit(log: SqliteEventLo
     assert [r.sequences for r in results] == [[n] for n in range(1, 11)]
     assert log.metrics().commits - before == 1
     assert log.metrics().appended_events == 10
+
+
+async def test_jobs_the_loop_has_yet_to_hand_over_join_the_commit(
+    log: SqliteEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer, woken while the loop holds more submitted jobs (its iteration goes on),
+    waits for their hand-over and commits them with the first: one commit, not two."""
+    monkeypatch.setattr(writer_module, "HAND_OVER_WAIT", 60.0)  # no clock in the outcome
+    writer = log._writer
+    before = log.metrics().commits
+    first = log.append([message(1)])
+    writer._hand_over()  # handed over at once, as at the end of a loop iteration
+    second = log.append([message(2)])  # submitted, handed over at the next iteration
+    async with asyncio.timeout(30):
+        # Block the loop (its iteration goes on) until the writer took the first job.
+        while not writer._queue.empty():
+            time.sleep(0.001)  # noqa: ASYNC251 - the loop must not turn meanwhile
+        results = await asyncio.gather(first, second)
+    assert [r.sequences for r in results] == [[1], [2]]
+    assert log.metrics().commits - before == 1
+
+
+async def test_a_lone_job_is_committed_without_waiting(
+    log: SqliteEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With nothing more submitted the writer does not wait: were it to, this would hang.
+    monkeypatch.setattr(writer_module, "HAND_OVER_WAIT", 600.0)
+    async with asyncio.timeout(30):
+        result = await log.append([message(1)])
+    assert result.sequences == [1]
 
 
 async def test_a_version_3_file_keys_status_history_by_event_sequence(tmp_path: Path) -> None:

@@ -79,11 +79,16 @@ class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
         # cap those go first and the keep-alive connections Meta posts on stay.
         self._used: set[Any] = set()
         self._sweep: asyncio.TimerHandle | None = None
+        # The running loop, looked up once: asyncio.get_running_loop() is a getpid()
+        # system call each time (it checks for a fork), twice per POST otherwise.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start_request(
         self, server_conn: object, request_conn: tornado.httputil.HTTPConnection
     ) -> tornado.httputil.HTTPMessageDelegate:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         self._waiting[server_conn] = loop.time()
         if self._sweep is None:
             self._sweep = loop.call_later(self._period, self._close_late)
@@ -95,7 +100,9 @@ class WebhookFront(tornado.httputil.HTTPServerConnectionDelegate):
         self._waiting.pop(conn, None)
         self._heads.pop(conn, None)
         self._used.add(conn)
-        self._bodies[post] = asyncio.get_running_loop().time()
+        loop = self._loop
+        assert loop is not None  # start_request set it
+        self._bodies[post] = loop.time()
 
     def request_read(self, post: _WebhookPost) -> None:
         """The request's body has all arrived (or its connection closed)."""
