@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 import pytest
 from e2e_helpers import post
-from wahook import samples
+from wahook import samples, tls
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import event_pb2, service_pb2, service_pb2_grpc
 from wahook_testkit import Certs, WahookFactory, WahookProcess, sign
@@ -309,3 +309,51 @@ def test_wahook_tail_and_media_send_the_token(
     )
     # Past the gate: the sidecar has no Graph API token, which it says.
     assert "FAILED_PRECONDITION" in by_env.stderr, by_env.stderr
+
+
+def test_wahook_tail_groups_and_media_speak_mutual_tls(
+    tmp_path: Path, wahook_factory: type[WahookFactory], certs: Certs
+) -> None:
+    """With gRPC over TLS requiring client certificates, the CLI reaches the sidecar
+    through --tls-ca, --tls-cert and --tls-key, and without them says it cannot."""
+    client = Certs(tmp_path / "client.pem", tmp_path / "client.key")
+    tls.generate_self_signed(client.cert, client.key, hosts=("subscriber",))
+    w = wahook_factory.start(
+        tmp_path / "d",
+        env={
+            "WAHOOK_GRPC_TLS_CERT": str(certs.cert),
+            "WAHOOK_GRPC_TLS_KEY": str(certs.key),
+            "WAHOOK_GRPC_TLS_CLIENT_CA": str(client.cert),
+        },
+    )
+    assert post(w.webhook_url, samples.body("text"), certs.client_context())[0] == 200
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WAHOOK_")}
+    target = ["--target", w.grpc_target]
+    mutual = ["--tls-ca", str(certs.cert), "--tls-cert", str(client.cert)]
+    mutual += ["--tls-key", str(client.key)]
+
+    def wahook(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "wahook.cli", *args, *target]
+        return subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+
+    plain = wahook("groups", "list")
+    assert plain.returncode == 1
+    assert "UNAVAILABLE" in plain.stderr
+    anonymous = wahook("groups", "list", "--tls-ca", str(certs.cert))  # no client certificate
+    assert anonymous.returncode == 1
+    assert "UNAVAILABLE" in anonymous.stderr
+    tail = wahook("tail", "--count", "1", "--timeout", "30", *mutual)
+    assert tail.returncode == 0, tail.stderr
+    assert json.loads(tail.stdout)["message"]["text"]["body"]
+    listed = wahook("groups", "list", *mutual)
+    assert (listed.returncode, listed.stdout) == (0, "")  # tail's group deleted over TLS too
+    media = wahook("media", "123", "-o", str(tmp_path / "m"), *mutual)
+    assert "FAILED_PRECONDITION" in media.stderr, media.stderr  # past TLS: no Graph token
+    half = wahook("groups", "list", "--tls-cert", str(client.cert))
+    assert half.returncode == 2
+    assert "--tls-cert and --tls-key go together" in half.stderr
+    missing = wahook("tail", "--tls-ca", str(tmp_path / "nope.pem"))
+    assert missing.returncode == 2
+    assert f"--tls-ca: No such file or directory: {tmp_path / 'nope.pem'}" in missing.stderr

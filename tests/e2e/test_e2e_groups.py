@@ -81,6 +81,10 @@ async def test_a_3_mb_message_is_delivered_and_never_wedges_a_smaller_client(
     assert letter.attempts == 1
     assert "does not fit in the subscriber's max_receive_bytes (4194304)" in letter.last_error
     assert (group.group.pending_count, group.group.dead_letter_count) == (0, 1)
+    # /metrics counts it (the counter an operator alerts on).
+    status, page = post(sidecar.http_url + "/metrics", b"", ctx, method="GET", signature=None)
+    assert status == 200
+    assert "\nwahook_events_dead_lettered_total 1\n" in page.decode(), page.decode()
     assert sidecar.terminate() == 0
     assert "event 1 dead-lettered" in sidecar.stderr()
 

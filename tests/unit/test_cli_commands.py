@@ -117,3 +117,31 @@ def test_every_groups_action_option_has_help() -> None:
     for name, parser in actions.items():
         for action in parser._actions:
             assert action.help, (name, action.dest)
+
+
+@pytest.mark.parametrize("seq", ["-5", "0", "x", str(2**63), "99999999999999999999999"])
+@pytest.mark.parametrize("flag", ["--redeliver", "--discard"])
+def test_groups_dead_letter_sequences_are_checked_as_flags(
+    flag: str, seq: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A usage error (exit 2, with the reason), before any connection: not a traceback.
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["groups", "dead-letters", "g", flag, "1", seq, "--target", "127.0.0.1:1"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: " in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--count", "-1"), ("--count", "2.5"), ("--timeout", "-1"), ("--idle-exit", "-0.5")],
+)
+def test_tail_refuses_negative_counts_and_times(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A usage error with the reason (before, --timeout -1 ended as "never connected").
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["tail", flag, value, "--target", "127.0.0.1:1"])
+    assert exited.value.code == 2
+    assert f"argument {flag}: " in capsys.readouterr().err

@@ -237,6 +237,22 @@ async def test_dead_letter_rpcs_check_their_arguments(rpc: Rpc) -> None:
     assert none.count == 0
 
 
+async def test_dead_letter_sequences_out_of_range_are_invalid_argument(rpc: Rpc) -> None:
+    await rpc.log.append([message(1)])
+    sub = rpc.subscribe(consumer_group="g")
+    await sub.take(1)
+    for call, request in (
+        (rpc.stub.RedeliverDeadLetters, service_pb2.RedeliverDeadLettersRequest),
+        (rpc.stub.DiscardDeadLetters, service_pb2.DiscardDeadLettersRequest),
+    ):
+        error = await call_error(call(request(consumer_group="g", sequences=[1, 2**64 - 1])))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+        assert "sequences: every sequence must be at most 9223372036854775807" in (
+            error.details() or ""
+        )
+    await sub.cancel()
+
+
 # -- 3. groups have a lifecycle ------------------------------------------------------------
 
 

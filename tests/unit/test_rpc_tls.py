@@ -30,7 +30,7 @@ async def test_serves_over_tls(tmp_path: Path, certs: Certs) -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as plain:
             stub = service_pb2_grpc.EventServiceStub(plain)
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                await stub.GetEvent(service_pb2.GetEventRequest(id="evt_1"), timeout=2)
+                await stub.GetEvent(service_pb2.GetEventRequest(id="evt_1"), timeout=30)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         await handle.shutdown(0.5)

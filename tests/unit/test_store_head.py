@@ -12,13 +12,14 @@ from wahook.v1 import event_pb2
 
 async def test_a_waiter_wakes_when_the_head_passes_its_sequence_not_before() -> None:
     watch = HeadWatch(5)
-    waiter = asyncio.ensure_future(watch.wait_past(6, 5.0, closed=lambda: False))
+    waiter = asyncio.ensure_future(watch.wait_past(6, 600.0, closed=lambda: False))
     await asyncio.sleep(0.01)
     watch.advance(6)  # not past 6: the waiter keeps waiting on the next Event
     await asyncio.sleep(0.01)
     assert not waiter.done()
     watch.advance(7)
-    assert await asyncio.wait_for(waiter, 1.0) is True
+    # Woken by the advance: its own timeout is 10 minutes away.
+    assert await asyncio.wait_for(waiter, 60) is True
     assert watch.head == 7
 
 
@@ -35,12 +36,13 @@ async def test_timeout_and_close_end_the_wait_with_false() -> None:
     closed = False
     calls: list[int] = []
     waiter = asyncio.ensure_future(
-        watch.wait_past(1, 5.0, closed=lambda: closed, before_wait=lambda: calls.append(1))
+        watch.wait_past(1, 600.0, closed=lambda: closed, before_wait=lambda: calls.append(1))
     )
     await asyncio.sleep(0.01)
     closed = True
     watch.close()
-    assert await asyncio.wait_for(waiter, 1.0) is False
+    # Woken by the close: its own timeout is 10 minutes away.
+    assert await asyncio.wait_for(waiter, 60) is False
     assert calls == [1]  # before the one wait, not again after close
 
 

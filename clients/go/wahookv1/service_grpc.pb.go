@@ -124,12 +124,14 @@ type EventServiceClient interface {
 	// events, deliverable at once with their attempt count starting again
 	// (the next delivery is attempt 1). Sequences that are not dead letters
 	// are ignored. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
-	// when neither `sequences` nor `all` is given.
+	// when neither `sequences` nor `all` is given, when both are, or for a
+	// sequence over 2^63-1.
 	RedeliverDeadLetters(ctx context.Context, in *RedeliverDeadLettersRequest, opts ...grpc.CallOption) (*RedeliverDeadLettersResponse, error)
 	// DiscardDeadLetters deletes dead letters for good (the events stay in the
 	// log until retention prunes them). Sequences that are not dead letters
 	// are ignored. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
-	// when neither `sequences` nor `all` is given.
+	// when neither `sequences` nor `all` is given, when both are, or for a
+	// sequence over 2^63-1.
 	DiscardDeadLetters(ctx context.Context, in *DiscardDeadLettersRequest, opts ...grpc.CallOption) (*DiscardDeadLettersResponse, error)
 	// DownloadMedia streams the bytes of a media file a message carries (an
 	// image, audio or voice note, video, document or sticker) from the WhatsApp
@@ -396,12 +398,14 @@ type EventServiceServer interface {
 	// events, deliverable at once with their attempt count starting again
 	// (the next delivery is attempt 1). Sequences that are not dead letters
 	// are ignored. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
-	// when neither `sequences` nor `all` is given.
+	// when neither `sequences` nor `all` is given, when both are, or for a
+	// sequence over 2^63-1.
 	RedeliverDeadLetters(context.Context, *RedeliverDeadLettersRequest) (*RedeliverDeadLettersResponse, error)
 	// DiscardDeadLetters deletes dead letters for good (the events stay in the
 	// log until retention prunes them). Sequences that are not dead letters
 	// are ignored. NOT_FOUND when the group does not exist; INVALID_ARGUMENT
-	// when neither `sequences` nor `all` is given.
+	// when neither `sequences` nor `all` is given, when both are, or for a
+	// sequence over 2^63-1.
 	DiscardDeadLetters(context.Context, *DiscardDeadLettersRequest) (*DiscardDeadLettersResponse, error)
 	// DownloadMedia streams the bytes of a media file a message carries (an
 	// image, audio or voice note, video, document or sticker) from the WhatsApp

@@ -30,7 +30,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from wahook.client import DEFAULT_MAX_RECEIVE_BYTES, bearer, start_position
-from wahook.commands import add_target_option, grpc_target, grpc_token
+from wahook.commands import Connection, UsageError, add_target_option, connection
 from wahook.v1 import service_pb2, service_pb2_grpc
 
 Stub = Any  # service_pb2_grpc.EventServiceStub on an aio channel
@@ -74,13 +74,25 @@ def add_parser(sub: Any) -> None:
     dead = actions.add_parser("dead-letters", help="list, redeliver or discard dead letters")
     dead.add_argument("name", metavar="NAME", help="the consumer group")
     what = dead.add_mutually_exclusive_group()
-    what.add_argument("--redeliver", type=int, nargs="+", metavar="SEQ", help="deliver again")
+    what.add_argument("--redeliver", type=_sequence, nargs="+", metavar="SEQ", help="deliver again")
     what.add_argument("--redeliver-all", action="store_true", help="every dead letter again")
-    what.add_argument("--discard", type=int, nargs="+", metavar="SEQ", help="delete for good")
+    what.add_argument("--discard", type=_sequence, nargs="+", metavar="SEQ", help="delete for good")
     what.add_argument("--discard-all", action="store_true", help="delete every dead letter")
     for action in (listing, delete, seek, dead):
         add_target_option(action)
     p.set_defaults(run=run)
+
+
+def _sequence(text: str) -> int:
+    """A dead letter's sequence, 1 to 2^63-1: anything else is a usage error (exit 2), not a
+    traceback from the request's uint64 field."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a sequence: {text!r}") from None
+    if not 1 <= value <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"a sequence is 1 to 2^63-1, not {text}")
+    return value
 
 
 def _line(message: Message) -> str:
@@ -150,12 +162,12 @@ ACTIONS: dict[str, Callable[[Stub, argparse.Namespace], Awaitable[None]]] = {
 }
 
 
-async def _run(args: argparse.Namespace, target: str, token: str | None) -> int:
+async def _run(args: argparse.Namespace, conn: Connection) -> int:
     # A dead letter carries its event, which can be larger than gRPC's default 4 MiB.
     options = [("grpc.max_receive_message_length", DEFAULT_MAX_RECEIVE_BYTES)]
-    async with grpc.aio.insecure_channel(target, options=options) as channel:
+    async with conn.channel(options) as channel:
         try:
-            stub = _WithToken(service_pb2_grpc.EventServiceStub(channel), token)
+            stub = _WithToken(service_pb2_grpc.EventServiceStub(channel), conn.token)
             await ACTIONS[args.action](stub, args)
         except grpc.aio.AioRpcError as exc:
             print(
@@ -173,11 +185,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"wahook groups seek: --to: {exc}", file=sys.stderr)
             return 2
     try:
-        token = grpc_token(args)
-    except OSError as exc:
-        print(
-            f"wahook groups: WAHOOK_GRPC_TOKEN_FILE: {exc.strerror}: {exc.filename}",
-            file=sys.stderr,
-        )
+        conn = connection(args)
+    except UsageError as exc:
+        print(f"wahook groups: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_run(args, grpc_target(args), token))
+    return asyncio.run(_run(args, conn))

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from wahook.client import DownloadedMedia, download_media
-from wahook.commands import add_target_option, grpc_target, grpc_token
+from wahook.commands import Connection, UsageError, add_target_option, connection
 
 
 def add_parser(sub: Any) -> None:
@@ -38,21 +38,27 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-async def _to_stdout(target: str, media_id: str, token: str | None) -> DownloadedMedia:
+async def _download(conn: Connection, media_id: str, out: Any = None) -> DownloadedMedia:
+    return await download_media(
+        conn.target, media_id, out=out, token=conn.token, credentials=conn.credentials
+    )
+
+
+async def _to_stdout(conn: Connection, media_id: str) -> DownloadedMedia:
     # Standard output cannot be taken back: buffer the (checked) bytes, then write.
-    media = await download_media(target, media_id, token=token)
+    media = await _download(conn, media_id)
     sys.stdout.buffer.write(media.data)
     sys.stdout.flush()
     return media
 
 
 async def _to_file(
-    target: str, media_id: str, output: str | None, tmp_dir: Path, token: str | None
+    conn: Connection, media_id: str, output: str | None, tmp_dir: Path
 ) -> tuple[DownloadedMedia, Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=".wahook-media-", dir=tmp_dir)
     try:
         with os.fdopen(fd, "wb") as f:
-            media = await download_media(target, media_id, out=f, token=token)
+            media = await _download(conn, media_id, f)
         final = Path(output) if output else Path(media_id + _extension(media.mime_type))
         os.replace(tmp_name, final)
     except BaseException:
@@ -67,16 +73,19 @@ def _extension(mime_type: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    target = grpc_target(args)
     try:
-        token = grpc_token(args)
+        conn = connection(args)
+    except UsageError as exc:
+        print(f"wahook media: {exc}", file=sys.stderr)
+        return 2
+    try:
         if args.output == "-":
-            media = asyncio.run(_to_stdout(target, args.media_id, token))
+            media = asyncio.run(_to_stdout(conn, args.media_id))
             where = "standard output"
         else:
             # The temporary file sits next to FILE, so the final rename is atomic.
             tmp_dir = Path(args.output).resolve().parent if args.output else Path.cwd()
-            media, path = asyncio.run(_to_file(target, args.media_id, args.output, tmp_dir, token))
+            media, path = asyncio.run(_to_file(conn, args.media_id, args.output, tmp_dir))
             where = str(path)
     except grpc.aio.AioRpcError as exc:
         print(f"wahook media: {exc.code().name}: {exc.details()}", file=sys.stderr)

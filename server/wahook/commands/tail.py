@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 
 from wahook.client import Subscriber, bearer, start_position
-from wahook.commands import add_target_option, grpc_target, grpc_token
+from wahook.commands import Connection, UsageError, add_target_option, connection
 from wahook.commands.jsonout import event_to_json
 from wahook.v1 import event_pb2, service_pb2, service_pb2_grpc
 
@@ -44,6 +44,23 @@ EPHEMERAL_EXPIRY = 600.0
 # Stop cleanly on these: the stream half-closes after the acks of what was printed. Python
 # leaves SIGTERM at its default action, which the kernel never takes for a PID 1.
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _not_negative(cast: Any, what: str) -> Any:
+    """An argparse type: ``cast(text)``, refusing a negative value (exit 2 with the reason,
+    where a negative --timeout used to end as "never connected", a negative --count as no
+    limit)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative, not {text}")
+        return value
+
+    return parse
 
 
 def add_parser(sub: Any) -> None:
@@ -65,17 +82,21 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--count",
-        type=int,
+        type=_not_negative(int, "a whole number"),
         default=0,
         metavar="N",
         help="exit after N events; exit 4 if fewer came (0: no limit)",
     )
     p.add_argument(
-        "--timeout", type=float, default=None, metavar="SECONDS", help="exit after SECONDS"
+        "--timeout",
+        type=_not_negative(float, "a number"),
+        default=None,
+        metavar="SECONDS",
+        help="exit after SECONDS",
     )
     p.add_argument(
         "--idle-exit",
-        type=float,
+        type=_not_negative(float, "a number"),
         default=0.0,
         metavar="SECONDS",
         help="exit after SECONDS without an event (0: never)",
@@ -129,7 +150,7 @@ def _split(values: list[str]) -> list[str]:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
-async def tail(args: argparse.Namespace, target: str, types: list[str]) -> int:
+async def tail(args: argparse.Namespace, conn: Connection, types: list[str]) -> int:
     flt = event_pb2.EventFilter(
         event_types=[EVENT_TYPES[t] for t in types],
         message_types=_split(args.message_types),
@@ -138,14 +159,15 @@ async def tail(args: argparse.Namespace, target: str, types: list[str]) -> int:
     )
     group = args.group or f"tail-{secrets.token_hex(6)}"
     sub = Subscriber(
-        target,
+        conn.target,
         group,
         filter=flt,
         start=args.start,
         ack_deadline=args.ack_deadline,
         max_in_flight=max(args.count, 0) or 1000,
         expire_after_idle=None if args.group else EPHEMERAL_EXPIRY,
-        token=grpc_token(args),
+        token=conn.token,
+        credentials=conn.credentials,
     )
     loop = asyncio.get_running_loop()
     stops: set[asyncio.Task[None]] = set()  # referenced until done (the loop's are weak)
@@ -158,20 +180,20 @@ async def tail(args: argparse.Namespace, target: str, types: list[str]) -> int:
     for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop)
     try:
-        return await _print_events(sub, args, target)
+        return await _print_events(sub, args, conn.target)
     finally:
         if not args.group and sub.connected:
-            await _delete_group(target, group, grpc_token(args))
+            await _delete_group(conn, group)
         for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)
 
 
-async def _delete_group(target: str, group: str, token: str | None) -> None:
-    async with grpc.aio.insecure_channel(target) as channel:
+async def _delete_group(conn: Connection, group: str) -> None:
+    async with conn.channel() as channel:
         stub = service_pb2_grpc.EventServiceStub(channel)
         request = service_pb2.DeleteConsumerGroupRequest(consumer_group=group)
         with contextlib.suppress(grpc.aio.AioRpcError):  # expired meanwhile, or unreachable
-            await stub.DeleteConsumerGroup(request, timeout=5.0, metadata=bearer(token))
+            await stub.DeleteConsumerGroup(request, timeout=5.0, metadata=bearer(conn.token))
 
 
 async def _print_events(sub: Subscriber, args: argparse.Namespace, target: str) -> int:
@@ -210,18 +232,15 @@ async def _print_events(sub: Subscriber, args: argparse.Namespace, target: str) 
 
 
 def run(args: argparse.Namespace) -> int:
-    target = grpc_target(args)
     try:
         start_position(args.start)
     except ValueError as exc:
         print(f"wahook tail: --from: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        grpc_token(args)
-    except OSError as exc:
-        print(
-            f"wahook tail: WAHOOK_GRPC_TOKEN_FILE: {exc.strerror}: {exc.filename}", file=sys.stderr
-        )
+        conn = connection(args)
+    except UsageError as exc:
+        print(f"wahook tail: {exc}", file=sys.stderr)
         return EXIT_USAGE
     types = _split(args.types)
     unknown = [t for t in types if t not in EVENT_TYPES]
@@ -233,5 +252,5 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(tail(args, target, types))
+        return asyncio.run(tail(args, conn, types))
     return 0

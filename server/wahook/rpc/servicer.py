@@ -443,4 +443,5 @@ def _chosen(sequences: Sequence[int], everything: bool) -> list[int] | None:
         return None
     if not sequences:
         raise InvalidArgumentError("sequences (or all) is required")
+    convert.check_sequences(sequences, "sequences")
     return list(sequences)
