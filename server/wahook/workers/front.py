@@ -160,6 +160,8 @@ class Front:
 
 
 async def run_front(sock: socket.socket, index: int, loop_name: str = "asyncio") -> int:
+    """Serve as front ``index`` on the parent's socket ``sock`` until SIGTERM or the
+    parent's end; the exit code (see the module docstring)."""
     loop = asyncio.get_running_loop()
     parent = RemoteAppender()
     spec_future: asyncio.Future[bytes] = loop.create_future()
