@@ -110,11 +110,11 @@ def loadgen_with_cpu(
     the server's requests queued behind)."""
     pid = _serving_pid(server)
     core0 = _core_ticks(tools.SERVER_CORE)
-    cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+    cpu0, t0 = _tree_cpu_seconds(pid), time.monotonic()
     res = tools.run_loadgen(
         server.url, ctx.bodies, rate, seconds, warmup, 0, ctx.run_id, ctx.secret
     )
-    cpu, wall = _cpu_seconds(pid) - cpu0, time.monotonic() - t0
+    cpu, wall = _tree_cpu_seconds(pid) - cpu0, time.monotonic() - t0
     busy, total = (b - a for a, b in zip(core0, _core_ticks(tools.SERVER_CORE), strict=True))
     res["core_busy"] = round(busy / total, 3) if total else 0.0
     res["server_cpu_s"] = round(cpu, 3)
@@ -367,6 +367,28 @@ def _cpu_seconds(pid: int, stat: str = "") -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU of a server and every process under it (``--workers``' fronts): for each, utime +
+    stime of its threads plus cutime + cstime, the CPU of children it has reaped (a front that
+    died and was restarted)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        one = todo.pop()
+        try:
+            text = Path(f"/proc/{one}/stat").read_text()
+            kids = [
+                int(k)
+                for task in Path(f"/proc/{one}/task").iterdir()
+                for k in (task / "children").read_text().split()
+            ]
+        except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        todo += kids
+    return total
+
+
 def _core_ticks(core: str) -> tuple[int, int]:
     """(busy, total) clock ticks of one core from /proc/stat (the whole machine's line if the
     core has none); idle and iowait count as not busy."""
@@ -410,12 +432,12 @@ def _duel_round(
 
     threads = [threading.Thread(target=drive, args=(name,)) for name in sides]
     core0 = _core_ticks(tools.SERVER_CORE)
-    cpu0 = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    cpu0 = {name: _tree_cpu_seconds(pid) for name, pid in pids.items()}
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    cpu1 = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    cpu1 = {name: _tree_cpu_seconds(pid) for name, pid in pids.items()}
     core1 = _core_ticks(tools.SERVER_CORE)
     if failures:
         raise failures[0]
