@@ -6,8 +6,9 @@ HTTP(S), prints one machine-readable line with the bound ports, prunes old event
 hourly, and on SIGTERM/SIGINT drains:
 
 SIGHUP (and, checked every few seconds, a change in a ``*_FILE`` the secrets come from)
-reloads the secrets: app secrets, verify token, gRPC tokens, Graph API token. Nothing else
-changes without a restart.
+reloads the secrets: app secrets, verify token, gRPC tokens, Graph API token; a changed
+HTTPS certificate and key are loaded at the same looks, gRPC's at its next handshake
+(wahook.tls). Nothing else changes without a restart.
 
 1. /readyz and gRPC health turn NOT_SERVING, so a load balancer stops sending;
 2. the HTTP listener stops accepting; new POSTs on open connections get 503;
@@ -101,6 +102,7 @@ class Sidecar:
         self.metrics = Metrics()
         self.worker_spec = worker_spec or {}
         self.supervisor: Supervisor | None = None
+        self.https: tls.ReloadingServerContext | None = None
 
     async def start(self) -> Listening:
         config = self.config
@@ -110,7 +112,8 @@ class Sidecar:
         else:
             assert config.tls_cert is not None
             assert config.tls_key is not None
-            ssl_ctx = tls.server_context(config.tls_cert, config.tls_key)
+            self.https = tls.ReloadingServerContext(config.tls_cert, config.tls_key)
+            ssl_ctx = self.https.context
         keyring = _keyring(config)
         grpc_credentials = _grpc_credentials(config)
         self.tokens = TokenSet([t.reveal() for t in config.grpc_tokens])
@@ -267,6 +270,11 @@ class Sidecar:
         if self.config.store_url is None:
             await asyncio.to_thread(_probe_write, self.config.data_dir)
 
+    def reload_certificates(self) -> None:
+        """The HTTPS certificate again if its files changed (gRPC's reloads itself)."""
+        if self.https is not None and self.supervisor is None:
+            self.https.reload_if_changed()
+
     def reload_secrets(self, new: Config) -> None:
         """Use ``new``'s secrets from now on; its other settings need a restart."""
         old = self.config
@@ -388,16 +396,20 @@ class Reloadable(Protocol):
 
     def reload_secrets(self, new: Config) -> None: ...
 
+    def reload_certificates(self) -> None: ...
+
 
 async def _reload_on(
     sidecar: Reloadable, reload: Callable[[], Config], hup: asyncio.Event, every: float
 ) -> None:
-    """Reload the secrets on SIGHUP (``hup``) and whenever a reload would change them."""
+    """Reload the secrets on SIGHUP (``hup``) and whenever a reload would change them, and
+    the HTTPS certificate whenever its files changed."""
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(hup.wait(), every)
         asked = hup.is_set()
         hup.clear()
+        sidecar.reload_certificates()
         try:
             new = reload()
         except WahookError as exc:

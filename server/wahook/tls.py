@@ -1,7 +1,10 @@
 """TLS for the listeners: the webhook's SSLContext, gRPC's server credentials, client
 contexts, self-signed certificates.
 
-The server context is TLS 1.2 or newer (Meta's webhook client speaks 1.2 and 1.3).
+The server context is TLS 1.2 or newer (Meta's webhook client speaks 1.2 and 1.3). Both
+listeners take a rotated certificate without a restart: the HTTPS front's on SIGHUP and at
+the secret files' look every few seconds (ReloadingServerContext), gRPC's at the next
+handshake after its files change (grpc_server_credentials).
 Self-signed certificates are for `wahook serve --dev` and tests only; production
 uses a certificate Meta trusts, or plain HTTP behind a TLS-terminating proxy.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
 import os
 import ssl
 from collections.abc import Sequence
@@ -22,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from wahook.errors import ConfigError
+
+log = logging.getLogger("wahook")
 
 
 def _check_files(*named: tuple[str, Path]) -> None:
@@ -45,6 +51,48 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return ctx
 
 
+def _fingerprint(*paths: Path | None) -> tuple[tuple[int, int, int], ...]:
+    """What a rotation changes about the files (inode, size, modification time): a stat
+    each, cheap enough for every gRPC handshake. A missing file reads as zeros."""
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path) if path is not None else None
+        except OSError:
+            st = None
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else (0, 0, 0))
+    return tuple(out)
+
+
+class ReloadingServerContext:
+    """The HTTPS front's SSLContext, and its certificate and key loaded again when their files
+    change (cert-manager, a Secret update): ``reload_if_changed`` on SIGHUP and every few
+    seconds. New handshakes get the new certificate, open connections keep theirs. A pair
+    that does not load (half written, a key that does not match) is refused before it touches
+    the live context, logged, and tried again at the next look."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.cert, self.key = cert, key
+        self._seen = _fingerprint(cert, key)
+        self.context = server_context(cert, key)
+
+    def reload_if_changed(self) -> bool:
+        """True when a new certificate was loaded."""
+        seen = _fingerprint(self.cert, self.key)
+        if seen == self._seen:
+            return False
+        try:
+            server_context(self.cert, self.key)  # the pair loads on its own first
+            self.context.load_cert_chain(str(self.cert), str(self.key))
+        except (ConfigError, ssl.SSLError, OSError) as exc:
+            message = exc.message if isinstance(exc, ConfigError) else str(exc)
+            log.warning("HTTPS certificate not reloaded, the one in use is kept: %s", message)
+            return False
+        self._seen = seen
+        log.info("HTTPS certificate reloaded from %s", self.cert)
+        return True
+
+
 def grpc_server_credentials(
     cert: Path, key: Path, client_ca: Path | None = None
 ) -> grpc.ServerCredentials:
@@ -54,14 +102,52 @@ def grpc_server_credentials(
     if client_ca is not None:
         named.append(("client CA", client_ca))
     _check_files(*named)
-    try:
-        pair = (key.read_bytes(), cert.read_bytes())
-        ca = client_ca.read_bytes() if client_ca is not None else None
-    except OSError as exc:
-        raise ConfigError(f"cannot read a gRPC TLS file: {exc.strerror}: {exc.filename}") from None
-    return grpc.ssl_server_credentials(
-        [pair], root_certificates=ca, require_client_auth=client_ca is not None
+    files = _GrpcFiles(cert, key, client_ca)
+    initial = files.configuration()
+    # The fetcher returns None for "no change", as gRPC documents (its type stub says not).
+    return grpc.dynamic_ssl_server_credentials(
+        initial,
+        files.fetch,  # type: ignore[arg-type]
+        require_client_authentication=client_ca is not None,
     )
+
+
+class _GrpcFiles:
+    """gRPC's certificate configuration, read again when the files change: gRPC asks
+    ``fetch`` at every handshake (a stat of each file), so a rotated certificate, key or
+    client CA serves the next connection, with no signal. A set that does not load is
+    logged and the one in use kept."""
+
+    def __init__(self, cert: Path, key: Path, client_ca: Path | None) -> None:
+        self.cert, self.key, self.client_ca = cert, key, client_ca
+        self._seen = _fingerprint(cert, key, client_ca)
+
+    def configuration(self) -> grpc.ServerCertificateConfiguration:
+        try:
+            pair = (self.key.read_bytes(), self.cert.read_bytes())
+            ca = self.client_ca.read_bytes() if self.client_ca is not None else None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read a gRPC TLS file: {exc.strerror}: {exc.filename}"
+            ) from None
+        return grpc.ssl_server_certificate_configuration([pair], root_certificates=ca)
+
+    def fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        seen = _fingerprint(self.cert, self.key, self.client_ca)
+        if seen == self._seen:
+            return None
+        try:
+            server_context(self.cert, self.key)  # the pair loads (and matches) first
+            if self.client_ca is not None:
+                ssl.create_default_context(cafile=str(self.client_ca))
+            configuration = self.configuration()
+        except (ConfigError, ssl.SSLError, OSError) as exc:
+            message = exc.message if isinstance(exc, ConfigError) else str(exc)
+            log.warning("gRPC certificate not reloaded, the one in use is kept: %s", message)
+            return None
+        self._seen = seen
+        log.info("gRPC certificate reloaded from %s", self.cert)
+        return configuration
 
 
 def client_context(cafile: Path | None = None, *, insecure: bool = False) -> ssl.SSLContext:

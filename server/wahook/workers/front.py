@@ -79,6 +79,7 @@ class Front:
         self.index = index
         self.metrics = Metrics()
         self.own_log: EventLog | None = None
+        self.https: tls.ReloadingServerContext | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -86,7 +87,8 @@ class Front:
         if not config.insecure_http:
             assert config.tls_cert is not None
             assert config.tls_key is not None
-            ssl_ctx = tls.server_context(config.tls_cert, config.tls_key)
+            self.https = tls.ReloadingServerContext(config.tls_cert, config.tls_key)
+            ssl_ctx = self.https.context
         keyring = _keyring(config, quiet=True)  # the parent logged its warnings
         try:
             sock = listen_reuseport(config.http_host, config.http_port)
@@ -136,6 +138,10 @@ class Front:
             for name, kind, text, value in await self.parent.parent_metrics():
                 if name not in ("wahook_worker_pid", "wahook_worker_index"):
                     _set_metric(self.metrics, name, kind, text, value)
+
+    def reload_certificates(self) -> None:
+        if self.https is not None:
+            self.https.reload_if_changed()
 
     def reload_secrets(self, new: Config) -> None:
         """The front's secrets: app secrets and verify token (the parent has the rest)."""
