@@ -34,6 +34,7 @@ from functools import partial
 from typing import Any, Protocol, TextIO
 
 import grpc
+import tornado.httpserver
 
 from wahook import tls
 from wahook.config import Config, is_loopback
@@ -304,14 +305,7 @@ class Sidecar:
             # Each front drains as below, its appends served by this process's log.
             await self.supervisor.stop()
         else:
-            self.http_server.stop()
-            running = await self.deps.drain.wait(DRAIN_TIMEOUT)
-            if running:
-                log.warning(
-                    "drain: %d webhook requests still running after %gs", running, DRAIN_TIMEOUT
-                )
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.http_server.close_all_connections(), 2.0)
+            await drain_http(self.http_server, self.deps)
         await self.rpc.shutdown(GRPC_GRACE)
         for task in (self.pruner, self.expirer):
             task.cancel()
@@ -321,6 +315,17 @@ class Sidecar:
         if self.media is not None:
             self.media.close()
         log.info("stopped")
+
+
+async def drain_http(http_server: tornado.httpserver.HTTPServer, deps: WebhookDeps) -> None:
+    """Steps 2 and 3 of the module docstring's drain: stop accepting, let the POSTs in flight
+    finish (each answered after its append), then close what is left open."""
+    http_server.stop()
+    running = await deps.drain.wait(DRAIN_TIMEOUT)
+    if running:
+        log.warning("drain: %d webhook requests still running after %gs", running, DRAIN_TIMEOUT)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(http_server.close_all_connections(), 2.0)
 
 
 def reload_front_secrets(deps: WebhookDeps, old: Config, new: Config) -> list[str]:

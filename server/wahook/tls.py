@@ -64,6 +64,20 @@ def _fingerprint(*paths: Path | None) -> tuple[tuple[int, int, int], ...]:
     return tuple(out)
 
 
+def _refusal(cert: Path, key: Path, client_ca: Path | None = None) -> str | None:
+    """Why these files would not serve (None: they would), tried on scratch contexts, never
+    on a live one: a half-written file, a key that does not match the certificate."""
+    try:
+        server_context(cert, key)
+        if client_ca is not None:
+            ssl.create_default_context(cafile=str(client_ca))
+    except ConfigError as exc:
+        return exc.message
+    except (ssl.SSLError, OSError) as exc:
+        return str(exc)
+    return None
+
+
 class ReloadingServerContext:
     """The HTTPS front's SSLContext, and its certificate and key loaded again when their files
     change (cert-manager, a Secret update): ``reload_if_changed`` on SIGHUP and every few
@@ -81,12 +95,14 @@ class ReloadingServerContext:
         seen = _fingerprint(self.cert, self.key)
         if seen == self._seen:
             return False
-        try:
-            server_context(self.cert, self.key)  # the pair loads on its own first
-            self.context.load_cert_chain(str(self.cert), str(self.key))
-        except (ConfigError, ssl.SSLError, OSError) as exc:
-            message = exc.message if isinstance(exc, ConfigError) else str(exc)
-            log.warning("HTTPS certificate not reloaded, the one in use is kept: %s", message)
+        why = _refusal(self.cert, self.key)  # the pair loads on its own first
+        if why is None:
+            try:
+                self.context.load_cert_chain(str(self.cert), str(self.key))
+            except (ssl.SSLError, OSError) as exc:  # changed again since: the next look
+                why = str(exc)
+        if why is not None:
+            log.warning("HTTPS certificate not reloaded, the one in use is kept: %s", why)
             return False
         self._seen = seen
         log.info("HTTPS certificate reloaded from %s", self.cert)
@@ -136,14 +152,14 @@ class _GrpcFiles:
         seen = _fingerprint(self.cert, self.key, self.client_ca)
         if seen == self._seen:
             return None
-        try:
-            server_context(self.cert, self.key)  # the pair loads (and matches) first
-            if self.client_ca is not None:
-                ssl.create_default_context(cafile=str(self.client_ca))
-            configuration = self.configuration()
-        except (ConfigError, ssl.SSLError, OSError) as exc:
-            message = exc.message if isinstance(exc, ConfigError) else str(exc)
-            log.warning("gRPC certificate not reloaded, the one in use is kept: %s", message)
+        why = _refusal(self.cert, self.key, self.client_ca)  # the set loads first
+        if why is None:
+            try:
+                configuration = self.configuration()
+            except ConfigError as exc:
+                why = exc.message
+        if why is not None:
+            log.warning("gRPC certificate not reloaded, the one in use is kept: %s", why)
             return None
         self._seen = seen
         log.info("gRPC certificate reloaded from %s", self.cert)

@@ -41,11 +41,11 @@ from wahook.errors import ConfigError, LogUnavailableError, WahookError
 from wahook.http.app import build_deps, make_http_server
 from wahook.http.metrics import Metrics
 from wahook.runtime import (
-    DRAIN_TIMEOUT,
     SECRET_FILES_EVERY,
     _front_limits,
     _keyring,
     _reload_on,
+    drain_http,
     open_event_log,
     reload_front_secrets,
 )
@@ -152,14 +152,7 @@ class Front:
 
     async def drain(self) -> None:
         self.deps.drain.start()
-        self.http_server.stop()
-        running = await self.deps.drain.wait(DRAIN_TIMEOUT)
-        if running:
-            log.warning(
-                "drain: %d webhook requests still running after %gs", running, DRAIN_TIMEOUT
-            )
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.http_server.close_all_connections(), 2.0)
+        await drain_http(self.http_server, self.deps)
         if self.own_log is not None:
             await self.own_log.close()
         await self.parent.close()
