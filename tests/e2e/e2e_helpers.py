@@ -12,7 +12,9 @@ import http.client
 import io
 import json
 import ssl
+import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -150,3 +152,14 @@ async def collect(
 def json_body(r: bytes) -> dict[str, object]:
     data: dict[str, object] = json.loads(r)
     return data
+
+
+def wait_until(
+    condition: Callable[[], bool], what: str = "the condition", within: float = 30.0
+) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``within`` seconds (a
+    bound for a hung server, never a timing: it ends as soon as the condition holds)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

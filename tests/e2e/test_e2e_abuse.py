@@ -15,12 +15,11 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
 import pytest
-from e2e_helpers import post
+from e2e_helpers import post, wait_until
 from wahook import samples, tls
 from wahook.store.sqlite import SqliteEventLog
 from wahook.v1 import event_pb2, service_pb2, service_pb2_grpc
@@ -53,13 +52,6 @@ def _keep_alive_post(s: ssl.SSLSocket) -> bytes:
     return data
 
 
-def _wait_for(condition, within: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("cap", ["auto", "1000"])
 def test_descriptor_exhaustion_neither_spins_nor_stops_open_connections(
     tmp_path: Path, wahook_factory: type[WahookFactory], certs: Certs, cap: str
@@ -80,12 +72,12 @@ def test_descriptor_exhaustion_neither_spins_nor_stops_open_connections(
         answer = _keep_alive_post(served)
         assert answer.startswith(b"HTTP/1.1 200"), w.stderr()[-3000:]
         if cap == "1000":
-            _wait_for(lambda: "cannot accept a connection" in w.stderr())
+            wait_until(lambda: "cannot accept a connection" in w.stderr())
     finally:
         for s in flood:
             s.close()
     # And new connections are accepted again once the flood is gone.
-    _wait_for(lambda: post(w.webhook_url, samples.body("text"), ctx)[0] == 200)
+    wait_until(lambda: post(w.webhook_url, samples.body("text"), ctx)[0] == 200)
     served.close()
     log = w.stderr()
     assert "Traceback" not in log
@@ -131,7 +123,7 @@ def test_sighup_and_changed_files_rotate_secrets(
     secret_file.write_text("new-secret, old-secret\n")
     w.proc.send_signal(signal.SIGHUP)
     # Ten in a row on fresh connections: every front (--workers) reloaded, not just one.
-    _wait_for(
+    wait_until(
         lambda: all(
             post(w.webhook_url, body, ctx, secret="new-secret")[0] == 200 for _ in range(10)
         )
@@ -139,7 +131,7 @@ def test_sighup_and_changed_files_rotate_secrets(
     assert post(w.webhook_url, body, ctx, secret="old-secret")[0] == 200
     secret_file.write_text("new-secret\n")
     w.proc.send_signal(signal.SIGHUP)
-    _wait_for(
+    wait_until(
         lambda: all(
             post(w.webhook_url, body, ctx, secret="old-secret")[0] == 401 for _ in range(10)
         )
@@ -160,7 +152,7 @@ def test_sighup_and_changed_files_rotate_secrets(
 
     assert list_with("old-token") == grpc.StatusCode.OK
     token_file.write_text("new-token\n")  # no signal: the file's change is noticed
-    _wait_for(lambda: list_with("new-token") == grpc.StatusCode.OK)
+    wait_until(lambda: list_with("new-token") == grpc.StatusCode.OK)
     assert list_with("old-token") == grpc.StatusCode.UNAUTHENTICATED
     log = w.stderr()
     assert "secrets reloaded" in log
@@ -277,9 +269,9 @@ def test_readyz_is_503_while_the_disk_is_full_then_200(
                 f.flush()
         except OSError:
             pass
-    _wait_for(lambda: post(ready, b"", ctx, method="GET", signature=None)[0] == 503)
+    wait_until(lambda: post(ready, b"", ctx, method="GET", signature=None)[0] == 503)
     filler.unlink()
-    _wait_for(lambda: post(ready, b"", ctx, method="GET", signature=None)[0] == 200)
+    wait_until(lambda: post(ready, b"", ctx, method="GET", signature=None)[0] == 200)
     assert post(w.webhook_url, samples.body("text"), ctx)[0] == 200
 
 

@@ -8,12 +8,10 @@ import os
 import signal
 import socket
 import ssl
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_helpers import post
+from e2e_helpers import post, wait_until
 from wahook import samples, tls
 from wahook_testkit import Certs, WahookFactory
 
@@ -49,13 +47,6 @@ def _rotate(into: Certs, scratch: Path, *, key_too: bool = True) -> None:
     os.replace(scratch / "cert.pem", into.cert)
 
 
-def _until(condition: Callable[[], bool], within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_rotated_certificates_serve_new_connections_without_a_restart(
     tmp_path: Path, wahook_factory: type[WahookFactory], workers: str
@@ -83,9 +74,9 @@ def test_rotated_certificates_serve_new_connections_without_a_restart(
     second_https, second_grpc = _der(https), _der(grpc_certs)
     assert second_https != first_https
     assert second_grpc != first_grpc
-    _until(lambda: _served(w.grpc_target, ["h2"]) == second_grpc)
+    wait_until(lambda: _served(w.grpc_target, ["h2"]) == second_grpc, within=60.0)
     # Every front (--workers 2): ten fresh connections in a row.
-    _until(lambda: all(_served(w.http_url) == second_https for _ in range(10)))
+    wait_until(lambda: all(_served(w.http_url) == second_https for _ in range(10)), within=60.0)
     ctx = tls.client_context(https.cert)
     assert post(w.webhook_url, samples.body("text"), ctx)[0] == 200
 
@@ -95,16 +86,20 @@ def test_rotated_certificates_serve_new_connections_without_a_restart(
     _rotate(https, tmp_path / "s3", key_too=False)
     _rotate(grpc_certs, tmp_path / "s4", key_too=False)
     w.proc.send_signal(signal.SIGHUP)
-    _until(lambda: w.stderr().count("HTTPS certificate not reloaded") > refused_https)
+    wait_until(
+        lambda: w.stderr().count("HTTPS certificate not reloaded") > refused_https, within=60.0
+    )
     assert _served(w.grpc_target, ["h2"]) == second_grpc  # the handshake that looked
-    _until(lambda: w.stderr().count("gRPC certificate not reloaded") > refused_grpc)
+    wait_until(
+        lambda: w.stderr().count("gRPC certificate not reloaded") > refused_grpc, within=60.0
+    )
     assert all(_served(w.http_url) == second_https for _ in range(10))
     assert post(w.webhook_url, samples.body("text"), ctx)[0] == 200
 
     # Its key arrives: the next look loads the pair (SIGHUP here).
     os.replace(tmp_path / "s3" / "key.pem", https.key)
     w.proc.send_signal(signal.SIGHUP)
-    _until(lambda: all(_served(w.http_url) == _der(https) for _ in range(10)))
+    wait_until(lambda: all(_served(w.http_url) == _der(https) for _ in range(10)), within=60.0)
     assert _der(https) != second_https
     log = w.stderr()
     assert "HTTPS certificate reloaded" in log

@@ -12,12 +12,10 @@ import os
 import re
 import signal
 import ssl
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_helpers import collect, list_events, post
+from e2e_helpers import collect, list_events, post, wait_until
 from redis_server import start_redis
 from test_e2e_crash import Load, _check_after_restart, _pre_acked, event_ids, wait_for
 from wahook import samples
@@ -47,13 +45,6 @@ def alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def until(condition: Callable[[], bool], what: str, within: float = WAIT) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def scrape(server: WahookProcess, ctx: ssl.SSLContext) -> dict[str, float]:
     """One /metrics scrape on a fresh connection: its series by name (and labels)."""
     status, body = post(server.http_url + "/metrics", b"", ctx, method="GET", signature=None)
@@ -78,7 +69,7 @@ def per_front(server: WahookProcess, ctx: ssl.SSLContext, want: int) -> dict[int
         seen[int(series["wahook_worker_pid"])] = series
         return len(seen) >= want
 
-    until(more, f"{want} fronts to answer /metrics")
+    wait_until(more, f"{want} fronts to answer /metrics", within=WAIT)
     return seen
 
 
@@ -140,7 +131,9 @@ async def test_kill_9_of_one_front_under_load_loses_nothing_answered_200(
     assert server.proc.poll() is None, "a front's death took the parent down"
 
     # The parent starts the killed front again, and the new one serves.
-    until(lambda: len(children(server.proc.pid) - fronts) == 1, "the front's restart")
+    wait_until(
+        lambda: len(children(server.proc.pid) - fronts) == 1, "the front's restart", within=WAIT
+    )
     now = children(server.proc.pid)
     assert len(now) == 2
     assert victim not in now
@@ -197,7 +190,9 @@ async def test_kill_9_of_the_parent_under_load_loses_nothing_answered_200(
     server.kill()
     load.join()
     assert set(load.other) <= {503}, load.other
-    until(lambda: not any(alive(pid) for pid in fronts), "the orphaned fronts to exit")
+    wait_until(
+        lambda: not any(alive(pid) for pid in fronts), "the orphaned fronts to exit", within=WAIT
+    )
     ok_ids = event_ids(load.ok)
     assert len(ok_ids) >= 60
     restarted = wahook_factory.start(data, args=WORKERS, **ports)
@@ -211,7 +206,9 @@ def test_parent_killed_fronts_exit(
     fronts = children(server.proc.pid)
     assert len(fronts) == 2
     server.kill()
-    until(lambda: not any(alive(pid) for pid in fronts), "the orphaned fronts to exit")
+    wait_until(
+        lambda: not any(alive(pid) for pid in fronts), "the orphaned fronts to exit", within=WAIT
+    )
     assert server.stderr().count("the parent process is gone") == 2
 
 
